@@ -1,0 +1,89 @@
+"""One request's outcome, and the columns of every session CSV (the single source of truth for them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Status values of a request row.
+OK, ERROR, THROTTLED, TIMEOUT, CANCELLED = "ok", "error", "throttled", "timeout", "cancelled"
+STATUSES = (OK, ERROR, THROTTLED, TIMEOUT, CANCELLED)
+
+
+@dataclass
+class RequestResult:
+    """What :meth:`Target.send` returns. Times are epoch seconds (``time.time()``), durations milliseconds.
+
+    The target fills what it knows (send/receive times, status, server-side timings, function REPORT figures);
+    the load generator fills the rest (trial, level, intended send time) before the row is written.
+    """
+
+    actual_send: float
+    receive: float
+    status: str = OK
+    http_status: int | None = None
+    error: str = ""
+    # server-side per-phase timings, as the agent or the function reports them
+    server_decode_ms: float | None = None
+    server_preprocess_ms: float | None = None
+    server_inference_ms: float | None = None
+    server_postprocess_ms: float | None = None
+    server_total_ms: float | None = None
+    # cold start figures (first request after a fresh start)
+    cold: bool = False
+    start_ms: float | None = None
+    init_ms: float | None = None
+    # function figures from the REPORT line
+    duration_ms: float | None = None
+    billed_ms: float | None = None
+    memory_size_mb: int | None = None
+    max_memory_used_mb: int | None = None
+    response_bytes: int = 0
+    top1: str = ""
+    request_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def service_ms(self) -> float:
+        return (self.receive - self.actual_send) * 1000.0
+
+
+#: requests.csv, one row per request, in this order.
+REQUEST_COLUMNS = [
+    "session", "workload", "trial", "trial_kind", "target", "target_kind", "level", "seq", "worker",
+    "intended_send", "actual_send", "receive", "latency_ms", "service_ms", "late_ms",
+    "server_decode_ms", "server_preprocess_ms", "server_inference_ms", "server_postprocess_ms", "server_total_ms",
+    "cold", "start_ms", "init_ms", "duration_ms", "billed_ms", "memory_size_mb", "max_memory_used_mb",
+    "status", "http_status", "error", "payload_bytes", "response_bytes", "batch_size", "top1", "request_id",
+]
+
+#: trials.csv, one row per trial x target x level.
+TRIAL_COLUMNS = [
+    "session", "workload", "trial", "trial_kind", "target", "target_kind", "level", "status", "loop",
+    "count", "ok", "errors", "throttled", "timeouts", "cancelled", "late_sends", "cold_starts",
+    "started", "finished", "duration_s", "throughput_rps", "images_per_s",
+    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "mean_ci_low_ms", "mean_ci_high_ms",
+    "server_inference_p50_ms", "init_p50_ms", "billed_ms_mean", "max_memory_used_mb", "note",
+]
+
+#: metrics.csv, one row per resource sample.
+METRIC_COLUMNS = [
+    "session", "workload", "trial", "target", "time", "cpu_percent", "cpu_per_core", "rss_mb", "mem_percent",
+    "load1", "load5", "load15", "threads",
+]
+
+
+def request_row(result: RequestResult, **context: Any) -> dict[str, Any]:
+    """Flatten a result plus its trial context into a requests.csv row (dict in REQUEST_COLUMNS order)."""
+    data = asdict(result)
+    data.pop("extra", None)
+    data.update(context)
+    intended = data.get("intended_send")
+    if intended is None:
+        intended = data["intended_send"] = result.actual_send
+    data["service_ms"] = result.service_ms
+    data["late_ms"] = max(0.0, (result.actual_send - intended) * 1000.0)
+    if data.get("latency_ms") is None:
+        # open loop: from the intended send time (coordinated omission); closed loop: intended == actual
+        data["latency_ms"] = (result.receive - intended) * 1000.0
+    return {col: data.get(col) for col in REQUEST_COLUMNS}

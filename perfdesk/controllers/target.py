@@ -1,0 +1,172 @@
+"""The one interface every target kind implements, and the registry of kinds.
+
+A trial is written once against :class:`Target`; the local server, SSH hosts, EC2 instances, Lambda functions and
+the local Lambda emulator are each one subclass, registered by name with :func:`register_target`. The core never
+branches on a kind: optional abilities are class attributes with a default (``supports_memory``) and methods that
+raise :class:`Unsupported` by default.
+
+Side effects enter through the constructor (:class:`TargetContext`: the event sink, the clock, the session id,
+the cancel event), so tests drive real peers on loopback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from perfdesk.controllers.events import Event, LogLine, TargetState
+from perfdesk.controllers.results import RequestResult
+from perfdesk.controllers.workload import Payload, WorkloadSpec
+
+
+class Unsupported(Exception):
+    """Raised by an optional ability that a target kind does not have."""
+
+
+class TargetError(Exception):
+    """A target failed in a way the user must hear about (which target, which step, what to do)."""
+
+    def __init__(self, target: str, step: str, message: str, hint: str = ""):
+        self.target, self.step, self.hint = target, step, hint
+        text = f"{target}: {step}: {message}"
+        if hint:
+            text += f" ({hint})"
+        super().__init__(text)
+
+
+class TargetSpec(BaseModel):
+    """Options common to every target kind; each kind subclasses this with its own fields.
+
+    Unknown keys are rejected (``extra='forbid'``) and reported with the closest known key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Unique name of the target, used in CSVs and the UI.")
+    kind: str = Field(description="Target kind: one of the registered kinds (see the profile reference).")
+    request_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Client-side timeout of one request, in seconds."
+    )
+
+
+@dataclass
+class ColdStart:
+    """What one forced fresh start cost, phase by phase (milliseconds); None where a phase does not apply."""
+
+    start_ms: float | None = None  # process / instance / execution environment start until it answers
+    init_ms: float | None = None  # model load (imports, weights) as the target reports it
+    phases: dict[str, float] = field(default_factory=dict)  # finer phases, kind-specific names
+
+
+@dataclass
+class TargetContext:
+    """What a target gets from the experiment: where to send events, the session id, cancellation."""
+
+    session_id: str
+    emit: Callable[[Event], None]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.time
+    work_dir: str = "."
+    profile_dir: str = "."
+
+
+class Target(ABC):
+    """A place inference runs: deploy it, send it requests, force cold starts, sample it, tear it down.
+
+    Threading contract: :meth:`send` is called from many load-generator threads at once and must be thread-safe;
+    every other method is called from one controlling thread. Every blocking call honours ``ctx.cancel`` and has
+    a timeout.
+    """
+
+    kind: ClassVar[str] = ""
+    spec_model: ClassVar[type[TargetSpec]] = TargetSpec
+    #: The target can change its memory size between trials (Lambda): enables the memory sweep trial.
+    supports_memory: ClassVar[bool] = False
+    #: The target exposes a /metrics-like resource sample (server agent).
+    supports_metrics: ClassVar[bool] = False
+
+    def __init__(self, spec: TargetSpec, ctx: TargetContext):
+        self.spec = spec
+        self.ctx = ctx
+        self.name = spec.name
+        self.state = "not deployed"
+        self.workload: WorkloadSpec | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def deploy(self, workload: WorkloadSpec) -> None:
+        """Bring the target up serving ``workload`` and wait until it answers (raises TargetError)."""
+
+    @abstractmethod
+    def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        """Send one inference request; never raises for a failed request: the result carries the error."""
+
+    def force_cold(self) -> ColdStart:
+        """Retire every warm instance so that the next request is a cold start; return the start's phases.
+
+        For a server: stop the process and start it again (timed). For a function: change the configuration so
+        warm environments are retired (the timing then arrives with the first request's REPORT line).
+        """
+        raise Unsupported(f"{self.kind} targets cannot force a cold start")
+
+    def set_memory(self, memory_mb: int) -> None:
+        """Change the configured memory size (functions); only where ``supports_memory``."""
+        raise Unsupported(f"{self.kind} targets have no memory size to set")
+
+    def sample_metrics(self) -> dict[str, Any] | None:
+        """One resource sample (CPU %, RSS, ...) or None; called about once a second during trials."""
+        return None
+
+    @abstractmethod
+    def teardown(self) -> None:
+        """Stop and remove everything this target started or created. Safe to call twice and after failures."""
+
+    def describe(self) -> dict[str, Any]:
+        """Key facts for the manifest and the UI (host, function, memory, instance type, versions, ...)."""
+        return {"name": self.name, "kind": self.kind}
+
+    # -- helpers for subclasses --------------------------------------------------------------------------------
+    def set_state(self, state: str, detail: str = "") -> None:
+        self.state = state
+        self.ctx.emit(TargetState(target=self.name, state=state, detail=detail, time=self.ctx.clock()))
+
+    def log(self, line: str, stream: str = "perfdesk") -> None:
+        self.ctx.emit(LogLine(target=self.name, line=line, stream=stream, time=self.ctx.clock()))
+
+
+# -- registry ---------------------------------------------------------------------------------------------------
+# Kinds are imported lazily: a profile that uses no SSH never imports paramiko, none with no Lambda never boto3.
+_KINDS: dict[str, str] = {
+    "local-server": "perfdesk.remote.local:LocalServerTarget",
+    "ssh": "perfdesk.remote.ssh_target:SshTarget",
+    "ec2": "perfdesk.remote.ec2_target:Ec2Target",
+    "lambda": "perfdesk.lambda_pkg.target:LambdaTarget",
+    "local-lambda": "perfdesk.lambda_pkg.target:LocalLambdaTarget",
+}
+_LOADED: dict[str, type[Target]] = {}
+
+
+def register_target(kind: str, path: str) -> None:
+    """Register a target kind by import path ``module:Class`` (imported only when a profile uses it)."""
+    _KINDS[kind] = path
+
+
+def known_kinds() -> list[str]:
+    return sorted(_KINDS)
+
+
+def target_class(kind: str) -> type[Target]:
+    """The class of a kind; raises KeyError for an unknown kind (the profile loader reports it)."""
+    if kind in _LOADED:
+        return _LOADED[kind]
+    path = _KINDS[kind]
+    module_name, _, attr = path.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    _LOADED[kind] = cls
+    return cls

@@ -1,0 +1,1 @@
+"""The server paradigm: the inference agent, transports (local, SSH), provisioning, EC2."""
