@@ -205,7 +205,7 @@ class AgentTarget(Target):
     def teardown(self) -> None:
         self._close_client()
         self._stop_agent()
-        if self.state not in ("not deployed",):
+        if self.state not in ("not deployed", "torn down"):
             self.set_state("torn down")
 
     def describe(self) -> dict[str, Any]:

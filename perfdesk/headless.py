@@ -1,0 +1,158 @@
+"""The headless front end: runs a profile with no UI, shows rich progress bars and a summary table.
+
+Exit codes: 0 success, 1 a trial failed (or the regression gate fired), 2 a bad profile, 130 Ctrl-C (after saving
+what was done and stopping every target).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from perfdesk.controllers.events import (
+    EventBus, LogLine, RequestDone, SessionStarted, TargetState, TrialFinished, TrialStarted,
+)
+from perfdesk.controllers.experiment import Experiment
+from perfdesk.controllers.profile import Profile
+
+
+def _fmt(v, digits: int = 1) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v) if v not in (None, "") else "-"
+    if math.isnan(f):
+        return "-"
+    return f"{f:.{digits}f}"
+
+
+class HeadlessPrinter:
+    """Turns events into progress bars (one per trial x target x level) and log lines."""
+
+    def __init__(self, console: Console, verbose: bool = False):
+        self.console = console
+        self.verbose = verbose
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7} req/s"), TextColumn("[red]{task.fields[errors]} err"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self._task = None
+        self._started = 0.0
+        self._done = 0
+        self._errors = 0
+        self._duration: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, event) -> None:
+        if isinstance(event, TrialStarted):
+            with self._lock:
+                self._done = self._errors = 0
+                self._started = time.time()
+                self._duration = event.duration_s
+                total = event.expected if event.expected is not None else None
+                desc = f"{event.workload} {event.trial} {event.target} @{event.level}"
+                self._task = self.progress.add_task(desc, total=total if total is not None else 100,
+                                                    rate="-", errors=0)
+        elif isinstance(event, RequestDone):
+            with self._lock:
+                if self._task is None:
+                    return
+                self._done += 1
+                if event.row.get("status") != "ok":
+                    self._errors += 1
+                elapsed = max(1e-6, time.time() - self._started)
+                if self._duration:
+                    completed = min(100.0, 100.0 * elapsed / self._duration)
+                else:
+                    completed = self._done
+                if self._done % 5 == 0 or completed >= 100:
+                    self.progress.update(self._task, completed=completed, rate=f"{self._done / elapsed:.1f}",
+                                         errors=self._errors)
+        elif isinstance(event, TrialFinished):
+            with self._lock:
+                if self._task is not None:
+                    s = event.summary
+                    total = self.progress.tasks[-1].total if self.progress.tasks else None
+                    self.progress.update(self._task, completed=total, rate=_fmt(s.get("throughput_rps")),
+                                         errors=(s.get("errors") or 0) + (s.get("timeouts") or 0))
+                    self.progress.stop_task(self._task)
+                    self._task = None
+                if event.summary.get("status") in ("failed", "skipped"):
+                    s = event.summary
+                    color = "red" if s["status"] == "failed" else "yellow"
+                    self.console.print(f"[{color}]{s['status']}[/]: {s['trial']} on {s['target']}: {s.get('note', '')}")
+        elif isinstance(event, TargetState):
+            self.console.print(f"[cyan]{event.target}[/] {event.state} {event.detail}".rstrip(), highlight=False)
+        elif isinstance(event, SessionStarted):
+            self.console.print(f"session [bold]{event.session_id}[/] -> {event.path}")
+        elif isinstance(event, LogLine) and (self.verbose or event.stream == "perfdesk"):
+            if self.verbose or "failed" in event.line:
+                self.console.print(f"[dim]{event.target}: {event.line}[/]", highlight=False, markup=False)
+
+
+def summary_table(summaries: list[dict]) -> Table:
+    table = Table(title="Summary (latency in ms; random weights are timing-only)")
+    for col in ("workload", "trial", "target", "level", "status", "ok", "err", "thr/s", "p50", "p90", "p99",
+                "max", "mean ± 95% CI", "cold"):
+        table.add_column(col, justify="right" if col not in ("workload", "trial", "target", "status") else "left")
+    for s in summaries:
+        ci = "-"
+        if s.get("mean_ms") not in (None, "") and not math.isnan(float(s.get("mean_ms", math.nan) or math.nan)):
+            half = (float(s["mean_ci_high_ms"]) - float(s["mean_ci_low_ms"])) / 2 if s.get("mean_ci_high_ms") else math.nan
+            ci = f"{_fmt(s['mean_ms'])} ± {_fmt(half)}"
+        err = (s.get("errors") or 0) + (s.get("timeouts") or 0) + (s.get("throttled") or 0)
+        status = s.get("status", "")
+        style = {"failed": "red", "interrupted": "yellow", "skipped": "yellow"}.get(status, "green")
+        table.add_row(
+            str(s.get("workload", "")), str(s.get("trial", "")), str(s.get("target", "")), str(s.get("level", "")),
+            f"[{style}]{status}[/]", str(s.get("ok", "")), str(err), _fmt(s.get("throughput_rps")),
+            _fmt(s.get("p50_ms")), _fmt(s.get("p90_ms")), _fmt(s.get("p99_ms")), _fmt(s.get("max_ms")), ci,
+            str(s.get("cold_starts", "")),
+        )
+    return table
+
+
+def run_headless(profile: Profile, *, output: str | None = None, verbose: bool = False,
+                 console: Console | None = None) -> tuple[int, Path]:
+    """Run a profile to the end. Returns (exit code, session folder)."""
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=180)  # logs of nightly runs: keep the summary table readable
+    bus = EventBus()
+    experiment = Experiment(profile, bus=bus, output=output)
+    printer = HeadlessPrinter(console, verbose=verbose)
+    bus.subscribe(printer)
+
+    interrupts = {"n": 0}
+
+    def on_sigint(signum, frame):
+        interrupts["n"] += 1
+        if interrupts["n"] == 1:
+            console.print("[yellow]Ctrl-C: stopping (requests in flight end, rows are kept); Ctrl-C again to "
+                          "abandon waiting[/]")
+            experiment.stop()
+        else:
+            raise KeyboardInterrupt
+
+    old_int = signal.signal(signal.SIGINT, on_sigint)
+    old_term = signal.signal(signal.SIGTERM, on_sigint)
+    try:
+        with printer.progress:
+            outcome = experiment.run()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    console.print(summary_table(outcome.summaries))
+    for failure in outcome.failures:
+        console.print(f"[red]failed:[/] {failure}", highlight=False)
+    console.print(f"session: [bold]{outcome.session_path}[/] ({outcome.status})")
+    return outcome.exit_code, outcome.session_path
