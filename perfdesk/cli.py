@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = main_parser().parse_args(argv)
     try:
         return run_main(args)
+    except SystemExit as exc:  # a bad profile: message already printed
+        return int(exc.code or 0)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

@@ -30,6 +30,7 @@ import time
 log = logging.getLogger("perfdesk.agent")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+DRAIN_LIMIT = 256 * 1024 * 1024
 _T0 = time.time()
 
 
@@ -110,11 +111,28 @@ def create_app(engine, token: str, *, max_body_bytes: int = MAX_BODY_BYTES, read
     expected = f"Bearer {token}".encode()
     info = dict(ready_info or {})
 
+    def _drain(limit: int = DRAIN_LIMIT) -> None:
+        # read (and drop) a rejected body so that the client, still sending, gets our answer rather than a reset
+        # connection; beyond DRAIN_LIMIT the connection is simply closed
+        length = request.content_length or 0
+        if length <= limit:
+            stream = request.environ["wsgi.input"]
+            while length > 0:
+                chunk = stream.read(min(length, 1 << 20))
+                if not chunk:
+                    break
+                length -= len(chunk)
+
     @app.before_request
     def _auth():
         got = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(got, expected):
+            _drain(max_body_bytes)
             return _json_error(401, "missing or wrong bearer token")
+        if (request.content_length or 0) > max_body_bytes:
+            _drain()
+            return _json_error(413, f"body of {request.content_length} bytes is larger than the limit of "
+                                    f"{max_body_bytes} bytes")
         return None
 
     @app.errorhandler(HTTPException)
