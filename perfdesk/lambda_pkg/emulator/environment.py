@@ -179,6 +179,11 @@ class _RuntimeApiServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address) -> None:
+        # a killed environment drops its connection mid-request: expected, not worth a traceback
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
     def __init__(self, env: "ExecutionEnvironment"):
         self.env = env
         super().__init__(("127.0.0.1", 0), _RuntimeApiHandler)

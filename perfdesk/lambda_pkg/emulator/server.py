@@ -448,6 +448,10 @@ class _ControlServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # client went away
+            super().handle_error(request, client_address)
+
     def __init__(self, address: tuple[str, int], emulator: Emulator):
         self.emulator = emulator
         super().__init__(address, _ControlHandler)
