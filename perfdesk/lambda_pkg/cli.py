@@ -1,0 +1,76 @@
+"""``perfdesk emulator``: the local Lambda emulator alone, until Ctrl-C (or SIGTERM).
+
+    perfdesk emulator --port 9001
+    aws lambda invoke --endpoint-url http://127.0.0.1:9001 --function-name f out.json   # any Lambda client
+
+The lead wires it with :func:`add_emulator_parser` and :func:`run_emulator`; ``python -m perfdesk.lambda_pkg.cli``
+runs it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+
+def add_emulator_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("emulator", help="run the local Lambda emulator until Ctrl-C",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    p.set_defaults(func=run_emulator)
+    return p
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=9001, help="port (0: any free port; default 9001)")
+    p.add_argument("--idle-s", type=float, default=300.0, help="reclaim environments idle this long (default 300)")
+    p.add_argument("--concurrency", type=int, default=10, help="account concurrency limit (default 10)")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--no-cpu-limits", action="store_true", help="do not put environments in cpu cgroups")
+    p.add_argument("--work-dir", default=None, help="where code and environments live (default: a temp dir)")
+    p.add_argument("--quiet", action="store_true", help="do not print function logs")
+
+
+def run_emulator(args) -> int:
+    from perfdesk.lambda_pkg.emulator import Emulator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    def sink(function: str, text: str) -> None:
+        if not args.quiet:
+            for line in text.rstrip("\n").splitlines():
+                print(f"[{function}] {line}", flush=True)
+
+    try:
+        emu = Emulator(host=args.host, port=args.port, work_dir=args.work_dir, idle_s=args.idle_s,
+                       account_concurrency=args.concurrency, cpu_limits=not args.no_cpu_limits,
+                       region=args.region, log_sink=sink).start()
+    except OSError as exc:
+        print(f"perfdesk emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}; "
+              "choose another --port", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(json.dumps({"endpoint": emu.url, **emu.describe()}), flush=True)
+    try:
+        stop.wait()
+    finally:
+        emu.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="perfdesk-emulator", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    return run_emulator(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""The emulator's records of functions and layer versions, in the shapes of Lambda's API responses."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+import shutil
+import threading
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ACCOUNT_ID = "123456789012"
+#: Lambda's limits that the emulator enforces the same way.
+MAX_ZIP_UPLOAD = 50 * 1024 * 1024
+MAX_UNZIPPED = 262_144_000
+MAX_LAYERS = 5
+MEMORY_RANGE = (128, 10240)
+TIMEOUT_RANGE = (1, 900)
+_NAME_RX = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class ApiError(Exception):
+    """An error answered in Lambda's JSON shape; ``code`` becomes the ``x-amzn-ErrorType`` header."""
+
+    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra or {}
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "ResourceNotFoundException", f"{what} not found.")
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "InvalidParameterValueException", message)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def unpack_zip(data: bytes, dest: Path) -> tuple[str, int]:
+    """Unpack a zip (checked, path-safe) into ``dest``; return (base64 sha256, zip size)."""
+    if len(data) > MAX_ZIP_UPLOAD:
+        raise ApiError(413, "RequestEntityTooLargeException",
+                       f"Zipped size must be smaller than {MAX_ZIP_UPLOAD} bytes (got {len(data)}).")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        unzipped = sum(i.file_size for i in zf.infolist())
+    except zipfile.BadZipFile as exc:
+        raise invalid(f"Could not unzip uploaded file: {exc}. Please check your file, then try to upload again.")
+    if unzipped > MAX_UNZIPPED:
+        raise invalid(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    zf.extractall(dest)  # extractall strips absolute paths and '..' components
+    for info in zf.infolist():  # keep the executable bits (zipfile drops them)
+        mode = (info.external_attr >> 16) & 0o777
+        if mode:
+            (dest / info.filename).chmod(mode | 0o400)
+    return base64.b64encode(hashlib.sha256(data).digest()).decode(), len(data)
+
+
+@dataclass
+class LayerVersion:
+    name: str
+    version: int
+    directory: Path
+    code_sha256: str
+    code_size: int
+    description: str = ""
+    compatible_runtimes: list[str] = field(default_factory=list)
+    compatible_architectures: list[str] = field(default_factory=list)
+    license_info: str | None = None
+    created: str = field(default_factory=now_iso)
+
+    @property
+    def layer_arn(self) -> str:
+        return f"arn:aws:lambda:{{region}}:{ACCOUNT_ID}:layer:{self.name}"
+
+    def to_api(self, region: str, host: str) -> dict[str, Any]:
+        layer_arn = self.layer_arn.format(region=region)
+        out = {
+            "Content": {"Location": f"{host}/layer-content/{self.name}/{self.version}",
+                        "CodeSha256": self.code_sha256, "CodeSize": self.code_size},
+            "LayerArn": layer_arn,
+            "LayerVersionArn": f"{layer_arn}:{self.version}",
+            "Description": self.description,
+            "CreatedDate": self.created,
+            "Version": self.version,
+            "CompatibleRuntimes": self.compatible_runtimes,
+            "CompatibleArchitectures": self.compatible_architectures,
+        }
+        if self.license_info:
+            out["LicenseInfo"] = self.license_info
+        return out
+
+
+@dataclass
+class FunctionRecord:
+    name: str
+    region: str
+    runtime: str
+    role: str
+    handler: str
+    task_dir: Path
+    code_sha256: str
+    code_size: int
+    description: str = ""
+    timeout: int = 3
+    memory: int = 128
+    variables: dict[str, str] = field(default_factory=dict)
+    layers: list[LayerVersion] = field(default_factory=list)
+    architectures: list[str] = field(default_factory=lambda: ["x86_64"])
+    tags: dict[str, str] = field(default_factory=dict)
+    reserved_concurrency: int | None = None
+    revision: int = 1  # bumped by every configuration or code change: environments of older ones are retired
+    revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    last_modified: str = field(default_factory=now_iso)
+    url_config: dict[str, Any] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.name}"
+
+    def touch(self) -> None:
+        self.revision += 1
+        self.revision_id = str(uuid.uuid4())
+        self.last_modified = now_iso()
+
+    def configuration(self) -> dict[str, Any]:
+        """GetFunctionConfiguration's answer. Updates apply synchronously, so State is Active at once."""
+        return {
+            "FunctionName": self.name,
+            "FunctionArn": self.arn,
+            "Runtime": self.runtime,
+            "Role": self.role,
+            "Handler": self.handler,
+            "CodeSize": self.code_size,
+            "Description": self.description,
+            "Timeout": self.timeout,
+            "MemorySize": self.memory,
+            "LastModified": self.last_modified,
+            "CodeSha256": self.code_sha256,
+            "Version": "$LATEST",
+            "Environment": {"Variables": dict(self.variables)},
+            "TracingConfig": {"Mode": "PassThrough"},
+            "RevisionId": self.revision_id,
+            "Layers": [{"Arn": lv.to_api(self.region, "")["LayerVersionArn"], "CodeSize": lv.code_size}
+                       for lv in self.layers],
+            "State": "Active",
+            "LastUpdateStatus": "Successful",
+            "PackageType": "Zip",
+            "Architectures": list(self.architectures),
+            "EphemeralStorage": {"Size": 512},
+        }
+
+
+def function_name_from(ref: str) -> str:
+    """A function name from a name, a partial or a full ARN (qualifiers dropped)."""
+    if ref.startswith("arn:"):
+        parts = ref.split(":")
+        if len(parts) >= 7 and parts[5] == "function":
+            return parts[6]
+        raise invalid(f"{ref} is not a function ARN")
+    name = ref.split(":")[0]
+    if not _NAME_RX.match(name):
+        raise invalid(f"1 validation error detected: Value '{ref}' at 'functionName' failed to satisfy constraint")
+    return name
+
+
+def layer_name_from(ref: str) -> str:
+    if ref.startswith("arn:"):
+        parts = ref.split(":")
+        if len(parts) >= 7 and parts[5] == "layer":
+            return parts[6]
+        raise invalid(f"{ref} is not a layer ARN")
+    return ref

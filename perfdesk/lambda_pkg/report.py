@@ -1,0 +1,101 @@
+"""Lambda's REPORT log line: written by the emulator, parsed by the targets (one format, both sides).
+
+Real Lambda ends every invocation's log with a line such as::
+
+    REPORT RequestId: 3c1f...  Duration: 102.25 ms  Billed Duration: 103 ms  Memory Size: 1536 MB
+    Max Memory Used: 412 MB  Init Duration: 2871.03 ms
+
+(one line, tab separated; ``Init Duration`` only after a cold start; a ``Status: timeout`` / ``Error Type:`` tail
+on failures). This module imports nothing from perfdesk so the emulator and the shipped side can both use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from dataclasses import dataclass
+
+_FIELDS = {
+    "request_id": re.compile(r"RequestId:\s*([0-9A-Za-z-]+)"),
+    "duration_ms": re.compile(r"(?<!Billed )(?<!Init )(?<!Restore )Duration:\s*([0-9.]+)\s*ms"),
+    "billed_ms": re.compile(r"Billed Duration:\s*([0-9.]+)\s*ms"),
+    "memory_size_mb": re.compile(r"Memory Size:\s*([0-9]+)\s*MB"),
+    "max_memory_used_mb": re.compile(r"Max Memory Used:\s*([0-9]+)\s*MB"),
+    "init_ms": re.compile(r"Init Duration:\s*([0-9.]+)\s*ms"),
+    "status": re.compile(r"Status:\s*([A-Za-z]+)"),
+    "error_type": re.compile(r"Error Type:\s*([A-Za-z.]+)"),
+}
+
+
+@dataclass
+class Report:
+    """The figures of one REPORT line. ``init_ms`` is set only for a cold start."""
+
+    request_id: str = ""
+    duration_ms: float | None = None
+    billed_ms: float | None = None
+    memory_size_mb: int | None = None
+    max_memory_used_mb: int | None = None
+    init_ms: float | None = None
+    status: str = ""
+    error_type: str = ""
+
+    @property
+    def cold(self) -> bool:
+        return self.init_ms is not None
+
+
+def parse_report(log_text: str) -> Report | None:
+    """The last REPORT line of a tail log (plain text), or None when the log holds none (it was cut)."""
+    lines = [ln for ln in log_text.splitlines() if ln.startswith("REPORT ")]
+    if not lines:
+        return None
+    line = lines[-1]
+    rep = Report()
+    for name, rx in _FIELDS.items():
+        m = rx.search(line)
+        if not m:
+            continue
+        raw = m.group(1)
+        if name in ("memory_size_mb", "max_memory_used_mb"):
+            setattr(rep, name, int(raw))
+        elif name in ("request_id", "status", "error_type"):
+            setattr(rep, name, raw)
+        else:
+            setattr(rep, name, float(raw))
+    return rep
+
+
+def parse_log_result(header_value: str | None) -> tuple[str, Report | None]:
+    """Decode the base64 ``LogResult`` of an Invoke (LogType=Tail) and parse its REPORT line."""
+    if not header_value:
+        return "", None
+    text = base64.b64decode(header_value).decode("utf-8", errors="replace")
+    return text, parse_report(text)
+
+
+def format_report(
+    request_id: str,
+    duration_ms: float,
+    memory_size_mb: int,
+    max_memory_used_mb: int,
+    init_ms: float | None = None,
+    status: str = "",
+    error_type: str = "",
+) -> str:
+    """A REPORT line in Lambda's format (billed duration rounded up to the millisecond, as Lambda bills)."""
+    parts = [
+        f"REPORT RequestId: {request_id}",
+        f"Duration: {duration_ms:.2f} ms",
+        f"Billed Duration: {max(1, math.ceil(duration_ms))} ms",
+        f"Memory Size: {memory_size_mb} MB",
+        f"Max Memory Used: {max_memory_used_mb} MB",
+    ]
+    if init_ms is not None:
+        parts.append(f"Init Duration: {init_ms:.2f} ms")
+    if status:
+        parts.append(f"Status: {status}")
+    if error_type:
+        parts.append(f"Error Type: {error_type}")
+    return "\t".join(parts) + "\t"

@@ -1,0 +1,64 @@
+"""The local-lambda target end to end: the real handler with mobilenet_v2 (random weights) on the emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from perfdesk.controllers.results import ERROR, OK, THROTTLED
+from perfdesk.controllers.target import TargetContext, target_class
+from perfdesk.controllers.workload import Payload, WorkloadSpec, build_payloads
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    events = []
+    ctx = TargetContext(session_id="t-sess", emit=events.append, work_dir=str(tmp_path_factory.mktemp("work")))
+    cls = target_class("local-lambda")
+    spec = cls.spec_model(name="fn", kind="local-lambda", memory_mb=3538, timeout_s=60, reserved_concurrency=1,
+                          idle_s=120)
+    target = cls(spec, ctx)
+    workload = WorkloadSpec(name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic",
+                            synthetic_size=(160, 120), image_count=2)
+    target.deploy(workload)
+    yield target, build_payloads(workload), events
+    target.teardown()
+
+
+def test_deploy_cold_then_warm(deployed):
+    target, payloads, events = deployed
+    assert target.facts["probe_init_ms"] > 0  # the deploy probe was the cold start
+    r = target.send(payloads[0])
+    assert r.status == OK, r.error
+    assert not r.cold and r.init_ms is None and r.top1
+    assert r.memory_size_mb == 3538 and r.max_memory_used_mb > 50 and r.billed_ms >= r.duration_ms > 0
+    assert r.server_inference_ms > 0 and r.request_id
+    d = target.describe()
+    assert d["kind"] == "local-lambda" and "emulator" in d and "not a layer" in d["dependencies"]
+
+
+def test_forced_cold_and_memory_change(deployed):
+    target, payloads, _ = deployed
+    target.force_cold()
+    r = target.send(payloads[1])
+    assert r.status == OK and r.cold and r.init_ms > 0
+    assert r.extra["init"]["weight_load_ms"] > 0 and r.extra["init"]["first_inference_ms"] > 0
+    target.set_memory(2240)
+    r = target.send(payloads[0])
+    assert r.status == OK and r.cold and r.memory_size_mb == 2240
+
+
+def test_bad_payload_and_throttle_are_rows_not_crashes(deployed):
+    target, payloads, _ = deployed
+    bad = Payload(["x"], [b"x"], json.dumps({"images": [base64.b64encode(b"not an image").decode()]}).encode(), 1)
+    r = target.send(bad)
+    assert r.status == ERROR and "image 0" in r.error
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:  # reserved concurrency 1: some of three at once are throttled
+        statuses = [res.status for res in pool.map(lambda p: target.send(p), [payloads[0]] * 3)]
+    assert OK in statuses and THROTTLED in statuses, statuses
