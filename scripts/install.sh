@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up everything perfdesk needs in ./.venv (idempotent; a second run with nothing changed takes seconds).
+#   scripts/install.sh          the tool (PyTorch, ONNX Runtime, TensorFlow CPU, textual, boto3, paramiko, ...)
+#   scripts/install.sh --test   also what the test suite needs (pytest, moto server, OpenSSH server via apt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="tensorflow"
+want_test=0
+if [ "${1:-}" = "--test" ]; then extras="tensorflow,test"; want_test=1; fi
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3.13 python3.12 python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PY="$cand"; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "perfdesk needs Python 3.11 or newer" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+  command -v apt-get >/dev/null || { echo "install $* with your package manager" >&2; return 1; }
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
+    || { as_root apt-get update -q >/dev/null && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+}
+
+# python3-venv is a separate package on Debian/Ubuntu
+if ! "$PY" -c 'import ensurepip, venv' 2>/dev/null; then
+  ver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  apt_install "python${ver}-venv" || apt_install python3-venv
+fi
+if [ "$want_test" = 1 ] && [ ! -x /usr/sbin/sshd ]; then
+  echo "installing openssh-server (the SSH tests run a real sshd on 127.0.0.1)"
+  apt_install openssh-server
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=".venv/.perfdesk-installed-$extras"
+want=$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "installing perfdesk[$extras] into .venv (PyTorch, TensorFlow: a few GB the first time)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  # torch and torchvision as one consistent pair (see constraints.txt)
+  .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[$extras]"
+  echo "$want" > "$stamp"
+fi
