@@ -259,6 +259,12 @@ def serve(args) -> None:
         "proc_name": "perfdesk-agent",
         "backlog": 2048,
     }
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
+        # gunicorn >= 24 opens a control socket in ~/.gunicorn by default: one shared path for every agent on the
+        # host, and a way in that perfdesk does not use
+        options["control_socket_disable"] = True
     if args.parent_pid:
         options["when_ready"] = lambda server: _watch_parent(args.parent_pid)
 
