@@ -156,7 +156,7 @@ class _Collector:
                 if err["type"] == "extra_forbidden":
                     msg = "unknown key" + _suggest(str(loc[-1]), model.model_fields)
                 else:
-                    msg = err["msg"]
+                    msg = err["msg"].removeprefix("Value error, ")
                     if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
                         msg += f" (got {err['input']!r})"
                 self.add(path, msg)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ class WorkloadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str = Field(min_length=1, description="Name used in CSVs; defaults to the model name.")
+    runtime: Literal["torch", "onnx", "tensorflow"] = Field("torch", description="Inference runtime.")
     model: str = Field(
         "resnet50",
         description="Model name: resnet50, resnet101, mobilenet_v2, mobilenet_v3_large, ssdlite320_mobilenet_v3_large,"
         " fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn (or keras_resnet50, keras_mobilenet_v2,"
         " savedmodel on the tensorflow runtime).",
     )
-    runtime: Literal["torch", "onnx", "tensorflow"] = Field("torch", description="Inference runtime.")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Device; auto picks CUDA when present.")
     threads: int | None = Field(None, ge=1, le=256, description="Intra-op threads of the runtime (default: measured).")
     weights: str = Field(
@@ -78,6 +78,22 @@ class WorkloadSpec(BaseModel):
             return v
         check_path(v, info)
         return v
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str, info: ValidationInfo) -> str:
+        import difflib
+
+        from perfdesk.inference.errors import InferenceError
+        from perfdesk.inference.registry import MODELS, resolve
+
+        try:
+            resolve(model, info.data.get("runtime", "torch"))
+        except InferenceError as exc:
+            close = difflib.get_close_matches(model, list(MODELS), n=1)
+            hint = f"did you mean '{close[0]}'? " if close and close[0] != model else ""
+            raise ValueError(f"{hint}{exc}") from None
+        return model
 
     def model_options(self) -> dict:
         """The fields the inference engine needs (sent to the agent and the function)."""

@@ -118,6 +118,10 @@ class AgentTarget(Target):
         """Whether the started agent still runs (used to fail fast while waiting for health)."""
         return True
 
+    def _startup_output(self) -> str:
+        """The last lines the agent printed (for start-up errors); empty where unknown."""
+        return ""
+
     def _startup_timeout(self) -> float:
         return float(getattr(self.spec, "startup_timeout_s", 300.0))
 
@@ -132,8 +136,10 @@ class AgentTarget(Target):
                 raise TargetError(self.name, "start agent", "cancelled while waiting for the agent")
             if not self._agent_alive():
                 client.close()
-                raise TargetError(self.name, "start agent", f"the agent exited during start-up ({last or 'no answer'})",
-                                  "see the agent's log lines above")
+                tail = self._startup_output()
+                raise TargetError(self.name, "start agent",
+                                  f"the agent exited during start-up: {tail or last or 'no answer'}",
+                                  "the session's log.txt has the agent's whole output")
             try:
                 health = client.get_json("/healthz", timeout=min(30.0, max(1.0, deadline - time.time())))
                 self.client = client

@@ -117,6 +117,12 @@ class LocalServerTarget(AgentTarget):
             self._tail = (self._tail + [line])[-20:]
             self.log(line, stream="agent")
 
+    def _startup_output(self) -> str:
+        if self._reader is not None:
+            self._reader.join(timeout=2)  # the process exited: let the reader drain its output
+        errors = [line for line in self._tail if "Error" in line or "error" in line]
+        return " | ".join((errors or self._tail)[-3:])
+
     def _agent_alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
