@@ -117,7 +117,8 @@ def write_session(path: Path, *, seed: int = 0, targets: list[SynthTarget] | Non
             latency = (target.median_ms + extra) * factor * float(rng.lognormal(0.0, 0.1))
             cold_rows.append(_row(sid, target, "cold", "cold", "", i, 0, t, latency, cold=True))
             t += latency / 1000.0 + 1.0
-        trials.append(_summary(cold_rows, cold_n * 2.0))
+        if cold_rows:
+            trials.append(_summary(cold_rows, cold_n * 2.0))
         requests += cold_rows
         # warm: sequential
         warm_rows: list[dict[str, Any]] = []
