@@ -77,7 +77,12 @@ def verdict_lines(session: Session, costs: list[TrialCost], result: BreakEven) -
         lines.append(f"Warm median latency: {ranked}.")
     cold = rows[rows["cold"]].groupby("target")["latency_ms"].median()
     if len(cold):
-        lines.append("Cold start median: " + ", ".join(f"{t} {v / 1000:.2f} s" for t, v in cold.items()) + ".")
+        lines.append("First request after a fresh start (median): "
+                     + ", ".join(f"{t} {v / 1000:.2f} s" for t, v in cold.items()) + ".")
+    startup = charts._startup_ms(rows[rows["cold"]])
+    if len(startup):
+        lines.append("Startup as the targets report it (start + init, median): "
+                     + ", ".join(f"{t} {v / 1000:.2f} s" for t, v in startup.items()) + ".")
     for name, target in result.targets.items():
         if target.cost_per_1k_at_saturation_usd is not None:
             lines.append(f"{name}: {_money(target.cost_per_1k_at_saturation_usd, 5)} per 1k inferences when one "
