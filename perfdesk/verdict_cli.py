@@ -23,6 +23,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                     "the trials and the manifest.")
     report.add_argument("session", metavar="SESSION", help="session folder")
     report.add_argument("-o", "--output", metavar="FILE", help="output file (default: SESSION/report.html)")
+    report.set_defaults(func=run, verdict_command="report")
     compare = subparsers.add_parser(
         "compare", help="compare two sessions with significance tests",
         description="Compare session B against baseline A per trial x target x level: p50, p99, throughput, "
@@ -35,10 +36,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("-v", "--verbose", action="store_true", help="show baseline values and p-values")
     compare.add_argument("--gate", action="store_true",
                          help="also apply B's [thresholds] (or the defaults) and exit 1 on a regression")
+    compare.set_defaults(func=run, verdict_command="compare")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a verdict subcommand (``args.command`` is 'report' or 'compare'); returns the exit code."""
+    """Run a verdict subcommand (set as ``args.func`` by :func:`add_parsers`); returns the exit code."""
     from pydantic import ValidationError
     from rich.console import Console
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     err = Console(stderr=True)
     try:
-        if args.command == "report":
+        if args.verdict_command == "report":
             from perfdesk.report.html import write_report
 
             path = write_report(args.session, args.output)
