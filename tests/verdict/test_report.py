@@ -1,0 +1,88 @@
+"""The HTML report renders every chart from a session; the CLI subcommands run end to end on session folders."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import subprocess
+import sys
+
+import pytest
+
+from perfdesk import verdict_cli
+from perfdesk.report.html import SECTIONS, write_report
+
+from .synth import SynthTarget, write_session
+
+PRICES = {"targets": {"srv": {"instance_type": "t3.medium"}}}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return write_session(tmp_path_factory.mktemp("r") / "full", seed=5, prices=PRICES)
+
+
+def test_report_has_every_chart_inline(session, tmp_path):
+    out = write_report(session, tmp_path / "report.html")
+    text = out.read_text()
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', text)
+    assert [alt for alt, _ in images] == [title for _, title, _ in SECTIONS]  # all six, in order
+    for _, data in images:
+        assert base64.b64decode(data).startswith(PNG_MAGIC)
+    for section in ("verdict", *(key for key, _, _ in SECTIONS), "trials", "manifest"):
+        assert f"<section id='{section}'>" in text
+    assert 'class="missing"' not in text
+    assert "srv becomes cheaper than fn from" in text  # the verdict names the crossover
+    assert "src=\"http" not in text and "<script" not in text  # self-contained
+    assert session.name in text and "t3.medium" in text  # manifest and profile shown
+
+
+def test_report_says_what_is_missing(tmp_path):
+    # a server-only session: no function, no memory sweep, no price
+    path = write_session(tmp_path / "srv-only", targets=[SynthTarget("srv", "local-server", 20.0)], cold_n=0)
+    text = write_report(path).read_text()
+    assert (path / "report.html").exists()
+    assert "no memory trial in this session" in text and "no cold start in this session" in text
+    # latency and throughput only: cost and break-even need the server's price, and the report says so
+    assert text.count("<img") == 2
+    assert "no priced trial" in text and "[prices.targets.srv]" in text
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="perfdesk")
+    verdict_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_report_and_compare(session, tmp_path, capsys):
+    assert verdict_cli.run(_args("report", str(session), "-o", str(tmp_path / "r.html"))) == 0
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+    slow = write_session(tmp_path / "slow", seed=6, prices=PRICES, slow={"srv": 1.3})
+    capsys.readouterr()
+    assert verdict_cli.run(_args("compare", str(session), str(slow))) == 0
+    out = capsys.readouterr().out
+    assert "sweep" in out and "p99 ms" in out and "*" in out
+    assert verdict_cli.run(_args("compare", str(session), str(slow), "--gate")) == 1
+    captured = capsys.readouterr()
+    assert "REGRESSION" in captured.err and "'srv'" in captured.err
+    same = write_session(tmp_path / "same", seed=7, prices=PRICES)
+    assert verdict_cli.run(_args("compare", str(session), str(same), "--gate")) == 0
+
+
+def test_cli_reports_a_bad_folder_clearly(tmp_path, capsys):
+    assert verdict_cli.run(_args("report", str(tmp_path / "nope"))) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert verdict_cli.run(_args("compare", str(tmp_path / "empty"), str(tmp_path / "empty"))) == 2
+    assert "no requests.csv" in capsys.readouterr().err
+
+
+def test_core_verdict_modules_do_not_import_front_end_libraries():
+    code = ("import sys; import perfdesk.controllers.cost, perfdesk.controllers.compare, "
+            "perfdesk.controllers.provenance, perfdesk.controllers.session_data; "
+            "bad = [m for m in ('rich', 'textual', 'matplotlib') if m in sys.modules]; print(bad); "
+            "raise SystemExit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
