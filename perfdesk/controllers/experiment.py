@@ -58,6 +58,7 @@ class Experiment:
         )
         self.targets: dict[str, Target] = {s.name: target_class(s.kind)(s, self.ctx) for s in profile.targets}
         self._payloads: dict[str, list[Payload]] = {}
+        self._rtt: dict[str, dict] = {}
         self._current: tuple[Target, str, str] | None = None  # (target, workload, trial) being measured
         self._sampler_stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample_loop, name="metrics", daemon=True)
@@ -99,6 +100,8 @@ class Experiment:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def open(self) -> None:
+        from perfdesk.controllers.provenance import manifest_extras
+
         self.store.write_manifest(
             status="running", profile_path=str(self.profile.path), profile=self.profile.raw,
             targets={name: t.describe() for name, t in self.targets.items()},
@@ -125,7 +128,19 @@ class Experiment:
             self.log(f"deploy failed: {traceback.format_exc()}", target.name)
             target.set_state("failed", repr(exc))
             return False
+        self._measure_rtt(target)
         return True
+
+    def _measure_rtt(self, target: Target) -> None:
+        """The client's TCP round trip to a deployed target, for the manifest (best effort)."""
+        from perfdesk.controllers.provenance import target_endpoint, tcp_rtt
+
+        try:
+            endpoint = target_endpoint(target.describe())
+            self._rtt[target.name] = tcp_rtt(*endpoint, samples=5, timeout=2.0) if endpoint else {
+                "error": "no endpoint known"}
+        except Exception as exc:
+            self._rtt[target.name] = {"error": repr(exc)}
 
     def applies(self, trial: TrialSpec, target: Target) -> bool:
         return trial.targets is None or target.name in trial.targets
@@ -201,13 +216,21 @@ class Experiment:
         self.cancel.set()
 
     def close(self, status: str) -> None:
+        from perfdesk.controllers.provenance import manifest_extras
+
         if self.closed:
             return
         self.closed = True
         self._sampler_stop.set()
         for target in self.targets.values():
             self.teardown(target)
-        self.store.write_manifest(targets={name: t.describe() for name, t in self.targets.items()})
+        described = {name: t.describe() for name, t in self.targets.items()}
+        try:
+            provenance = manifest_extras({})
+        except Exception as exc:  # provenance is best effort; the measurements are already saved
+            provenance = {"error": repr(exc)}
+        provenance["rtt"] = dict(self._rtt)
+        self.store.write_manifest(targets=described, provenance=provenance)
         self.store.close(status)
         self.bus.emit(SessionFinished(self.session_id, str(self.path), status))
         with self._log_lock:

@@ -264,13 +264,14 @@ def load_profile(path: str | Path) -> Profile:
                 c.add(where + ("targets",), f"no target named {tname!r}; targets: {', '.join(seen)}")
         trials.append(spec)
 
+    from perfdesk.controllers.compare import Thresholds
+    from perfdesk.controllers.cost import PricesSection
+
     thresholds = raw.get("thresholds", {})
-    if not isinstance(thresholds, dict) or not all(isinstance(v, (int, float)) for v in thresholds.values()):
-        c.add(("thresholds",), "must be a table of numbers (e.g. p99_increase_pct = 10)")
+    if c.validate(Thresholds, thresholds, ("thresholds",), context) is None:
         thresholds = {}
     prices = raw.get("prices", {})
-    if not isinstance(prices, dict):
-        c.add(("prices",), "must be a table")
+    if c.validate(PricesSection, prices, ("prices",), context) is None:
         prices = {}
 
     if c.problems:

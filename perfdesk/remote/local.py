@@ -157,6 +157,8 @@ class LocalServerTarget(AgentTarget):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
+        if self.client is not None:
+            d["port"] = self.client.endpoint.port
         d.update(host="127.0.0.1", workers=self.spec.workers, wsgi_threads=self.spec.wsgi_threads,
                  python=self.spec.python or sys.executable)
         return d
