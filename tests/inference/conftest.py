@@ -59,8 +59,7 @@ def spread_weights(tmp_path_factory):
             m.momentum = None  # cumulative average over the calibration batches
     model.train()
     with torch.no_grad():
-        for _ in range(2):
-            model(torch.randn(4, 3, 160, 160))
+        model(torch.randn(4, 3, 128, 128))
         model.classifier[1].weight.mul_(30.0)
     path = tmp_path_factory.mktemp("weights") / "mobilenet_v2-spread.pth"
     torch.save(model.state_dict(), path)
