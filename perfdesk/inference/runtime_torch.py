@@ -30,8 +30,9 @@ class TorchEngine(Engine):
 
         t0 = time.perf_counter()
         threads = cfg.threads or default_threads("torch")
-        torch.set_num_threads(threads)  # process-wide: the engine owns its process (agent worker, function)
+        torch.set_num_threads(threads)
         self = cls(cfg, spec, weights)
+        self.threads = threads
         self.device = pick_torch_device(cfg.device)
         self.model = build_model(spec, weights).to(self.device)
         self.info.update(
@@ -43,9 +44,15 @@ class TorchEngine(Engine):
         )
         return self
 
+    def _own_threads(self, torch) -> None:
+        # torch's thread count is process-wide: another engine in this process may have changed it since load.
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+
     def _classify(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
+        self._own_threads(torch)
         with torch.inference_mode():
             out = self.model(torch.from_numpy(batch).to(self.device))
         return out.float().cpu().numpy()
@@ -53,6 +60,7 @@ class TorchEngine(Engine):
     def _detect(self, images):
         import torch
 
+        self._own_threads(torch)
         with torch.inference_mode():
             outs = self.model([torch.from_numpy(im).to(self.device) for im in images])
         return [(o["boxes"].cpu().numpy(), o["labels"].cpu().numpy(), o["scores"].cpu().numpy()) for o in outs]

@@ -13,3 +13,20 @@ def test_import_leaves_controllers_and_runtimes_out():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_tensorflow_engine_then_torch_in_one_process():
+    """An agent may load a TensorFlow engine and then a torch one; with TensorFlow loaded first, torchvision's
+    import of triton used to abort the process (two LLVMs). The engine imports triton first to prevent it."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed")
+    code = (
+        "from perfdesk.inference.runtime_tf import import_tf; import_tf();"
+        "import torchvision; print('ok')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]

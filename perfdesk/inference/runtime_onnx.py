@@ -1,0 +1,83 @@
+"""ONNX Runtime: models exported from PyTorch (see :mod:`onnx_export`), CPU provider, CUDA provider if present."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .engine import Engine, package_versions
+from .errors import InferenceError
+from .onnx_export import OPSET, ensure_onnx
+from .threads import default_threads
+
+
+def _import_ort():
+    t0 = time.perf_counter()
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise InferenceError(f"ONNX Runtime is not installed ({exc}); pip install onnxruntime") from None
+    return onnxruntime, round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+def pick_providers(ort, device: str) -> tuple[list[str], str]:
+    available = ort.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cuda" and not has_cuda:
+        raise InferenceError(
+            f"device 'cuda' asked for, but ONNX Runtime has no CUDA provider here (available: {', '.join(available)}); "
+            "install onnxruntime-gpu or use device 'cpu'"
+        )
+    if device in ("cuda", "auto") and has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
+    return ["CPUExecutionProvider"], "cpu"
+
+
+class OnnxEngine(Engine):
+    @classmethod
+    def load(cls, cfg, spec, weights) -> "OnnxEngine":
+        ort, import_ms = _import_ort()
+        t0 = time.perf_counter()
+        path, exported = ensure_onnx(spec, weights, cfg.cache_path)
+        t_export = time.perf_counter()
+        threads = cfg.threads or default_threads("onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # warnings about unused initialisers etc. are noise here
+        providers, device = pick_providers(ort, cfg.device)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:
+            raise InferenceError(
+                f"ONNX Runtime could not load {path} ({exc}); delete the file to export it again"
+            ) from None
+        self = cls(cfg, spec, weights)
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.info.update(
+            device=device,
+            threads=threads,
+            import_ms=import_ms,
+            load_ms=round((time.perf_counter() - t0) * 1000.0, 3),
+            export_ms=round((t_export - t0) * 1000.0, 3) if exported else 0.0,
+            onnx_file=str(path),
+            opset=OPSET,
+            providers=session.get_providers(),
+            versions=package_versions("onnxruntime", "onnx", "torch", "torchvision", "numpy", "pillow"),
+        )
+        return self
+
+    def _classify(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    def _detect(self, images):
+        # The exported graph takes one image (sizes differ); a batch is a loop, as torchvision's own batch is.
+        out = []
+        for im in images:
+            boxes, labels, scores = self.session.run(None, {self.input_name: im})
+            out.append((boxes, labels, scores))
+        return out
+
+

@@ -1,0 +1,39 @@
+"""ONNX Runtime: export from PyTorch, cache, and agreement with PyTorch on the same photo."""
+
+import numpy as np
+
+from perfdesk.inference import EngineConfig, load_engine
+
+
+def test_torch_and_onnx_agree_on_a_photo(spread_weights, cache_dir, chelsea_jpeg, coffee_png):
+    path, sha = spread_weights
+    cfg = dict(model="mobilenet_v2", weights=str(path), weights_sha256=sha, cache_dir=str(cache_dir), threads=2)
+    torch_engine = load_engine(EngineConfig(runtime="torch", **cfg))
+    onnx_engine = load_engine(EngineConfig(runtime="onnx", **cfg))
+    assert onnx_engine.info["weights_sha256"] == sha and onnx_engine.info["random_weights"] is False
+    assert onnx_engine.info["providers"] == ["CPUExecutionProvider"]
+    assert sha[:16] in onnx_engine.info["onnx_file"] and "opset17" in onnx_engine.info["onnx_file"]
+    a = torch_engine.predict([chelsea_jpeg, coffee_png], top_k=1000)
+    b = onnx_engine.predict([chelsea_jpeg, coffee_png], top_k=1000)
+    assert b["random_weights"] is False and b["runtime"] == "onnx" and b["batch_size"] == 2
+    for pa, pb in zip(a["predictions"], b["predictions"]):
+        assert pa[0]["prob"] > 0.05  # far from uniform: the top-1 comparison means something
+        assert pa[0]["index"] == pb[0]["index"]
+        probs_a = np.zeros(1000)
+        probs_b = np.zeros(1000)
+        for p in pa:
+            probs_a[p["index"]] = p["prob"]
+        for p in pb:
+            probs_b[p["index"]] = p["prob"]
+        assert np.abs(probs_a - probs_b).max() < 1e-4, np.abs(probs_a - probs_b).max()
+
+
+def test_export_is_cached(cache_dir, chelsea_jpeg):
+    cfg = EngineConfig(model="mobilenet_v2", runtime="onnx", cache_dir=str(cache_dir), threads=1)
+    first = load_engine(cfg)
+    second = load_engine(cfg)
+    assert second.info["onnx_file"] == first.info["onnx_file"]
+    assert second.info["export_ms"] == 0.0
+    assert "random0" in first.info["onnx_file"] and first.info["threads"] == 1
+    result = second.predict([chelsea_jpeg] * 3, top_k=5)
+    assert result["batch_size"] == 3 and result["random_weights"] is True
