@@ -146,7 +146,8 @@ class Experiment:
         return trial.targets is None or target.name in trial.targets
 
     def run_trial(self, trial: TrialSpec, target: Target, workload: WorkloadSpec) -> None:
-        run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel)
+        run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel,
+                       base_dir=str(self.profile.base_dir))
         self._current = (target, workload.name, trial.name)
         self.log(f"trial {trial.name} ({trial.kind}) on {target.name}", target.name)
         try:

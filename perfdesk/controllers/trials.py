@@ -19,14 +19,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
 from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
 from perfdesk.controllers.results import DROPPED, RequestResult, request_row
 from perfdesk.controllers.stats import summarize
 from perfdesk.controllers.target import Target, TargetError, Unsupported
-from perfdesk.controllers.workload import Payload, WorkloadSpec
+from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path, encode_body
 
 
 class TrialSpec(BaseModel):
@@ -118,6 +118,17 @@ class StreamSpec(TrialSpec):
     frames: int = Field(100, ge=1, le=1_000_000, description="Frames sent.")
     mode: Literal["sequential", "async"] = Field("sequential", description="Feed mode (as the video-feed study).")
     max_in_flight: int = Field(4, ge=1, le=256, description="Async mode: frames in flight at most.")
+    source: str | None = Field(
+        None, description="A video file (PyAV) or a folder of images sent in name order; default: the workload's "
+                          "images, cycled.")
+    frame_size: tuple[int, int] | None = Field(None, description="Resize frames to (width, height) before sending.")
+
+    @field_validator("source")
+    @classmethod
+    def _source_exists(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            check_path(v, info)
+        return v
 
 
 @dataclass
@@ -131,6 +142,7 @@ class TrialRun:
     session_id: str
     emit: Callable
     cancel: threading.Event
+    base_dir: str = "."
     failed_levels: list[Any] = field(default_factory=list)
 
     def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> "LevelRecorder":
@@ -310,6 +322,8 @@ def run_stream(run: TrialRun) -> None:
     frame interval of its due time (sequential: the previous frame is still in flight; async: every slot is busy)
     is dropped and recorded with status ``dropped``; one sent late but within the interval is counted late."""
     spec: StreamSpec = run.spec  # type: ignore[assignment]
+    if spec.source is not None:
+        run.payloads = _frame_payloads(spec, run)
     rec = run.level(spec.fps, expected=spec.frames, duration_s=spec.frames / spec.fps)
     interval = 1.0 / spec.fps
     slots = threading.Semaphore(1 if spec.mode == "sequential" else spec.max_in_flight)
@@ -344,6 +358,28 @@ def run_stream(run: TrialRun) -> None:
     for t in threads:
         t.join()
     rec.finish(note=f"{dropped} of {spec.frames} frames dropped ({spec.mode}, {spec.fps:g} fps)")
+
+
+def _frame_payloads(spec: StreamSpec, run: TrialRun) -> list[Payload]:
+    """The feed's frames, decoded and encoded before the feed starts (decoding must not delay sends)."""
+    from pathlib import Path
+
+    from perfdesk.inference.errors import InferenceError
+    from perfdesk.inference.frames import frames
+
+    source = Path(spec.source).expanduser()
+    if not source.is_absolute():
+        source = Path(run.base_dir) / source
+    w = run.workload
+    options = {"top_k": w.top_k, "score_threshold": w.score_threshold, "annotate": w.annotate}
+    try:
+        out = [Payload([f"frame-{f.index}"], [f.jpeg], encode_body([f.jpeg], options), 1, request_options=options)
+               for f in frames(source, fps=spec.fps, max_frames=spec.frames, size=spec.frame_size)]
+    except InferenceError as exc:
+        raise TargetError(run.target.name, f"stream source {source}", str(exc)) from None
+    if not out:
+        raise TargetError(run.target.name, f"stream source {source}", "no frames")
+    return out
 
 
 @dataclass(frozen=True)
