@@ -92,11 +92,17 @@ class PerfdeskApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
+        # the panes of the main screen, kept: App.query_one would search whichever screen is on top
+        self.targets_pane = self.query_one(TargetsPane)
+        self.trials_pane = self.query_one(TrialsPane)
+        self.logs_pane = self.query_one(LogsPane)
+        self.charts_pane = self.query_one(ChartsPane)
+        self.status_line = self.query_one("#status", Static)
         self.experiment.open()
         self.sub_title = f"{self.profile.path.name} · session {self.experiment.session_id}"
-        self.query_one(TargetsPane).set_targets(self.experiment.targets)
-        self.query_one(TrialsPane).set_trials(self.trials)
-        self.query_one(LogsPane).set_sources(list(self.experiment.targets))
+        self.targets_pane.set_targets(self.experiment.targets)
+        self.trials_pane.set_trials(self.trials)
+        self.logs_pane.set_sources(list(self.experiment.targets))
         self.experiment.log(f"session {self.experiment.path} opened on {self.profile.path}; "
                             f"workload {self.workload.name}; ? shows the keys")
         self.set_interval(TICK_S, self.tick)
@@ -105,12 +111,14 @@ class PerfdeskApp(App):
     # -- the steady redraw --------------------------------------------------------------------------------------
     def tick(self) -> None:
         """Drain what the workers produced since the last tick and hand it down to the panes."""
+        if not self.targets_pane.is_attached:  # shutting down
+            return
         self.last_tick = time.monotonic()
         batch = self.feed.drain()
-        trials = self.query_one(TrialsPane)
+        trials = self.trials_pane
         if batch:
-            self.query_one(LogsPane).add_lines(batch.logs)
-            targets = self.query_one(TargetsPane)
+            self.logs_pane.add_lines(batch.logs)
+            targets = self.targets_pane
             for name, state in batch.states.items():
                 target = self.experiment.targets.get(name)
                 facts = key_facts(target.describe()) if target is not None else None
@@ -124,12 +132,12 @@ class PerfdeskApp(App):
             trials.trials_finished(batch.finished)
         if self.job or batch:
             trials.refresh_progress()
-        self.query_one(ChartsPane).show(self.chart_data)
+        self.charts_pane.show(self.chart_data)
         self._status()
 
     def _status(self) -> None:
         job = f"[yellow]{self.job}[/] (s stops)" if self.job else "[green]idle[/]"
-        self.query_one("#status", Static).update(
+        self.status_line.update(
             f" {job} · {self.rows_seen} requests · workload {self.workload.name} · {self.experiment.path}"
         )
 
@@ -207,13 +215,13 @@ class PerfdeskApp(App):
 
     # -- actions ------------------------------------------------------------------------------------------------
     def _selected_target(self) -> str | None:
-        name = self.query_one(TargetsPane).selected
+        name = self.targets_pane.selected
         if name is None:
             self.notify("no target selected", severity="warning")
         return name
 
     def _selected_trial(self):
-        name = self.query_one(TrialsPane).selected
+        name = self.trials_pane.selected
         return next((t for t in self.trials if t.name == name), None)
 
     def action_deploy(self, name: str | None = None) -> None:
@@ -259,7 +267,7 @@ class PerfdeskApp(App):
             if new is None:
                 return
             self.trials = [new if t.name == spec.name else t for t in self.trials]
-            self.query_one(TrialsPane).update_trial(new)
+            self.trials_pane.update_trial(new)
             self.experiment.log(f"trial {new.name} edited: {new.model_dump(exclude_none=True)}")
 
         self.push_screen(EditTrialScreen(spec), edited)
@@ -269,10 +277,10 @@ class PerfdeskApp(App):
         self.push_screen(TryImageScreen(ready, self.workload, self.profile.base_dir))
 
     def action_next_log_filter(self) -> None:
-        self.query_one(LogsPane).next_filter()
+        self.logs_pane.next_filter()
 
     def action_chart(self, step: int) -> None:
-        self.query_one(ChartsPane).cycle(step)
+        self.charts_pane.cycle(step)
 
     def action_open_session(self) -> None:
         roots = [self.experiment.path.parent]
