@@ -77,6 +77,14 @@ def test_deploy_warm_trial_try_image_export(profile, tmp_path):
 def test_stop_long_trial_keeps_rows_and_keys_answer(profile, tmp_path):
     app = make_app(profile, tmp_path)
     measured = {}
+    handled: list[float] = []
+    original = app.action_next_log_filter
+
+    def next_log_filter() -> None:  # when the key's action runs (Pilot's press also waits for an idle CPU)
+        handled.append(time.monotonic())
+        original()
+
+    app.action_next_log_filter = next_log_filter
 
     async def scenario():
         async with app.run_test(size=SIZE) as pilot:
@@ -90,9 +98,10 @@ def test_stop_long_trial_keeps_rows_and_keys_answer(profile, tmp_path):
 
             # responsiveness while the trial streams: a bound on handling one key, not a speed claim
             start = time.monotonic()
+            await pilot.press("l")
+            measured["key_s"] = handled[-1] - start
             await pilot.press("question_mark")
-            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the help screen")
-            measured["key_s"] = time.monotonic() - start
+            assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
             assert app.job == "trial long", "the trial is still running"
 
@@ -117,6 +126,6 @@ def test_stop_long_trial_keeps_rows_and_keys_answer(profile, tmp_path):
 
     run(scenario())
     print(f"key handled in {measured['key_s']:.3f} s during the trial; stop took {measured['stop_s']:.2f} s")
-    assert measured["key_s"] < 2.0, "a key press waited more than 2 s while a trial streamed"
+    assert measured["key_s"] < 1.0, "a key waited more than 1 s for its action while a trial streamed"
     assert measured["stop_s"] < 10.0, "Stop did not end the trial within 10 s"
     assert app.experiment.store.manifest.get("status") == "interrupted"
