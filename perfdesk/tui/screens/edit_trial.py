@@ -61,6 +61,11 @@ class EditTrialScreen(ModalScreen):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        inputs = self.query(Input)
+        if inputs:
+            inputs.first().focus()
+
     def action_cancel(self) -> None:
         self.dismiss(None)
 

@@ -54,6 +54,9 @@ class OpenSessionScreen(ModalScreen):
                 yield Button("Open (ctrl+o)", variant="primary", id="open")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        self.query_one(SelectionList if self.sessions else Input).focus()
+
     def action_cancel(self) -> None:
         self.dismiss(None)
 
@@ -98,6 +101,9 @@ class ExportScreen(ModalScreen):
             with Horizontal(classes="buttons"):
                 yield Button("Export (enter)", variant="primary", id="export")
                 yield Button("Close (esc)", id="close")
+
+    def on_mount(self) -> None:
+        self.query_one("#export-dest", Input).focus()
 
     def action_close(self) -> None:
         self.dismiss(self.written or None)

@@ -50,10 +50,10 @@ class TargetsPane(Vertical):
         table = self.query_one(DataTable)
         if name not in table.rows:
             return
-        table.update_cell(name, "state", self._state_text(state))
-        table.update_cell(name, "detail", detail[:60])
+        table.update_cell(name, "state", self._state_text(state), update_width=True)
+        table.update_cell(name, "detail", detail[:60], update_width=True)
         if facts is not None:
-            table.update_cell(name, "facts", facts)
+            table.update_cell(name, "facts", facts, update_width=True)
 
     @property
     def selected(self) -> str | None:

@@ -80,7 +80,7 @@ class TrialsPane(Vertical):
     def update_trial(self, spec) -> None:
         table = self.query_one("#trials-table", DataTable)
         if spec.name in table.rows:
-            table.update_cell(spec.name, "params", params_text(spec))
+            table.update_cell(spec.name, "params", params_text(spec), update_width=True)
 
     def trial_started(self, event) -> None:
         self.progress[event.trial] = Progress(event.target, event.level, event.expected, event.duration_s, time.time())
@@ -105,7 +105,7 @@ class TrialsPane(Vertical):
         now = time.time()
         for name, p in self.progress.items():
             if name in table.rows:
-                table.update_cell(name, "progress", p.text(now))
+                table.update_cell(name, "progress", p.text(now), update_width=True)
 
     @property
     def selected(self) -> str | None:
