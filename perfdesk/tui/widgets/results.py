@@ -1,0 +1,59 @@
+"""Results table: trials.csv summaries (p50/p90/p99, throughput, errors, cold starts) per target and level,
+grouped so that the targets of one trial and level sit next to each other."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from perfdesk.tui.chart_data import num
+from perfdesk.tui.fmt import fmt, level_text
+
+COLUMNS = ("trial", "level", "target", "status", "ok", "err", "thr/s", "p50", "p90", "p99", "max", "cold")
+STATUS_STYLE = {"failed": "bold red", "interrupted": "yellow", "skipped": "yellow", "completed": "green"}
+
+
+class ResultsTable(DataTable):
+    """Summaries come down through :meth:`add_summaries`; a rerun of a trial x target x level replaces its row."""
+
+    def __init__(self, *args, trial_order: list[str] | None = None, **kwargs) -> None:
+        kwargs.setdefault("zebra_stripes", True)
+        kwargs.setdefault("cursor_type", "row")
+        super().__init__(*args, **kwargs)
+        self._rows: dict[tuple, dict] = {}
+        self.trial_order = trial_order or []
+
+    def on_mount(self) -> None:
+        for col in COLUMNS:
+            self.add_column(col, key=col)
+
+    def _sort_key(self, key: tuple):
+        trial, level, target = key
+        order = self.trial_order.index(trial) if trial in self.trial_order else len(self.trial_order)
+        lv = num(level)
+        return (order, trial, lv if lv is not None else -1.0, str(level), target)
+
+    def add_summaries(self, summaries: list[dict]) -> None:
+        if not summaries:
+            return
+        for s in summaries:
+            key = (str(s.get("trial", "")), level_text(s.get("level")), str(s.get("target", "")))
+            self._rows[key] = s
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self.clear()
+        for key in sorted(self._rows, key=self._sort_key):
+            s = self._rows[key]
+            err = sum(int(num(s.get(c)) or 0) for c in ("errors", "timeouts", "throttled"))
+            status = str(s.get("status", ""))
+            self.add_row(
+                key[0], key[1], key[2], Text(status, style=STATUS_STYLE.get(status, "")),
+                fmt(s.get("ok"), 0), str(err), fmt(s.get("throughput_rps")), fmt(s.get("p50_ms")),
+                fmt(s.get("p90_ms")), fmt(s.get("p99_ms")), fmt(s.get("max_ms")), fmt(s.get("cold_starts"), 0),
+                key="|".join(key),
+            )
+
+    @property
+    def summaries(self) -> list[dict]:
+        return [self._rows[k] for k in sorted(self._rows, key=self._sort_key)]

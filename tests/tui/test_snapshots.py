@@ -1,0 +1,52 @@
+"""SVG snapshots of the main screens, on deterministic content (recorded sessions under tests/tui/data).
+
+Update after a deliberate change with ``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+
+from perfdesk.tui.app import PerfdeskApp
+from perfdesk.tui.screens.help import HelpScreen
+from perfdesk.tui.screens.sessions import SessionScreen
+from tests.tui.conftest import DATA, SIZE, wait_for
+
+RECORDED = sorted((DATA / "sessions").iterdir())
+
+
+def session_app(profile, tmp_path, paths: list[Path], tab_steps: int = 0):
+    app = PerfdeskApp(profile, output=tmp_path / "sessions", export_root=tmp_path / "exports")
+
+    async def open_sessions(pilot):
+        screen = SessionScreen(paths, tmp_path / "exports")
+        await app.push_screen(screen)
+        await wait_for(pilot, lambda: len(screen.loaded) == len(paths), 30, "the sessions to load")
+        for _ in range(tab_steps):
+            await pilot.press("right_square_bracket")
+        await pilot.pause(0.2)
+
+    return app, open_sessions
+
+
+def test_session_view(snap_compare, profile, tmp_path):
+    app, before = session_app(profile, tmp_path, RECORDED[:1])
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+def test_compare_two_sessions_throughput(snap_compare, profile, tmp_path):
+    app, before = session_app(profile, tmp_path, RECORDED, tab_steps=2)
+    assert snap_compare(app, terminal_size=SIZE, run_before=before)
+
+
+class HelpApp(App):
+    CSS_PATH = Path(__file__).parents[2] / "perfdesk" / "tui" / "app.tcss"
+
+    def on_mount(self) -> None:
+        self.push_screen(HelpScreen())
+
+
+def test_help_screen(snap_compare):
+    assert snap_compare(HelpApp(), terminal_size=(120, 40))
