@@ -498,3 +498,12 @@ def break_even(session: Session, book: PriceBook | None = None, rates_rps: list[
     notes = [f"{name}: {t.note}" for name, t in targets.items() if t.note]
     return BreakEven(rates_rps=list(rates_rps), curves=curves, crossovers=crossovers, hours_per_month=hours,
                      prices_as_of=book.as_of, targets=targets, notes=notes)
+
+
+def lambda_cost_per_million(memory_mb: float, billed_ms: float, *, region: str = "us-east-1",
+                            architecture: str = "x86_64", book: PriceBook | None = None) -> float:
+    """USD per million invocations of a function of ``memory_mb`` billed ``billed_ms`` each (the price table's
+    GB-second price and request fee; the TUI's cost-against-memory chart uses it)."""
+    book = book or PriceBook(load_price_table())
+    gb_second, request = book.lambda_rates(region, architecture)
+    return 1e6 * (billed_ms / 1000.0 * memory_mb / 1024.0 * gb_second + request)

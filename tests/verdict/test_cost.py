@@ -195,3 +195,11 @@ def test_unpriced_server_gives_no_curve_and_says_why(tmp_path):
     assert "server price" in result.crossovers[0].note
     assert any("[prices.targets.srv]" in n for n in result.notes)
     json.dumps([c.note for c in result.crossovers])  # plain data
+
+
+def test_lambda_cost_per_million_by_hand():
+    from perfdesk.controllers.cost import PriceBook, lambda_cost_per_million
+
+    table = {"lambda": {"us-east-1": {"x86_64": {"gb_second": 0.0000166667, "request": 0.0000002}}}}
+    # 1,536 MB for 100 ms: 0.15 GB-s x 0.0000166667 = 0.0000025, + 0.0000002 per request -> 2.7 USD per million
+    assert lambda_cost_per_million(1536, 100, book=PriceBook(table)) == pytest.approx(2.7, rel=1e-5)
