@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Status values of a request row.
-OK, ERROR, THROTTLED, TIMEOUT, CANCELLED = "ok", "error", "throttled", "timeout", "cancelled"
-STATUSES = (OK, ERROR, THROTTLED, TIMEOUT, CANCELLED)
+OK, ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED = "ok", "error", "throttled", "timeout", "cancelled", "dropped"
+STATUSES = (OK, ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED)
 
 
 @dataclass
@@ -60,7 +60,7 @@ REQUEST_COLUMNS = [
 #: trials.csv, one row per trial x target x level.
 TRIAL_COLUMNS = [
     "session", "workload", "trial", "trial_kind", "target", "target_kind", "level", "status", "loop",
-    "count", "ok", "errors", "throttled", "timeouts", "cancelled", "late_sends", "cold_starts",
+    "count", "ok", "errors", "throttled", "timeouts", "cancelled", "dropped", "late_sends", "cold_starts",
     "started", "finished", "duration_s", "throughput_rps", "images_per_s",
     "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "mean_ci_low_ms", "mean_ci_high_ms",
     "server_inference_p50_ms", "init_p50_ms", "billed_ms_mean", "max_memory_used_mb", "note",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,22 @@ class WorkloadSpec(BaseModel):
             raise ValueError("each side must be between 8 and 8192 pixels")
         return v
 
+    @field_validator("images")
+    @classmethod
+    def _images_exist(cls, v: str, info: ValidationInfo) -> str:
+        if v in ("bundled", "synthetic"):
+            return v
+        check_path(v, info, want_dir=True)
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, v: str, info: ValidationInfo) -> str:
+        if v == "random" or v.startswith(("https://", "http://", "s3://")):
+            return v
+        check_path(v, info)
+        return v
+
     def model_options(self) -> dict:
         """The fields the inference engine needs (sent to the agent and the function)."""
         return {
@@ -73,6 +89,18 @@ class WorkloadSpec(BaseModel):
             "weights": self.weights,
             "weights_sha256": self.weights_sha256,
         }
+
+
+def check_path(value: str, info: ValidationInfo, want_dir: bool = False) -> Path:
+    """Profile validation helper: a referenced file must exist (relative paths are relative to the profile)."""
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = Path(value).expanduser()
+    full = path if path.is_absolute() else base / path
+    if not full.exists():
+        raise ValueError(f"no such {'folder' if want_dir else 'file'}: {full}")
+    if want_dir and not full.is_dir():
+        raise ValueError(f"not a folder: {full}")
+    return full
 
 
 @dataclass

@@ -1,0 +1,370 @@
+"""Trials, written once against the :class:`Target` interface.
+
+Each kind is a pydantic spec (the profile schema for its ``[[trials]]`` table) plus a ``run`` function. A trial
+runs on one target at a time (targets never compete for this machine's cores) and produces one or more *levels*
+(a concurrency level, an arrival rate, a memory size); each level's rows are written as they complete and its
+summary (trials.csv) is computed from those rows.
+
+Kinds: ``cold`` (N fresh starts), ``warm`` (W warm-ups discarded, N sequential), ``concurrency`` (closed-loop
+sweep), ``rate`` (open-loop constant or Poisson arrivals), ``memory`` (function memory sweep), ``stream`` (a
+frame feed at a given fps, sequential or with bounded requests in flight).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
+from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
+from perfdesk.controllers.results import DROPPED, RequestResult, request_row
+from perfdesk.controllers.stats import summarize
+from perfdesk.controllers.target import Target, TargetError, Unsupported
+from perfdesk.controllers.workload import Payload, WorkloadSpec
+
+
+class TrialSpec(BaseModel):
+    """Options common to every trial kind."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(description="Trial kind: cold, warm, concurrency, rate, memory, stream.")
+    name: str = Field(min_length=1, description="Trial name (defaults to the kind); unique in the profile.")
+    targets: list[str] | None = Field(None, description="Names of the targets to run on (default: all).")
+    max_error_pct: float = Field(
+        10.0, ge=0, le=100, description="A level with more failed requests (errors + timeouts) than this fails."
+    )
+    late_threshold_ms: float = Field(5.0, ge=0, description="A send later than this past its intended time is late.")
+
+
+class ColdSpec(TrialSpec):
+    """N fresh starts, each followed by one request: start, model load and first inference, each timed."""
+
+    count: int = Field(3, ge=1, le=1000, description="Fresh starts.")
+
+
+class WarmSpec(TrialSpec):
+    """W warm-up requests (discarded), then N sequential requests."""
+
+    warmup: int = Field(3, ge=0, le=100000, description="Warm-up requests, not recorded.")
+    count: int = Field(20, ge=1, le=1000000, description="Recorded requests.")
+
+
+class _Amount(TrialSpec):
+    duration_s: float | None = Field(None, gt=0, le=86400, description="Seconds per level.")
+    requests: int | None = Field(None, ge=1, le=10_000_000, description="Requests per level (instead of duration_s).")
+
+    @model_validator(mode="after")
+    def _one_amount(self):
+        if self.duration_s is not None and self.requests is not None:
+            raise ValueError("give duration_s or requests, not both")
+        if self.duration_s is None and self.requests is None:
+            self.duration_s = 10.0
+        return self
+
+
+class ConcurrencySpec(_Amount):
+    """Closed loop: at each level, that many clients send back to back (latency has the closed-loop caveat)."""
+
+    levels: list[int] = Field([1, 2, 4, 8], min_length=1, description="Concurrency levels (clients in flight).")
+    warmup_requests: int = Field(0, ge=0, description="Requests per level sent first and not recorded.")
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if any(lv < 1 or lv > 4096 for lv in self.levels):
+            raise ValueError("levels must be between 1 and 4096")
+        return self
+
+
+class RateSpec(_Amount):
+    """Open loop: arrivals at each rate (constant or seeded Poisson); latency from the intended send time."""
+
+    rates: list[float] = Field([5.0, 10.0], min_length=1, description="Arrival rates, requests per second.")
+    arrival: Literal["constant", "poisson"] = Field("poisson", description="Arrival process.")
+    seed: int = Field(0, description="Seed of the Poisson arrivals.")
+    max_in_flight: int = Field(64, ge=1, le=4096, description="Client workers; beyond that, sends are late.")
+
+    @model_validator(mode="after")
+    def _rates(self):
+        if any(r <= 0 or r > 100000 for r in self.rates):
+            raise ValueError("rates must be between 0 and 100000 requests per second")
+        return self
+
+
+class MemorySpec(TrialSpec):
+    """Function memory sweep: at each size, one cold request, warm-ups, then N sequential requests."""
+
+    memory_mb: list[int] = Field([768, 1536, 2240, 3008], min_length=1, description="Memory sizes, MB.")
+    warmup: int = Field(2, ge=0, description="Warm-up requests per size, not recorded.")
+    count: int = Field(10, ge=1, description="Recorded warm requests per size.")
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if any(m < 128 or m > 10240 for m in self.memory_mb):
+            raise ValueError("memory sizes must be between 128 and 10240 MB (Lambda's range)")
+        return self
+
+
+class StreamSpec(TrialSpec):
+    """A frame feed at ``fps``: sequential (one frame in flight; frames whose slot passed are dropped) or async
+    (up to ``max_in_flight`` frames in flight; a frame finding no free slot is dropped)."""
+
+    fps: float = Field(10.0, gt=0, le=1000, description="Frames per second of the feed.")
+    frames: int = Field(100, ge=1, le=1_000_000, description="Frames sent.")
+    mode: Literal["sequential", "async"] = Field("sequential", description="Feed mode (as the video-feed study).")
+    max_in_flight: int = Field(4, ge=1, le=256, description="Async mode: frames in flight at most.")
+
+
+@dataclass
+class TrialRun:
+    """What a trial function gets: one target, one workload and its payloads, and where rows go."""
+
+    spec: TrialSpec
+    target: Target
+    workload: WorkloadSpec
+    payloads: list[Payload]
+    session_id: str
+    emit: Callable
+    cancel: threading.Event
+    failed_levels: list[Any] = field(default_factory=list)
+
+    def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> "LevelRecorder":
+        self.emit(
+            TrialStarted(self.workload.name, self.spec.name, self.spec.kind, self.target.name, level, expected, duration_s)
+        )
+        return LevelRecorder(self, level)
+
+
+class LevelRecorder:
+    """Builds, emits (the session store writes them) and keeps the rows of one level, then its summary."""
+
+    def __init__(self, run: TrialRun, level: Any):
+        self.run = run
+        self.level_value = level
+        self.rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._payload_cycle = itertools.cycle(range(len(run.payloads)))
+        self.note = ""
+
+    def payload(self) -> Payload:
+        with self._lock:
+            return self.run.payloads[next(self._payload_cycle)]
+
+    def record(self, result: RequestResult, payload: Payload, *, seq: int, worker: int = 0,
+               intended: float | None = None, closed_loop: bool = False) -> dict:
+        r = self.run
+        row = request_row(
+            result,
+            session=r.session_id, workload=r.workload.name, trial=r.spec.name, trial_kind=r.spec.kind,
+            target=r.target.name, target_kind=r.target.kind, level=self.level_value, seq=seq, worker=worker,
+            intended_send=intended if intended is not None else result.actual_send,
+            payload_bytes=payload.payload_bytes, batch_size=payload.batch_size,
+            latency_ms=result.service_ms if closed_loop else None,
+        )
+        with self._lock:
+            self.rows.append(row)
+        r.emit(RequestDone(row))
+        return row
+
+    def sender(self, *, closed_loop: bool, timeout: float | None = None):
+        """A load-generator send function over this level's target and payloads."""
+        target = self.run.target
+
+        def send(seq: int, worker: int, intended: float) -> dict:
+            payload = self.payload()
+            result = target.send(payload, timeout=timeout)
+            return self.record(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
+
+        return send
+
+    def finish(self, status: str | None = None, note: str = "") -> dict:
+        r = self.run
+        summary = summarize(self.rows, late_threshold_ms=r.spec.late_threshold_ms)
+        failed = summary["errors"] + summary["timeouts"]
+        if status is None:
+            if r.cancel.is_set():
+                status = "interrupted"
+            elif summary["count"] and (summary["ok"] == 0 or 100.0 * failed / summary["count"] > r.spec.max_error_pct):
+                status = "failed"
+                note = note or f"{failed} of {summary['count']} requests failed"
+            else:
+                status = "completed"
+        row = {
+            "session": r.session_id, "workload": r.workload.name, "trial": r.spec.name, "trial_kind": r.spec.kind,
+            "target": r.target.name, "target_kind": r.target.kind, "level": self.level_value, "status": status,
+            "loop": "open" if r.spec.kind in ("rate", "stream") else "closed", "note": note or self.note,
+            **summary,
+        }
+        if status == "failed":
+            r.failed_levels.append(self.level_value)
+        r.emit(TrialFinished(row))
+        return row
+
+
+def _sequential(rec: LevelRecorder, n: int, cancel: threading.Event, *, record: bool = True) -> None:
+    target = rec.run.target
+    for i in range(n):
+        if cancel.is_set():
+            return
+        payload = rec.payload()
+        result = target.send(payload)
+        if record:
+            rec.record(result, payload, seq=i, closed_loop=True)
+
+
+def run_cold(run: TrialRun) -> None:
+    spec: ColdSpec = run.spec  # type: ignore[assignment]
+    rec = run.level(1, expected=spec.count)
+    try:
+        for i in range(spec.count):
+            if run.cancel.is_set():
+                break
+            cold = run.target.force_cold()
+            payload = rec.payload()
+            result = run.target.send(payload)
+            result.cold = True
+            if result.start_ms is None:
+                result.start_ms = cold.start_ms
+            if result.init_ms is None:
+                result.init_ms = cold.init_ms
+            rec.record(result, payload, seq=i, closed_loop=True)
+    except TargetError as exc:
+        rec.finish("failed", str(exc))
+        raise
+    rec.finish()
+
+
+def run_warm(run: TrialRun) -> None:
+    spec: WarmSpec = run.spec  # type: ignore[assignment]
+    rec = run.level(1, expected=spec.count)
+    _sequential(rec, spec.warmup, run.cancel, record=False)
+    _sequential(rec, spec.count, run.cancel)
+    rec.finish()
+
+
+def run_concurrency(run: TrialRun) -> None:
+    spec: ConcurrencySpec = run.spec  # type: ignore[assignment]
+    for level in spec.levels:
+        if run.cancel.is_set():
+            break
+        rec = run.level(level, expected=spec.requests, duration_s=spec.duration_s)
+        if spec.warmup_requests:
+            _sequential(rec, spec.warmup_requests, run.cancel, record=False)
+        run_closed_loop(
+            rec.sender(closed_loop=True), lambda row: None, concurrency=level, cancel=run.cancel,
+            duration_s=spec.duration_s, count=spec.requests,
+        )
+        rec.finish()
+
+
+def run_rate(run: TrialRun) -> None:
+    spec: RateSpec = run.spec  # type: ignore[assignment]
+    for i, rate in enumerate(spec.rates):
+        if run.cancel.is_set():
+            break
+        if spec.arrival == "constant":
+            offsets = constant_schedule(rate, duration_s=spec.duration_s, count=spec.requests)
+        else:
+            offsets = poisson_schedule(rate, duration_s=spec.duration_s, count=spec.requests, seed=spec.seed + i)
+        rec = run.level(rate, expected=len(offsets), duration_s=spec.duration_s)
+        run_open_loop(
+            rec.sender(closed_loop=False), lambda row: None, offsets=offsets, cancel=run.cancel,
+            max_in_flight=spec.max_in_flight,
+        )
+        rec.finish()
+
+
+def run_memory(run: TrialRun) -> None:
+    spec: MemorySpec = run.spec  # type: ignore[assignment]
+    if not run.target.supports_memory:
+        raise Unsupported(f"{run.target.kind} targets have no memory size; the memory trial runs on functions")
+    for mb in spec.memory_mb:
+        if run.cancel.is_set():
+            break
+        rec = run.level(mb, expected=spec.count + 1)
+        try:
+            run.target.set_memory(mb)
+        except TargetError as exc:
+            rec.finish("failed", str(exc))
+            continue
+        # the first request after a configuration change runs in a fresh environment: recorded as the cold one
+        payload = rec.payload()
+        result = run.target.send(payload)
+        rec.record(result, payload, seq=0, closed_loop=True)
+        _sequential(rec, spec.warmup, run.cancel, record=False)
+        for i in range(spec.count):
+            if run.cancel.is_set():
+                break
+            payload = rec.payload()
+            rec.record(run.target.send(payload), payload, seq=i + 1, closed_loop=True)
+        rec.finish()
+
+
+def run_stream(run: TrialRun) -> None:
+    """Frames are due at ``start + i / fps``. Latency is from the due time; a frame that cannot be sent within one
+    frame interval of its due time (sequential: the previous frame is still in flight; async: every slot is busy)
+    is dropped and recorded with status ``dropped``; one sent late but within the interval is counted late."""
+    spec: StreamSpec = run.spec  # type: ignore[assignment]
+    rec = run.level(spec.fps, expected=spec.frames, duration_s=spec.frames / spec.fps)
+    interval = 1.0 / spec.fps
+    slots = threading.Semaphore(1 if spec.mode == "sequential" else spec.max_in_flight)
+    threads: list[threading.Thread] = []
+    start = time.time() + 0.01
+    dropped = 0
+
+    def one(i: int, due: float, payload: Payload) -> None:
+        try:
+            result = run.target.send(payload)
+            rec.record(result, payload, seq=i, intended=due)
+        finally:
+            slots.release()
+
+    from perfdesk.controllers.loadgen import _sleep_until
+
+    for i in range(spec.frames):
+        due = start + i * interval
+        if not _sleep_until(due, run.cancel):
+            break
+        payload = rec.payload()
+        if not slots.acquire(timeout=max(0.0, due + interval - time.time())):
+            dropped += 1
+            now = time.time()
+            rec.record(RequestResult(actual_send=now, receive=now, status=DROPPED, error="no free slot in time"),
+                       payload, seq=i, intended=due)
+            continue
+        t = threading.Thread(target=one, args=(i, due, payload), daemon=True)
+        t.start()
+        threads.append(t)
+        threads = [t for t in threads if t.is_alive()]
+    for t in threads:
+        t.join()
+    rec.finish(note=f"{dropped} of {spec.frames} frames dropped ({spec.mode}, {spec.fps:g} fps)")
+
+
+@dataclass(frozen=True)
+class TrialKind:
+    spec: type[TrialSpec]
+    run: Callable[[TrialRun], None]
+
+
+TRIAL_KINDS: dict[str, TrialKind] = {
+    "cold": TrialKind(ColdSpec, run_cold),
+    "warm": TrialKind(WarmSpec, run_warm),
+    "concurrency": TrialKind(ConcurrencySpec, run_concurrency),
+    "rate": TrialKind(RateSpec, run_rate),
+    "memory": TrialKind(MemorySpec, run_memory),
+    "stream": TrialKind(StreamSpec, run_stream),
+}
+
+
+def known_trial_kinds() -> list[str]:
+    return sorted(TRIAL_KINDS)
+
+
+def trial_spec_model(kind: str) -> type[TrialSpec]:
+    return TRIAL_KINDS[kind].spec

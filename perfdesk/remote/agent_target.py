@@ -1,0 +1,215 @@
+"""Targets served by the inference agent: the HTTP client, and the base class shared by the local server, SSH hosts
+and EC2 instances. Subclasses only say how the agent is started and stopped (:meth:`AgentTarget._start_agent`,
+:meth:`AgentTarget._stop_agent`); sending, health, metrics and forced cold starts are here, written once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+
+from perfdesk.controllers.results import ERROR, OK, TIMEOUT, RequestResult
+from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec
+from perfdesk.controllers.workload import Payload, WorkloadSpec
+
+
+@dataclass
+class AgentEndpoint:
+    host: str
+    port: int
+    token: str
+    started: float  # time.time() when the start command was issued
+
+    def __repr__(self) -> str:  # never show the token
+        return f"AgentEndpoint({self.host}:{self.port})"
+
+
+class AgentClient:
+    """A thread-safe HTTP client of one agent (a keep-alive connection pool sized for the load generator)."""
+
+    def __init__(self, endpoint: AgentEndpoint, *, pool_size: int = 64, timeout: float = 60.0):
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.pool = urllib3.HTTPConnectionPool(
+            endpoint.host, endpoint.port, maxsize=pool_size, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=min(10.0, timeout), read=timeout),
+        )
+        self.headers = {"Authorization": f"Bearer {endpoint.token}"}
+
+    def get_json(self, path: str, timeout: float = 5.0) -> dict:
+        resp = self.pool.request("GET", path, headers=self.headers, timeout=timeout, retries=False)
+        data = json.loads(resp.data or b"{}")
+        if resp.status != 200:
+            raise RuntimeError(f"{path}: HTTP {resp.status}: {data.get('error', '')}")
+        return data
+
+    def predict(self, payload: Payload, timeout: float | None = None) -> RequestResult:
+        headers = {**self.headers, "Content-Type": payload.content_type}
+        t0 = time.time()
+        try:
+            resp = self.pool.urlopen(
+                "POST", "/predict", body=payload.body, headers=headers, retries=False,
+                timeout=urllib3.Timeout(connect=min(10.0, timeout or self.timeout), read=timeout or self.timeout),
+            )
+        except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
+            return RequestResult(actual_send=t0, receive=time.time(), status=TIMEOUT, error=f"timed out: {exc}")
+        except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            return RequestResult(actual_send=t0, receive=time.time(), status=ERROR, error=f"connection: {reason}")
+        t1 = time.time()
+        return parse_prediction(resp.status, resp.data, t0, t1)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def parse_prediction(status: int, data: bytes, t0: float, t1: float) -> RequestResult:
+    """A RequestResult from the agent's (or a function's) JSON answer: predictions, timings, errors."""
+    try:
+        body = json.loads(data) if data else {}
+    except ValueError:
+        body = {}
+    if status != 200 or not isinstance(body, dict) or "predictions" not in body:
+        err = body.get("error") if isinstance(body, dict) else None
+        return RequestResult(actual_send=t0, receive=t1, status=ERROR, http_status=status,
+                             error=str(err or data[:200]), response_bytes=len(data))
+    timings = body.get("timings") or {}
+    top1 = ""
+    preds = body.get("predictions") or []
+    if preds:
+        first = preds[0]
+        if isinstance(first, list) and first:
+            top1 = str(first[0].get("label", ""))
+        elif isinstance(first, dict) and first.get("boxes"):
+            top1 = str(first["boxes"][0].get("label", ""))
+    return RequestResult(
+        actual_send=t0, receive=t1, status=OK, http_status=status,
+        server_decode_ms=timings.get("decode_ms"), server_preprocess_ms=timings.get("preprocess_ms"),
+        server_inference_ms=timings.get("inference_ms"), server_postprocess_ms=timings.get("postprocess_ms"),
+        server_total_ms=timings.get("server_ms", timings.get("total_ms")),
+        response_bytes=len(data), top1=top1,
+    )
+
+
+class AgentTarget(Target):
+    """Base of the server targets: an agent reached over HTTP at an :class:`AgentEndpoint`."""
+
+    supports_metrics = True
+
+    def __init__(self, spec: TargetSpec, ctx):
+        super().__init__(spec, ctx)
+        self.client: AgentClient | None = None
+        self.health: dict[str, Any] = {}
+
+    @abstractmethod
+    def _start_agent(self, workload: WorkloadSpec) -> AgentEndpoint:
+        """Start the agent serving ``workload`` (fresh token) and return where it listens; do not wait for health."""
+
+    @abstractmethod
+    def _stop_agent(self) -> None:
+        """Stop the agent and everything it started (no orphan). Safe to call when it is not running."""
+
+    def _agent_alive(self) -> bool:
+        """Whether the started agent still runs (used to fail fast while waiting for health)."""
+        return True
+
+    def _startup_timeout(self) -> float:
+        return float(getattr(self.spec, "startup_timeout_s", 300.0))
+
+    def _wait_healthy(self, endpoint: AgentEndpoint) -> dict:
+        client = AgentClient(endpoint, pool_size=getattr(self.spec, "pool_size", 64),
+                             timeout=self.spec.request_timeout_s)
+        deadline = time.time() + self._startup_timeout()
+        last = ""
+        while time.time() < deadline:
+            if self.ctx.cancel.is_set():
+                client.close()
+                raise TargetError(self.name, "start agent", "cancelled while waiting for the agent")
+            if not self._agent_alive():
+                client.close()
+                raise TargetError(self.name, "start agent", f"the agent exited during start-up ({last or 'no answer'})",
+                                  "see the agent's log lines above")
+            try:
+                health = client.get_json("/healthz", timeout=min(30.0, max(1.0, deadline - time.time())))
+                self.client = client
+                return health
+            except Exception as exc:  # not up yet
+                last = str(exc)[:200]
+                time.sleep(0.1)
+        client.close()
+        raise TargetError(self.name, "start agent", f"no healthy answer within {self._startup_timeout():.0f} s ({last})",
+                          "raise startup_timeout_s or look at the agent log")
+
+    def _start_and_wait(self, workload: WorkloadSpec) -> ColdStart:
+        endpoint = self._start_agent(workload)
+        try:
+            self.health = self._wait_healthy(endpoint)
+        except BaseException:
+            self._stop_agent()
+            raise
+        ready = time.time()
+        load_ms = self.health.get("agent_load_ms")
+        total_ms = (ready - endpoint.started) * 1000.0
+        return ColdStart(
+            start_ms=total_ms - (load_ms or 0.0), init_ms=load_ms,
+            phases={"process_start_ms": total_ms - (load_ms or 0.0), "model_load_ms": load_ms or 0.0,
+                    "import_ms": self.health.get("agent_import_ms", 0.0)},
+        )
+
+    def deploy(self, workload: WorkloadSpec) -> None:
+        self.workload = workload
+        self.set_state("deploying", workload.name)
+        try:
+            self._start_and_wait(workload)
+        except TargetError:
+            self.set_state("failed")
+            raise
+        model = self.health.get("model", {})
+        self.set_state("ready", f"{model.get('model')} on {model.get('runtime')}"
+                                f"{' (random weights)' if model.get('random_weights') else ''}")
+
+    def force_cold(self) -> ColdStart:
+        assert self.workload is not None, "deploy first"
+        self.set_state("cold")
+        self._close_client()
+        self._stop_agent()
+        cold = self._start_and_wait(self.workload)
+        self.set_state("ready")
+        return cold
+
+    def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        client = self.client
+        if client is None:
+            now = time.time()
+            return RequestResult(actual_send=now, receive=now, status=ERROR, error="agent not running")
+        return client.predict(payload, timeout=timeout or self.spec.request_timeout_s)
+
+    def sample_metrics(self) -> dict[str, Any] | None:
+        if self.client is None:
+            return None
+        m = self.client.get_json("/metrics", timeout=2.0)
+        m["cpu_per_core"] = ";".join(f"{v:.1f}" for v in m.get("cpu_per_core", []))
+        m.pop("cores", None)
+        return m
+
+    def _close_client(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def teardown(self) -> None:
+        self._close_client()
+        self._stop_agent()
+        if self.state not in ("not deployed",):
+            self.set_state("torn down")
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.health:
+            d["model"] = self.health.get("model")
+        return d

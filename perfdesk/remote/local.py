@@ -1,0 +1,156 @@
+"""The local server target: the inference agent as a subprocess on 127.0.0.1, on a free port, with a fresh token.
+
+Its output is streamed line by line as log events. It is stopped on every exit path: teardown, an error, Ctrl-C
+(the experiment tears targets down), interpreter exit (atexit), and, should perfdesk be killed outright, the agent
+notices its parent is gone and stops itself (``--parent-pid``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from perfdesk.controllers.target import TargetError, TargetSpec
+from perfdesk.controllers.workload import WorkloadSpec
+from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
+
+_LIVE: "weakref.WeakSet[LocalServerTarget]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for target in list(_LIVE):
+        target._stop_agent()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalServerSpec(TargetSpec):
+    """``kind = "local-server"``: the agent as a local process."""
+
+    kind: Literal["local-server"] = "local-server"
+    workers: int = Field(1, ge=1, le=64, description="gunicorn worker processes (each loads the model).")
+    wsgi_threads: int = Field(4, ge=1, le=256, description="Request threads per worker.")
+    port: int = Field(0, ge=0, le=65535, description="Port on 127.0.0.1 (0: a free port).")
+    python: str = Field("", description="Python interpreter for the agent (default: the one running perfdesk).")
+    startup_timeout_s: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for the agent's health.")
+    pool_size: int = Field(64, ge=1, le=4096, description="Client connections kept open to the agent.")
+
+
+class LocalServerTarget(AgentTarget):
+    kind = "local-server"
+    spec_model = LocalServerSpec
+
+    def __init__(self, spec: LocalServerSpec, ctx):
+        super().__init__(spec, ctx)
+        self.spec: LocalServerSpec = spec
+        self.proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._tail: list[str] = []
+
+    def _command(self, workload: WorkloadSpec, port: int) -> list[str]:
+        o = workload.model_options()
+        cmd = [
+            self.spec.python or sys.executable, "-m", "perfdesk.remote.agent",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--model", o["model"], "--runtime", o["runtime"], "--device", o["device"], "--weights", o["weights"],
+            "--workers", str(self.spec.workers), "--wsgi-threads", str(self.spec.wsgi_threads),
+            "--parent-pid", str(os.getpid()),
+        ]
+        if o["weights"] not in ("random",) and not o["weights"].startswith(("http://", "https://", "s3://")):
+            path = Path(o["weights"]).expanduser()
+            cmd[cmd.index("--weights") + 1] = str(path if path.is_absolute() else Path(self.ctx.profile_dir) / path)
+        if o["threads"]:
+            cmd += ["--threads", str(o["threads"])]
+        if o["weights_sha256"]:
+            cmd += ["--weights-sha256", o["weights_sha256"]]
+        return cmd
+
+    def _start_agent(self, workload: WorkloadSpec) -> AgentEndpoint:
+        port = self.spec.port or free_port()
+        token = secrets.token_urlsafe(32)
+        env = dict(os.environ)
+        env["PERFDESK_AGENT_TOKEN"] = token
+        env["PYTHONUNBUFFERED"] = "1"
+        # the agent imports the same perfdesk package as this process, wherever it is installed or checked out
+        pkg_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        cmd = self._command(workload, port)
+        self.log(f"starting agent: {' '.join(cmd)}")
+        started = time.time()
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,  # its own process group: Ctrl-C reaches perfdesk, which stops it in order
+            )
+        except OSError as exc:
+            raise TargetError(self.name, "start agent", str(exc), "check the python setting") from exc
+        _LIVE.add(self)
+        self._tail = []
+        self._reader = threading.Thread(target=self._read_output, args=(self.proc,), name=f"{self.name}-log",
+                                        daemon=True)
+        self._reader.start()
+        return AgentEndpoint("127.0.0.1", port, token, started)
+
+    def _read_output(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self._tail = (self._tail + [line])[-20:]
+            self.log(line, stream="agent")
+
+    def _agent_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _stop_agent(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)  # gunicorn: graceful stop of master and workers
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+        # workers left in the group (should not happen) go too
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        if proc.stdout:
+            proc.stdout.close()
+        self.proc = None
+        _LIVE.discard(self)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(host="127.0.0.1", workers=self.spec.workers, wsgi_threads=self.spec.wsgi_threads,
+                 python=self.spec.python or sys.executable)
+        return d
