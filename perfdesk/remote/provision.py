@@ -364,12 +364,14 @@ class Provisioner:
                                   ) from None
         else:
             modules = sorted({IMPORT_NAMES.get(p, re.split(r"[\[<>=!~ ]", p)[0]) for p in packages})
-            check = f"import importlib; [importlib.import_module(m) for m in {modules!r}]"
+            # find_spec, not import: proves the packages are there without paying for importing torch
+            check = (f"import importlib.util, sys; missing = [m for m in {modules!r} if importlib.util.find_spec(m) "
+                     "is None]; print(*missing, file=sys.stderr); sys.exit(1 if missing else 0)")
             res = self.t.run(f"{q(python)} -c {q(check)}", timeout=300, check=False,
                              step="check the interpreter's packages")
             if res.rc != 0:
                 raise self.t.error("check the interpreter's packages",
-                                   f"{python} cannot import {', '.join(modules)}: {res.stderr.strip()[-300:]}",
+                                   f"{python} lacks {res.stderr.strip()[-300:] or ', '.join(modules)}",
                                    'install them into that interpreter, or set venv = "venv" to let perfdesk do it')
         stamp["environment"] = key
         stamp["packages"] = packages
@@ -479,7 +481,8 @@ def start_agent(transport: Transport, layout: HostLayout, command: str, token: s
 
 def stop_agent(transport: Transport, layout: HostLayout, timeout: float = 15.0) -> bool:
     """Stop the agent's process group and remove the token; True when one was running."""
-    was = transport.stop(layout.pid, timeout=timeout)
+    # INT is gunicorn's quick shutdown (TERM would wait out graceful_timeout for idle keep-alive connections)
+    was = transport.stop(layout.pid, timeout=timeout, signal="INT")
     transport.run(f"rm -f {shlex.quote(layout.token)} {shlex.quote(layout.agent_pid)}", timeout=30, check=False,
                   step="remove the token")
     return was

@@ -142,7 +142,8 @@ class Transport(ABC):
         for non-secret settings only (visible in ``ps``).
         """
         exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in (env or {}).items())
-        chdir = f"cd {shlex.quote(cwd)} && " if cwd else ""
+        # cd on its own: in "cd X && cmd &" the whole list would be the background job and $! its subshell
+        chdir = f"cd {shlex.quote(cwd)} || exit 1; " if cwd else ""
         # In a non-interactive shell a background job stays in the shell's process group, so setsid(1) calls
         # setsid() in place (no fork): $! is the new session leader and its pid is the process group id.
         script = (
@@ -174,8 +175,8 @@ class Transport(ABC):
         )
         return res.rc == 0
 
-    def stop(self, pid_path: str, timeout: float = 10.0) -> bool:
-        """Stop the process group named by ``pid_path``: TERM, then KILL after ``timeout``; remove the pid file.
+    def stop(self, pid_path: str, timeout: float = 10.0, signal: str = "TERM") -> bool:
+        """Stop the process group named by ``pid_path``: ``signal``, then KILL after ``timeout``; remove the pid file.
 
         Returns True when something was running. Safe to call when nothing is.
         """
@@ -184,7 +185,7 @@ class Transport(ABC):
         script = (
             f'[ -f {q} ] || exit 3; p=$(cat {q}); [ -n "$p" ] || {{ rm -f {q}; exit 3; }}; '
             f'kill -0 "$p" 2>/dev/null || kill -0 -"$p" 2>/dev/null || {{ rm -f {q}; exit 3; }}; '
-            f'kill -TERM -"$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; i=0; '
+            f'kill -{signal} -"$p" 2>/dev/null || kill -{signal} "$p" 2>/dev/null; i=0; '
             f'while [ $i -lt {steps} ]; do kill -0 -"$p" 2>/dev/null || break; sleep 0.1; i=$((i+1)); done; '
             f'if kill -0 -"$p" 2>/dev/null; then kill -KILL -"$p" 2>/dev/null; echo killed; fi; rm -f {q}'
         )

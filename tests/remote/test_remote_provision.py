@@ -63,7 +63,7 @@ def test_provision_then_skip_then_clean(sshd, tmp_path):
 
         # a vanished interpreter is noticed despite the stamp
         p = Provisioner(t, ProvisionOptions(remote_dir=remote_dir, venv="/nonexistent/python", packages=["flask"]))
-        with pytest.raises(TargetError, match="cannot import flask.*set venv = \"venv\""):
+        with pytest.raises(TargetError, match="lacks flask.*set venv = \"venv\""):
             p.provision("torch")
 
         removed = Provisioner(t, opts).clean(keep_cache=True)
