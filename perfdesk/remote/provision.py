@@ -369,6 +369,9 @@ class Provisioner:
                      "is None]; print(*missing, file=sys.stderr); sys.exit(1 if missing else 0)")
             res = self.t.run(f"{q(python)} -c {q(check)}", timeout=300, check=False,
                              step="check the interpreter's packages")
+            if res.rc in (126, 127):
+                raise self.t.error("check the interpreter", f"no interpreter {python} on the host",
+                                   'set venv to an existing interpreter, or to "venv" to let perfdesk make one')
             if res.rc != 0:
                 raise self.t.error("check the interpreter's packages",
                                    f"{python} lacks {res.stderr.strip()[-300:] or ', '.join(modules)}",

@@ -63,7 +63,10 @@ def test_provision_then_skip_then_clean(sshd, tmp_path):
 
         # a vanished interpreter is noticed despite the stamp
         p = Provisioner(t, ProvisionOptions(remote_dir=remote_dir, venv="/nonexistent/python", packages=["flask"]))
-        with pytest.raises(TargetError, match="lacks flask.*set venv = \"venv\""):
+        with pytest.raises(TargetError, match="no interpreter /nonexistent/python on the host"):
+            p.provision("torch")
+        p = Provisioner(t, ProvisionOptions(remote_dir=remote_dir, venv=sys.executable, packages=["no_such_pkg_x"]))
+        with pytest.raises(TargetError, match="lacks no_such_pkg_x.*set venv = \"venv\""):
             p.provision("torch")
 
         removed = Provisioner(t, opts).clean(keep_cache=True)
