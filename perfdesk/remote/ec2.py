@@ -232,6 +232,20 @@ class Ec2Lifecycle:
                 self.on_line(f"could not remove {kind} {ident} after the failed launch: {exc}; "
                              f"run `perfdesk teardown {self.session_id}`")
 
+    def destroy(self, inst: Instance) -> list[str]:
+        """Terminate one instance and remove what was made with it; returns what was removed."""
+        removed = []
+        self.terminate_instances([inst.instance_id])
+        removed.append(f"instance {inst.instance_id}")
+        if inst.allocation_id:
+            self.ec2.release_address(AllocationId=inst.allocation_id)
+            removed.append(f"elastic IP {inst.allocation_id}")
+        self.ec2.delete_security_group(GroupId=inst.security_group_id)
+        removed.append(f"security group {inst.security_group_id}")
+        self.ec2.delete_key_pair(KeyName=inst.key_name)
+        removed.append(f"key pair {inst.key_name}")
+        return removed
+
     def terminate_instances(self, ids: list[str]) -> None:
         if not ids:
             return

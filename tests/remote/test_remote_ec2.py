@@ -111,3 +111,37 @@ def test_price_table():
     price, as_of = hourly_price("us-east-1", "t2.small")
     assert price == pytest.approx(0.023) and as_of
     assert hourly_price("us-east-1", "x9.huge")[0] is None
+
+
+@pytest.mark.slow
+def test_ec2_target_launches_provisions_serves_and_leaves_nothing(aws, sshd, tmp_path):
+    """The ec2 kind end to end: launched on the moto server, "reached" at the local sshd (the address function is
+    the one injected seam), provisioned, served, torn down: instance, security group and key pair gone."""
+    import sys
+
+    from perfdesk.controllers.results import OK
+    from perfdesk.controllers.target import TargetContext
+    from perfdesk.controllers.workload import WorkloadSpec, build_payloads
+    from perfdesk.remote.ec2_target import Ec2Spec, Ec2Target
+
+    ec2, ssm, ami, endpoint = aws
+    pub = tmp_path / "id.pub"
+    pub.write_text(PUBKEY + "\n")
+    spec = Ec2Spec(name="cloud", kind="ec2", region=REGION, instance_type="t2.small", ami=ami, public_key=str(pub),
+                   identity_file=sshd.identity_file, user=sshd.user, use_ssh_agent=False, ssh_config="",
+                   venv=sys.executable, remote_dir=str(tmp_path / "host"), endpoint_url=endpoint, elastic_ip=True)
+    ctx = TargetContext(session_id="e2e", emit=lambda e: None, work_dir=str(tmp_path), profile_dir=str(tmp_path))
+    target = Ec2Target(spec, ctx, lifecycle=lifecycle(aws, "e2e"), address=lambda inst: (sshd.host, sshd.port))
+    wl = WorkloadSpec(name="m", model="mobilenet_v2", images="synthetic", synthetic_size=(96, 96), image_count=1,
+                      threads=1)
+    try:
+        target.deploy(wl)
+        assert target.send(build_payloads(wl)[0]).status == OK
+        info = target.describe()
+        assert info["instance_id"].startswith("i-") and info["hourly_price_usd"] == pytest.approx(0.023)
+        assert info["launch_to_first_answer_s"] > 0 and info["elastic_ip"] is True
+        assert (tmp_path / "known_hosts").read_text().strip()  # TOFU into the session's own known_hosts
+    finally:
+        target.teardown()
+    assert left(ec2, "e2e") == {"instances": [], "addresses": [], "groups": [], "keys": []}
+    assert target.describe()["instance_id"]  # still in the manifest after teardown
