@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     known = {"export", "summarize", "agent", "emulator", "teardown", "report", "compare"}
     if argv and argv[0] in known:
         args = sub_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        handler = getattr(args, "func", None) or getattr(args, "handler")
+        return int(handler(args) or 0)
     args = main_parser().parse_args(argv)
     try:
         return run_main(args)

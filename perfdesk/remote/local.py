@@ -132,7 +132,9 @@ class LocalServerTarget(AgentTarget):
             return
         if proc.poll() is None:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)  # gunicorn: graceful stop of master and workers
+                # gunicorn's quick shutdown (SIGTERM waits up to graceful_timeout for requests in flight; by the time
+                # a target is stopped its trial is over, or it is being restarted for a cold start)
+                os.killpg(proc.pid, signal.SIGINT)
             except ProcessLookupError:
                 pass
             try:
