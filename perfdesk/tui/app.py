@@ -31,6 +31,7 @@ from perfdesk.tui.screens.edit_trial import EditTrialScreen
 from perfdesk.tui.screens.help import HelpScreen
 from perfdesk.tui.screens.sessions import ExportScreen, OpenSessionScreen, SessionScreen
 from perfdesk.tui.screens.try_image import TryImageScreen
+from perfdesk.tui.screens.verdict import VerdictScreen
 from perfdesk.tui.widgets.charts import ChartsPane
 from perfdesk.tui.widgets.logs import LogsPane
 from perfdesk.tui.widgets.targets import READY_STATES, TargetsPane, key_facts
@@ -56,6 +57,7 @@ class PerfdeskApp(App):
         Binding("l", "next_log_filter", "Log filter"),
         Binding("o", "open_session", "Sessions"),
         Binding("w", "export", "Export"),
+        Binding("v", "verdict", "Verdict"),
         Binding("left_square_bracket", "chart(-1)", "Prev chart", show=False),
         Binding("right_square_bracket", "chart(1)", "Next chart", show=False),
         Binding("question_mark,f1", "help", "Help"),
@@ -294,6 +296,10 @@ class PerfdeskApp(App):
     def action_export(self) -> None:
         self.push_screen(ExportScreen([self.experiment.path], self.export_root / self.experiment.session_id))
 
+    def action_verdict(self) -> None:
+        """The verdict of this session so far (its CSVs are flushed as rows complete)."""
+        self.push_screen(VerdictScreen(self.experiment.path, live=True))
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -341,6 +347,8 @@ class PerfdeskApp(App):
         yield SystemCommand("Try one image", "Predictions and timings of every ready target", self.action_try_image)
         yield SystemCommand("Open session", "View a saved session or compare two", self.action_open_session)
         yield SystemCommand("Export session", "This session's CSVs and combined.csv to a folder", self.action_export)
+        yield SystemCommand("Verdict", "Cost per 1k inferences, break-even and monthly cost of this session",
+                            self.action_verdict)
         yield SystemCommand("Help", "Keys and panes", self.action_help)
         for name in self.experiment.targets:
             yield SystemCommand(f"Deploy {name}", "Deploy / provision the target", lambda n=name: self.action_deploy(n))

@@ -55,3 +55,11 @@ class TrialEdited(Message):
 
     name: str
     spec: object
+
+
+@dataclass
+class VerdictComputed(Message):
+    """A session's verdict was computed in a worker (``verdict`` is a :class:`perfdesk.tui.verdict_data.Verdict`)."""
+
+    path: Path
+    verdict: object

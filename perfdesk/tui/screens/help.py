@@ -27,6 +27,7 @@ emulator) on the same model and load, live. Every request is a row in the sessio
 | `l` | next log filter (all, perfdesk, each target) |
 | `o` | open a saved session (one: view it; two: compare them side by side) |
 | `w` | export this session's CSVs and a combined CSV to a folder |
+| `v` | verdict: cost per 1,000 inferences per trial, the break-even rate in words, monthly cost against rate (also on an opened session; `r` there recomputes) |
 | `tab` / `shift+tab` | move between panes; arrows move in tables; `[` `]` switch charts |
 | `ctrl+p` | command palette: every action above, by name |
 | `?` / `f1` | this help |

@@ -16,6 +16,7 @@ from textual.widgets import Button, Footer, Header, Input, SelectionList, Static
 from perfdesk.controllers.export import export_sessions
 from perfdesk.tui.chart_data import ChartData, read_session
 from perfdesk.tui.messages import SessionExported, SessionLoaded
+from perfdesk.tui.screens.verdict import VerdictScreen
 from perfdesk.tui.widgets.charts import ChartsPane
 from perfdesk.tui.widgets.results import ResultsTable
 
@@ -168,6 +169,7 @@ class SessionScreen(Screen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("w", "export", "Export"),
+        Binding("v", "verdict", "Verdict"),
         Binding("left_square_bracket", "prev_chart", "Prev chart"),
         Binding("right_square_bracket", "next_chart", "Next chart"),
     ]
@@ -217,6 +219,10 @@ class SessionScreen(Screen):
 
     def action_next_chart(self) -> None:
         self._tabs(1)
+
+    def action_verdict(self) -> None:
+        """The verdict of the session shown (of the left one when two are compared)."""
+        self.app.push_screen(VerdictScreen(self.paths[0]))
 
     def action_export(self) -> None:
         name = "-vs-".join(p.name for p in self.paths)

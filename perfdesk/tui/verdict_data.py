@@ -1,0 +1,119 @@
+"""The verdict of one session folder, computed for the TUI's verdict screen (plain data, no widgets).
+
+:func:`compute_verdict` reads the folder's CSVs (the live session's are flushed as rows complete, so it works mid-run)
+and runs the cost model (:mod:`perfdesk.controllers.cost`): cost per 1,000 inferences per trial x target x level,
+the break-even between every server and function in words, and the monthly cost curves. It blocks on file reads:
+call it from a thread worker. It never raises: what went wrong is in :attr:`Verdict.error`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perfdesk.controllers.cost import FUNCTION, SERVER, BreakEven, PriceBook, TrialCost, break_even, trial_costs
+from perfdesk.controllers.session_data import SessionError, load_session
+
+#: Columns of the verdict table, in order.
+COLUMNS = ("trial", "level", "target", "billing", "ok", "seconds", "cost $", "$ / 1k inf", "note")
+
+
+@dataclass
+class Verdict:
+    """What the verdict screen shows. ``error`` set: nothing else is (the message says what to do)."""
+
+    path: Path
+    costs: list[TrialCost] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # the break-even in words, then notes
+    curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # target -> (req/s, $/month)
+    break_even_rps: list[float] = field(default_factory=list)  # marks on the chart
+    prices_as_of: str = ""
+    error: str = ""
+
+    def table_rows(self) -> list[tuple[str, ...]]:
+        """One row of text cells per trial x target x level (see :data:`COLUMNS`)."""
+        return [(c.trial, c.level, c.target, c.model, str(c.ok), _num(c.duration_s, 2), _usd(c.cost_usd),
+                 _usd(c.cost_per_1k_usd), c.note if c.cost_usd is None else "") for c in self.costs]
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _usd(value: float | None) -> str:
+    """Dollars with 4 significant figures (costs per trial run from $1e-7 to dollars)."""
+    return "-" if value is None else f"{value:.4g}"
+
+
+def per_month(rate_rps: float, hours_per_month: float) -> str:
+    """A sustained rate as requests a month, for people: '76.8 million'."""
+    n = rate_rps * 3600.0 * hours_per_month
+    for size, word in ((1e9, "billion"), (1e6, "million")):
+        if n >= size:
+            return f"{n / size:.1f} {word}"
+    return f"{n:,.0f}"
+
+
+def verdict_lines(result: BreakEven) -> list[str]:
+    """The break-even in words: one line per server x function pair, or why there is none, then the notes."""
+    hours = result.hours_per_month
+    servers = [n for n, t in result.targets.items() if t.pricing.model == SERVER]
+    functions = [n for n, t in result.targets.items() if t.pricing.model == FUNCTION]
+    lines: list[str] = []
+    if not servers or not functions:
+        have = "a server" if servers else ("a function" if functions else "no target")
+        lines.append(f"No break-even: the session has {have} only; it needs both a server and a function target "
+                     "measured in the same session.")
+    for c in result.crossovers:
+        source = c.cold_fraction_source
+        cold = (f"assuming {c.function_cold_start_fraction:.1%} of {c.function}'s requests start cold "
+                + (f"({source})" if source == "assumed" else f"[{source}]"))
+        if c.break_even_rps is None:
+            lines.append(f"No break-even between {c.server} and {c.function}: {c.note}.")
+            continue
+        line = (f"The server {c.server} becomes cheaper than {c.function} above {c.break_even_rps:.1f} req/s "
+                f"({per_month(c.break_even_rps, hours)} req/month)")
+        if c.monthly_usd_at_break_even is not None:
+            line += f" (there each costs ${c.monthly_usd_at_break_even:,.0f}/month)"
+        always = c.server_always_cheaper_from_rps
+        if always is not None and not math.isclose(always, c.break_even_rps):
+            line += f"; just past each full instance {c.function} wins back, until {always:.1f} req/s"
+        elif c.note:
+            line += f"; {c.note}"
+        lines.append(f"{line}; {cold}.")
+    for name, target in result.targets.items():
+        if target.pricing.model == SERVER and target.saturation_rps:
+            lines.append(f"{name} saturates at {target.saturation_rps:.1f} req/s per instance.")
+    lines += [f"Note: {n}" for n in result.notes]
+    lines.append(f"Month = {hours:g} h; prices as of {result.prices_as_of} (editable, overridable by [prices]).")
+    return lines
+
+
+def compute_verdict(path: str | Path) -> Verdict:
+    """Read ``path`` (a session folder) and compute its verdict; errors become :attr:`Verdict.error`."""
+    folder = Path(path)
+    out = Verdict(path=folder)
+    try:
+        session = load_session(folder)
+        if not len(session.requests):
+            out.error = (f"no requests yet in {folder / 'requests.csv'}: run a trial (r or a), then press v "
+                         "(or r here) again")
+            return out
+        book = PriceBook.for_session(session)
+        out.costs = trial_costs(session, book)
+        result = break_even(session, book)
+    except SessionError as exc:
+        out.error = str(exc)
+        return out
+    except Exception as exc:  # a bad [prices] section (pydantic) or a malformed CSV: say so, keep the desk up
+        out.error = f"cannot compute the verdict of {folder}: {type(exc).__name__}: {exc}"
+        return out
+    out.lines = verdict_lines(result)
+    out.prices_as_of = result.prices_as_of
+    for curve in result.curves:
+        pairs = [(r, m) for r, m in zip(result.rates_rps, curve.monthly_usd) if m is not None]
+        if pairs:
+            out.curves[curve.target] = ([p[0] for p in pairs], [p[1] for p in pairs])
+    out.break_even_rps = [c.break_even_rps for c in result.crossovers if c.break_even_rps]
+    return out
