@@ -79,7 +79,9 @@ class Engine:
         raise NotImplementedError
 
     # -- the contract -------------------------------------------------------------------------------------------
-    def predict(self, images: list[bytes], *, top_k: int = 5, score_threshold: float = 0.5, annotate: bool = False) -> dict:
+    def predict(
+        self, images: list[bytes], *, top_k: int = 5, score_threshold: float = 0.5, annotate: bool = False
+    ) -> dict:
         """Run the model on encoded JPEG/PNG/WebP images (one batch); see the module docs for the result's shape.
 
         Raises :class:`BadInput` for an image that does not decode, :class:`InferenceError` if the runtime fails.

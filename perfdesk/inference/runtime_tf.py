@@ -127,17 +127,23 @@ class TensorFlowEngine(Engine):
         try:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:
-            raise InferenceError(f"could not load the SavedModel at {path} ({type(exc).__name__}: {str(exc)[:300]})") from None
+            raise InferenceError(
+                f"could not load the SavedModel at {path} ({type(exc).__name__}: {str(exc)[:300]})"
+            ) from None
         sig = loaded.signatures.get("serving_default")
         if sig is None:
             raise InferenceError(f"the SavedModel at {path} has no 'serving_default' signature")
         inputs = sig.structured_input_signature[1]
         if len(inputs) != 1:
-            raise InferenceError(f"the SavedModel at {path} takes {len(inputs)} inputs ({', '.join(inputs)}); one image input is needed")
+            raise InferenceError(
+                f"the SavedModel at {path} takes {len(inputs)} inputs ({', '.join(inputs)}); one image input is needed"
+            )
         (name, tspec), = inputs.items()
         shape = tspec.shape
         if shape.rank != 4 or shape[-1] != 3:
-            raise InferenceError(f"the SavedModel at {path} input {name!r} has shape {shape}; NHWC with 3 channels is needed")
+            raise InferenceError(
+                f"the SavedModel at {path} input {name!r} has shape {shape}; NHWC with 3 channels is needed"
+            )
         self._loaded = loaded  # keep the object alive: the signature's variables belong to it
         self._sig = sig
         self._input_name = name

@@ -60,7 +60,9 @@ def resolve_weights(source: str, expected_sha256: str | None, cache_dir: Path) -
         if not path.exists():
             raise InferenceError(f"weights file {path} does not exist (weights = {source!r})")
     else:
-        raise InferenceError(f"weights {source!r}: unsupported scheme {scheme!r}; use 'random', a path, https:// or s3://")
+        raise InferenceError(
+            f"weights {source!r}: unsupported scheme {scheme!r}; use 'random', a path, https:// or s3://"
+        )
     sha = sha256_of(path)
     if expected_sha256 and sha != expected_sha256:
         raise InferenceError(

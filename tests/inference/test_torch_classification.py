@@ -7,6 +7,7 @@ import pytest
 
 from perfdesk.inference import BadInput, EngineConfig, InferenceError, known_models, load_engine
 from perfdesk.inference.labels import coco_labels, imagenet_labels
+from perfdesk.inference.threads import default_threads
 
 PHASES = {"decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "total_ms"}
 
@@ -63,7 +64,7 @@ def test_random_weights_are_reproducible(mobilenet_torch, chelsea_jpeg):
 def test_resnet50_on_a_photo(chelsea_jpeg):
     engine = load_engine(EngineConfig.from_dict({"model": "resnet50", "runtime": "torch", "device": "cpu",
                                                 "threads": None, "weights": "random", "weights_sha256": None}))
-    assert engine.info["model"] == "resnet50" and engine.info["threads"] >= 1
+    assert engine.info["model"] == "resnet50" and engine.info["threads"] == default_threads("torch")
     check_classification(engine.predict([chelsea_jpeg]), 1, 5)
 
 

@@ -1,9 +1,7 @@
 """Weights from a file, an http(s) URL and an s3:// URI (moto server on loopback); clear errors naming the file."""
 
 import functools
-import hashlib
 import http.server
-import os
 import shutil
 import socket
 import subprocess
