@@ -295,26 +295,35 @@ def run_memory(run: TrialRun) -> None:
     spec: MemorySpec = run.spec  # type: ignore[assignment]
     if not run.target.supports_memory:
         raise Unsupported(f"{run.target.kind} targets have no memory size; the memory trial runs on functions")
-    for mb in spec.memory_mb:
-        if run.cancel.is_set():
-            break
-        rec = run.level(mb, expected=spec.count + 1)
-        try:
-            run.target.set_memory(mb)
-        except TargetError as exc:
-            rec.finish("failed", str(exc))
-            continue
-        # the first request after a configuration change runs in a fresh environment: recorded as the cold one
-        payload = rec.payload()
-        result = run.target.send(payload)
-        rec.record(result, payload, seq=0, closed_loop=True)
-        _sequential(rec, spec.warmup, run.cancel, record=False)
-        for i in range(spec.count):
+    configured = getattr(run.target.spec, "memory_mb", None)
+    try:
+        for mb in spec.memory_mb:
             if run.cancel.is_set():
                 break
+            rec = run.level(mb, expected=spec.count + 1)
+            try:
+                run.target.set_memory(mb)
+            except TargetError as exc:
+                rec.finish("failed", str(exc))
+                continue
+            # the first request after a configuration change runs in a fresh environment: recorded as the cold one
             payload = rec.payload()
-            rec.record(run.target.send(payload), payload, seq=i + 1, closed_loop=True)
-        rec.finish()
+            result = run.target.send(payload)
+            rec.record(result, payload, seq=0, closed_loop=True)
+            _sequential(rec, spec.warmup, run.cancel, record=False)
+            for i in range(spec.count):
+                if run.cancel.is_set():
+                    break
+                payload = rec.payload()
+                rec.record(run.target.send(payload), payload, seq=i + 1, closed_loop=True)
+            rec.finish()
+    finally:
+        # later trials run at the size the profile configured, not the sweep's last one
+        if configured is not None and not run.cancel.is_set():
+            try:
+                run.target.set_memory(configured)
+            except TargetError as exc:
+                run.target.log(f"could not restore memory to {configured} MB: {exc}")
 
 
 def run_stream(run: TrialRun) -> None:
