@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import InferenceError
 from .registry import DETECTION, ModelSpec
 from .torch_models import SEED, build_model, import_torch
-from .weights import ResolvedWeights
+from .weights import ResolvedWeights, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def ensure_onnx(spec: ModelSpec, weights: ResolvedWeights, cache_dir: Path, opse
         return path, False
     import_torch()
     model = build_model(spec, weights)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".export-", suffix=".onnx")
     os.close(fd)
     t0 = time.perf_counter()
