@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import InferenceError
 from .registry import DETECTION, ModelSpec
 from .torch_models import SEED, build_model, import_torch
-from .weights import ResolvedWeights
+from .weights import ResolvedWeights, ensure_writable
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,45 @@ OPSET = 17
 EXPORT_SIZE = (3, 480, 640)  # example detection input; height and width are dynamic in the graph
 
 
+def _torchvision_version() -> str | None:
+    try:
+        return importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def cache_file(spec: ModelSpec, weights: ResolvedWeights, cache_dir: Path, opset: int = OPSET) -> Path:
-    if weights.random:
-        try:
-            tv = importlib.metadata.version("torchvision")
-        except importlib.metadata.PackageNotFoundError:
-            tv = "unknown"
-        key = f"random{SEED}-tv{tv}"
-    else:
-        key = weights.sha256[:16]
-    return cache_dir / "onnx" / f"{spec.name}-{key}-opset{opset}.onnx"
+    """Where the export of this model and weights lives.
+
+    Random weights depend on torchvision's initialisation code, so their key names its version. Where torchvision
+    is not installed (a function that ships only onnxruntime and an export made at build time), the export of
+    random weights already in the cache is used, whichever version made it.
+    """
+    folder = cache_dir / "onnx"
+    if not weights.random:
+        return folder / f"{spec.name}-{weights.sha256[:16]}-opset{opset}.onnx"
+    tv = _torchvision_version()
+    if tv is None:
+        found = sorted(folder.glob(f"{spec.name}-random{SEED}-tv*-opset{opset}.onnx"))
+        if found:
+            return found[-1]
+        tv = "unknown"
+    return folder / f"{spec.name}-random{SEED}-tv{tv}-opset{opset}.onnx"
+
+
+def prepare_onnx(cfg) -> Path:
+    """Export (or find) the ONNX file an ``onnx`` engine of ``cfg`` will load, without building the engine.
+
+    For builders of function packages and host images: export at build time into a cache directory that ships
+    with the code, point ``cache_dir`` (or ``PERFDESK_CACHE_DIR``) at it, and the function needs neither torch
+    nor a writable disk to load the model.
+    """
+    from .registry import resolve
+    from .weights import resolve_weights
+
+    spec = resolve(cfg.model, "onnx")
+    weights = resolve_weights(cfg.weights, cfg.weights_sha256, cfg.cache_path)
+    return ensure_onnx(spec, weights, cfg.cache_path)[0]
 
 
 def ensure_onnx(spec: ModelSpec, weights: ResolvedWeights, cache_dir: Path, opset: int = OPSET) -> tuple[Path, bool]:
@@ -49,7 +78,7 @@ def ensure_onnx(spec: ModelSpec, weights: ResolvedWeights, cache_dir: Path, opse
         return path, False
     import_torch()
     model = build_model(spec, weights)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".export-", suffix=".onnx")
     os.close(fd)
     t0 = time.perf_counter()

@@ -72,6 +72,19 @@ def resolve_weights(source: str, expected_sha256: str | None, cache_dir: Path) -
     return ResolvedWeights(source, path, sha)
 
 
+def ensure_writable(folder: Path) -> None:
+    """Create a cache folder, or say which one could not be written and how to pick another."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"no write permission on {folder}")
+    except OSError as exc:
+        raise InferenceError(
+            f"cache folder {folder} is not writable ({exc}); set cache_dir or PERFDESK_CACHE_DIR to a writable "
+            "folder (/tmp/perfdesk in a Lambda function)"
+        ) from None
+
+
 def _cached(source: str, cache_dir: Path, expected: str | None, fetch) -> Path:
     name = Path(urlparse(source).path).name or "weights"
     key = hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -80,7 +93,7 @@ def _cached(source: str, cache_dir: Path, expected: str | None, fetch) -> Path:
         if expected is None or sha256_of(target) == expected:
             return target
         target.unlink()  # stale or corrupt cache entry: fetch again, then check again
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(target.parent)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
     os.close(fd)
     try:

@@ -1,6 +1,7 @@
 """ONNX Runtime: export from PyTorch, cache, and agreement with PyTorch on the same photo."""
 
 import numpy as np
+import pytest
 
 from perfdesk.inference import EngineConfig, load_engine
 
@@ -37,3 +38,17 @@ def test_export_is_cached(cache_dir, chelsea_jpeg):
     assert "random0" in first.info["onnx_file"] and first.info["threads"] == 1
     result = second.predict([chelsea_jpeg] * 3, top_k=5)
     assert result["batch_size"] == 3 and result["random_weights"] is True
+
+
+def test_prepared_export_is_found_without_torchvision(cache_dir, monkeypatch, chelsea_jpeg):
+    """A function that ships onnxruntime but not torch finds the export made at build time."""
+    from perfdesk.inference import onnx_export
+
+    cfg = EngineConfig(model="mobilenet_v2", runtime="onnx", cache_dir=str(cache_dir), threads=1)
+    path = onnx_export.prepare_onnx(cfg)
+    assert path.exists()
+    monkeypatch.setattr(onnx_export, "_torchvision_version", lambda: None)
+    monkeypatch.setattr(onnx_export, "import_torch", lambda: pytest.fail("torch must not be needed"))
+    engine = load_engine(cfg)
+    assert engine.info["onnx_file"] == str(path) and engine.info["export_ms"] == 0.0
+    assert engine.predict([chelsea_jpeg])["batch_size"] == 1

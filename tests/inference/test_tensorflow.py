@@ -9,6 +9,9 @@ from perfdesk.inference import EngineConfig, InferenceError, load_engine
 if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed (the 'tensorflow' extra)", allow_module_level=True)
 
+# Keras's own NumPy 2 deprecation noise when it saves weights (not ours to fix).
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+
 
 @pytest.fixture(scope="module")
 def tf():
@@ -49,3 +52,17 @@ def test_savedmodel_needs_a_directory(tmp_path):
     (tmp_path / "x.h5").write_bytes(b"x")
     with pytest.raises(InferenceError, match="is a file; model 'savedmodel' needs the SavedModel directory"):
         load_engine(EngineConfig(model="savedmodel", runtime="tensorflow", weights=str(tmp_path / "x.h5")))
+
+
+def test_keras_weights_file(tf, tmp_path, chelsea_jpeg):
+    tf.keras.utils.set_random_seed(3)
+    model = tf.keras.applications.MobileNetV2(weights=None, classifier_activation=None)
+    path = tmp_path / "mnv2.weights.h5"
+    model.save_weights(str(path))
+    engine = load_engine(EngineConfig(model="keras_mobilenet_v2", runtime="tensorflow", weights=str(path)))
+    assert engine.info["random_weights"] is False and len(engine.info["weights_sha256"]) == 64
+    assert engine.predict([chelsea_jpeg])["random_weights"] is False
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(InferenceError, match=f"weights file {broken} could not be loaded into Keras MobileNetV2"):
+        load_engine(EngineConfig(model="keras_mobilenet_v2", runtime="tensorflow", weights=str(broken)))

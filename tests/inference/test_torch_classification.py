@@ -79,3 +79,11 @@ def test_undecodable_bytes_are_bad_input(mobilenet_torch, chelsea_jpeg):
     with pytest.raises(BadInput, match="image 0: truncated or corrupt"):
         mobilenet_torch.predict([chelsea_jpeg[: len(chelsea_jpeg) // 2]])
     assert issubclass(BadInput, InferenceError)
+
+
+def test_results_and_info_are_json(mobilenet_torch, chelsea_jpeg):
+    """The agent and the handler send both as JSON: no NumPy scalars, no paths."""
+    import json
+
+    json.dumps(mobilenet_torch.info)
+    json.dumps(mobilenet_torch.predict([chelsea_jpeg]))

@@ -134,3 +134,11 @@ def test_s3_weights(spread_weights, moto_s3, tmp_path, monkeypatch):
     assert load_engine(cfg).info["weights_sha256"] == sha
     with pytest.raises(InferenceError, match="could not download weights from s3://models/nope.pth"):
         load_engine(EngineConfig(model="mobilenet_v2", weights="s3://models/nope.pth", cache_dir=str(tmp_path)))
+
+
+def test_unwritable_cache_is_named(http_root, tmp_path):
+    _, base = http_root
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    with pytest.raises(InferenceError, match=f"cache folder {blocker}/weights/.* is not writable.*PERFDESK_CACHE_DIR"):
+        load_engine(EngineConfig(model="mobilenet_v2", weights=f"{base}/w.pth", cache_dir=str(blocker)))
