@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 #: Distributions whose versions matter to a measurement (read from metadata; nothing is imported).
 PACKAGES = ("perfdesk", "torch", "torchvision", "onnxruntime", "tensorflow-cpu", "tensorflow", "numpy", "pandas",
-            "scipy", "pillow", "flask", "gunicorn", "boto3", "botocore", "paramiko", "awslambdaric", "psutil")
+            "scipy", "pillow", "flask", "gunicorn", "boto3", "botocore", "paramiko", "awslambdaric", "psutil",
+            "textual", "rich", "pydantic", "av")
 
 
 def tcp_rtt(host: str, port: int, samples: int = 5, timeout: float = 2.0) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,6 @@ from perfdesk import __version__
 from perfdesk.controllers.events import Event, MetricSample, RequestDone, TrialFinished
 from perfdesk.controllers.results import METRIC_COLUMNS, REQUEST_COLUMNS, TRIAL_COLUMNS
 
-PACKAGES = (
-    "torch", "torchvision", "onnxruntime", "tensorflow-cpu", "tensorflow", "numpy", "pillow", "flask", "gunicorn",
-    "psutil", "boto3", "botocore", "paramiko", "pandas", "textual", "rich", "awslambdaric", "pydantic",
-)
 _SECRET_KEY = re.compile(r"(token|secret|password|passphrase|access_key|session_key|credential)", re.I)
 
 
@@ -54,13 +49,9 @@ def cpu_model() -> str:
 
 
 def package_versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    from perfdesk.controllers.provenance import software_versions
+
+    return software_versions()
 
 
 class _CsvFile:

@@ -38,7 +38,8 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, mean - half, mean + half
 
 
-def _num(v: Any) -> float | None:
+def num(v: Any) -> float | None:
+    """A float from a CSV/row cell, or None for blanks and NaN."""
     if v is None or v == "":
         return None
     try:
@@ -66,11 +67,11 @@ def summarize(rows: Iterable[dict], *, late_threshold_ms: float = 5.0) -> dict[s
         "timeouts": status_count[TIMEOUT],
         "cancelled": status_count[CANCELLED],
         "dropped": status_count[DROPPED],
-        "late_sends": sum(1 for r in rows if (_num(r.get("late_ms")) or 0.0) > late_threshold_ms),
+        "late_sends": sum(1 for r in rows if (num(r.get("late_ms")) or 0.0) > late_threshold_ms),
         "cold_starts": sum(1 for r in rows if str(r.get("cold")) in ("True", "true", "1")),
     }
-    sent = [_num(r.get("intended_send")) for r in rows]
-    recv = [_num(r.get("receive")) for r in rows]
+    sent = [num(r.get("intended_send")) for r in rows]
+    recv = [num(r.get("receive")) for r in rows]
     sent = [s for s in sent if s is not None]
     recv = [s for s in recv if s is not None]
     if sent and recv:
@@ -81,19 +82,19 @@ def summarize(rows: Iterable[dict], *, late_threshold_ms: float = 5.0) -> dict[s
         duration = 0.0
     out["duration_s"] = duration
     out["throughput_rps"] = len(ok) / duration if duration > 0 else math.nan
-    batch = [_num(r.get("batch_size")) or 1.0 for r in ok]
+    batch = [num(r.get("batch_size")) or 1.0 for r in ok]
     out["images_per_s"] = sum(batch) / duration if duration > 0 else math.nan
     for col, q in PERCENTILES.items():
         out[col] = percentile(lat, q)
     out["max_ms"] = max(lat) if lat else math.nan
     out["mean_ms"], out["mean_ci_low_ms"], out["mean_ci_high_ms"] = mean_ci(lat)
-    inf = [v for v in (_num(r.get("server_inference_ms")) for r in ok) if v is not None]
+    inf = [v for v in (num(r.get("server_inference_ms")) for r in ok) if v is not None]
     out["server_inference_p50_ms"] = percentile(inf, 50)
-    init = [v for v in (_num(r.get("init_ms")) for r in rows) if v is not None]
+    init = [v for v in (num(r.get("init_ms")) for r in rows) if v is not None]
     out["init_p50_ms"] = percentile(init, 50)
-    billed = [v for v in (_num(r.get("billed_ms")) for r in ok) if v is not None]
+    billed = [v for v in (num(r.get("billed_ms")) for r in ok) if v is not None]
     out["billed_ms_mean"] = float(np.mean(billed)) if billed else math.nan
-    mem = [v for v in (_num(r.get("max_memory_used_mb")) for r in rows) if v is not None]
+    mem = [v for v in (num(r.get("max_memory_used_mb")) for r in rows) if v is not None]
     out["max_memory_used_mb"] = max(mem) if mem else math.nan
     return out
 

@@ -7,7 +7,6 @@ sessions are drawn by the same code. ``version`` changes whenever the data chang
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,15 +18,7 @@ MAX_CDF_SAMPLES = 20_000  # latencies kept per target for the distribution
 PLOT_POINTS = 300  # points actually drawn per series (plotext is pure Python: keep redraws cheap)
 
 
-def num(v: Any) -> float | None:
-    """A float from a CSV/row cell, or None for blanks and NaN."""
-    if v is None or v == "":
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
+from perfdesk.controllers.stats import num  # noqa: E402  (one parser of CSV cells for the core and the desk)
 
 
 def _thin(xs: list, ys: list, n: int = PLOT_POINTS) -> tuple[list, list]:
