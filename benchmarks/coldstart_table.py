@@ -11,4 +11,4 @@ cold = ok[ok.trial == "cold"].groupby(["workload", "target"]).agg(
     max_memory_mb=("max_memory_used_mb", "max"))
 warm = ok[ok.trial == "warm"].groupby(["workload", "target"]).agg(warm_p50_ms=("latency_ms", "median"),
                                                                   billed_ms=("billed_ms", "median"))
-print(cold.join(warm).round(1).to_markdown() if hasattr(cold, "to_markdown") else cold.join(warm).round(1))
+print(cold.join(warm).round(1).to_string())
