@@ -4,7 +4,6 @@ and subcommands for the rest (export, summarize, report, compare, teardown, agen
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from perfdesk.controllers.events import (
-    EventBus, LogLine, RequestDone, SessionStarted, TargetState, TrialFinished, TrialStarted,
+    EventBus, LogLine, RequestDone, SessionStarted, TargetState, TrialFinished, TrialStarted, Warning_,
 )
 from perfdesk.controllers.experiment import Experiment
 from perfdesk.controllers.profile import Profile
@@ -91,6 +91,8 @@ class HeadlessPrinter:
                     self.console.print(f"[{color}]{s['status']}[/]: {s['trial']} on {s['target']}: {s.get('note', '')}")
         elif isinstance(event, TargetState):
             self.console.print(f"[cyan]{event.target}[/] {event.state} {event.detail}".rstrip(), highlight=False)
+        elif isinstance(event, Warning_):
+            self.console.print(f"[yellow]warning[/] {event.target}: {event.message}", highlight=False)
         elif isinstance(event, SessionStarted):
             self.console.print(f"session [bold]{event.session_id}[/] -> {event.path}")
         elif isinstance(event, LogLine) and (self.verbose or event.stream == "perfdesk"):

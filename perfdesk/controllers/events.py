@@ -7,7 +7,7 @@ load-generator thread): they must be quick and thread-safe; a front end hands th
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 

@@ -13,7 +13,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from perfdesk.controllers.events import (
     EventBus, LogLine, MetricSample, SessionFinished, SessionStarted, TrialFinished, Warning_,
@@ -100,7 +99,6 @@ class Experiment:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def open(self) -> None:
-        from perfdesk.controllers.provenance import manifest_extras
 
         self.store.write_manifest(
             status="running", profile_path=str(self.profile.path), profile=self.profile.raw,
@@ -128,6 +126,9 @@ class Experiment:
             self.log(f"deploy failed: {traceback.format_exc()}", target.name)
             target.set_state("failed", repr(exc))
             return False
+        if workload.weights == "random":
+            self.bus.emit(Warning_(f"{workload.name}: random weights (timing only; predictions are meaningless)",
+                                   target=target.name))
         self._measure_rtt(target)
         return True
 

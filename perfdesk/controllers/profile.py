@@ -143,6 +143,17 @@ class _Collector:
     def add(self, path: tuple, msg: str) -> None:
         self.problems.append((format_path(path), _line_for(self.lines, path), msg))
 
+    def kind(self, table: dict, where: tuple, known: list[str], what: str) -> str | None:
+        """The table's ``kind`` if it is a known one; else the problem is recorded (closest kind suggested)."""
+        kind = table.get("kind")
+        if kind in known:
+            return kind
+        close = difflib.get_close_matches(str(kind), known, n=1) if kind is not None else []
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        problem = "missing" if kind is None else f"unknown {what} kind {kind!r}"
+        self.add(where + ("kind",), f"{problem}; {hint}known kinds: {', '.join(known)}")
+        return None
+
     def validate(self, model: type[BaseModel], data: Any, prefix: tuple, context: dict) -> BaseModel | None:
         if not isinstance(data, dict):
             self.add(prefix, f"must be a table, not {type(data).__name__}")
@@ -199,14 +210,8 @@ def load_profile(path: str | Path) -> Profile:
         if not isinstance(t, dict):
             c.add(where, "must be a table")
             continue
-        kind = t.get("kind")
+        kind = c.kind(t, where, known_kinds(), "target")
         if kind is None:
-            c.add(where + ("kind",), f"missing; one of: {', '.join(known_kinds())}")
-            continue
-        if kind not in known_kinds():
-            close = difflib.get_close_matches(str(kind), known_kinds(), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            c.add(where + ("kind",), f"unknown target kind {kind!r}; {hint}known kinds: {', '.join(known_kinds())}")
             continue
         spec = c.validate(target_class(kind).spec_model, t, where, context)
         if spec is None:
@@ -244,12 +249,8 @@ def load_profile(path: str | Path) -> Profile:
         if not isinstance(t, dict):
             c.add(where, "must be a table")
             continue
-        kind = t.get("kind")
-        if kind not in known_trial_kinds():
-            close = difflib.get_close_matches(str(kind), known_trial_kinds(), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            c.add(where + ("kind",), f"{'missing' if kind is None else f'unknown trial kind {kind!r}'}; "
-                  f"{hint}known kinds: {', '.join(known_trial_kinds())}")
+        kind = c.kind(t, where, known_trial_kinds(), "trial")
+        if kind is None:
             continue
         if "name" not in t:
             t = {**t, "name": kind}

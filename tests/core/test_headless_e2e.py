@@ -2,7 +2,6 @@
 Also Ctrl-C (SIGINT) mid-trial and an agent killed mid-trial: rows kept, trial marked, nothing left running."""
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -73,6 +72,7 @@ def test_headless_run_writes_every_csv(tiny_profile, tmp_path):
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-5000:]
     assert "Summary" in out
+    assert "random weights (timing only" in out
     session = _session(tmp_path)
     assert str(session.name) in out
 

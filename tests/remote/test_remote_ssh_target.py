@@ -6,15 +6,12 @@ import csv
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from perfdesk.controllers.events import LogLine
 from perfdesk.controllers.results import ERROR, OK
-from perfdesk.controllers.target import TargetContext
-from perfdesk.controllers.workload import WorkloadSpec, build_payloads
+from perfdesk.controllers.workload import WorkloadSpec
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from perfdesk.controllers.events import EventBus, LogLine, RequestDone, TargetState, TrialFinished
+from perfdesk.controllers.events import EventBus, LogLine, RequestDone, TargetState
 from perfdesk.controllers.trials import ConcurrencySpec
 from perfdesk.tui.chart_data import ChartData
 from perfdesk.tui.live import LiveFeed

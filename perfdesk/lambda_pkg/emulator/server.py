@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator.cgroups import CpuLimiter, vcpus_for_memory
+from perfdesk.lambda_pkg.emulator.cgroups import CpuLimiter
 from perfdesk.lambda_pkg.emulator.environment import ExecutionEnvironment, FunctionSnapshot, Invocation
 from perfdesk.lambda_pkg.emulator.store import (
     MAX_LAYERS, MEMORY_RANGE, TIMEOUT_RANGE, ApiError, FunctionRecord, LayerVersion, dir_size,

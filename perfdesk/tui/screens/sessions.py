@@ -157,7 +157,7 @@ class SessionColumn(Vertical):
             title.update(f"[b]{self.path.name}[/]  [red]{message.error}[/]")
             return
         requests = sum(len(v) for v in message.data.samples.values())
-        title.update(f"[b]{self.path.name}[/]  [dim]{message.status or 'no manifest'} · "
+        title.update(f"[b]{self.path.name}[/]  [dim]{message.status or 'no manifest'} · {requests} requests · "
                      f"{len(message.summaries)} trial levels · read-only[/]")
         self.query_one(ResultsTable).add_summaries(message.summaries)
         self.query_one(ChartsPane).show(message.data)
