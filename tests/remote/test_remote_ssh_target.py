@@ -57,6 +57,7 @@ def test_profile_with_an_ssh_target_runs_end_to_end_headless(sshd, tmp_path):
 [session]
 name = "ssh-e2e"
 output = "{tmp_path / 'sessions'}"
+metrics_interval_s = 0.2  # the trials last seconds: sample often enough to catch them
 
 [[targets]]
 name = "box"
