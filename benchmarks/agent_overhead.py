@@ -75,7 +75,7 @@ def main() -> None:
                         images="bundled", image_count=1)
     payload = build_payloads(spec)[0]
 
-    from perfdesk.inference import EngineConfig, load_engine
+    from perfdesk.shipped.inference import EngineConfig, load_engine
 
     engine = load_engine(EngineConfig.from_dict(spec.model_options()))
     engine.predict(payload.images)

@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfdesk.inference import EngineConfig, InferenceError, known_models, load_engine  # noqa: E402
-from perfdesk.inference.registry import TF_ALIASES, resolve  # noqa: E402
+from perfdesk.shipped.inference import EngineConfig, InferenceError, known_models, load_engine  # noqa: E402
+from perfdesk.shipped.inference.registry import TF_ALIASES, resolve  # noqa: E402
 
 
 def photo_jpeg() -> bytes:
@@ -47,9 +47,9 @@ def flops_per_image(model: str, image_hw: tuple[int, int]) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from perfdesk.inference.registry import DETECTION
-    from perfdesk.inference.torch_models import build_model
-    from perfdesk.inference.weights import ResolvedWeights
+    from perfdesk.shipped.inference.registry import DETECTION
+    from perfdesk.shipped.inference.torch_models import build_model
+    from perfdesk.shipped.inference.weights import ResolvedWeights
 
     name = {v: k for k, v in TF_ALIASES.items()}.get(model, model)
     spec = resolve(name, "torch")

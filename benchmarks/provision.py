@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "remote")
 
 import conftest  # noqa: E402  (the sshd fixture, used as a context)
 
-from perfdesk.remote.provision import ProvisionOptions, Provisioner  # noqa: E402
+from perfdesk.remote.provision import Provisioner, ProvisionOptions  # noqa: E402
 
 
 class _Factory:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from perfdesk import __version__
 
-EXIT_OK, EXIT_FAILED, EXIT_PROFILE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from perfdesk.controllers.exit_codes import ExitCode
+
+EXIT_OK, EXIT_FAILED, EXIT_PROFILE, EXIT_INTERRUPTED = ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED
 
 
 def default_profile() -> Path:
@@ -71,8 +73,8 @@ def run_main(args) -> int:
 def gate(session: Path, baseline: Path, thresholds: dict) -> int:
     """The regression gate: exit 1 and print what regressed."""
     try:
-        from perfdesk.controllers.compare import format_regressions
-        from perfdesk.controllers.compare import gate as run_gate
+        from perfdesk.verdict.compare import format_regressions
+        from perfdesk.verdict.compare import gate as run_gate
     except ImportError:
         print("perfdesk: the regression gate is not available in this build", file=sys.stderr)
         return EXIT_FAILED
@@ -88,7 +90,7 @@ def gate(session: Path, baseline: Path, thresholds: dict) -> int:
 
 # -- subcommands ------------------------------------------------------------------------------------------------
 def _export(args) -> int:
-    from perfdesk.controllers.export import export_sessions
+    from perfdesk.verdict.export import export_sessions
 
     try:
         written = export_sessions([Path(s) for s in args.sessions], Path(args.output))
@@ -116,7 +118,7 @@ def _summarize(args) -> int:
 
 
 def _agent(args) -> int:
-    from perfdesk.remote.agent import main as agent_main
+    from perfdesk.shipped.agent import main as agent_main
 
     agent_main(args.agent_args)
     return EXIT_OK
@@ -145,7 +147,7 @@ def sub_parser() -> argparse.ArgumentParser:
     for module, adder in (
         ("perfdesk.lambda_pkg.cli", "add_emulator_parser"),
         ("perfdesk.remote.cli", "add_teardown_parser"),
-        ("perfdesk.verdict_cli", "add_parsers"),
+        ("perfdesk.verdict.cli", "add_parsers"),
     ):
         try:
             mod = __import__(module, fromlist=[adder])

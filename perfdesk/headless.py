@@ -17,7 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from perfdesk.controllers.events import (
-    EventBus, LogLine, RequestDone, SessionStarted, TargetState, TrialFinished, TrialStarted, Warning_,
+    EventBus,
+    LogLine,
+    RequestDone,
+    SessionStarted,
+    TargetState,
+    TrialFinished,
+    TrialStarted,
+    Warning_,
 )
 from perfdesk.controllers.experiment import Experiment
 from perfdesk.controllers.profile import Profile

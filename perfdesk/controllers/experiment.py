@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perfdesk.controllers.events import (
-    EventBus, LogLine, MetricSample, SessionFinished, SessionStarted, TrialFinished, Warning_,
+    EventBus,
+    LogLine,
+    MetricSample,
+    SessionFinished,
+    SessionStarted,
+    TrialFinished,
+    Warning_,
 )
+from perfdesk.controllers.exit_codes import BY_STATUS
 from perfdesk.controllers.profile import Profile
 from perfdesk.controllers.session import SessionStore
 from perfdesk.controllers.target import Target, TargetContext, TargetError, Unsupported, target_class
@@ -33,7 +40,7 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        return {"completed": 0, "failed": 1, "interrupted": 130}[self.status]
+        return int(BY_STATUS[self.status])
 
 
 class Experiment:
@@ -53,7 +60,7 @@ class Experiment:
         self.summaries: list[dict] = []
         self.ctx = TargetContext(
             session_id=self.session_id, emit=self.bus.emit, cancel=self.cancel,
-            work_dir=str(self.path), profile_dir=str(profile.base_dir),
+            work_dir=str(self.path),
         )
         self.targets: dict[str, Target] = {s.name: target_class(s.kind)(s, self.ctx) for s in profile.targets}
         self._payloads: dict[str, list[Payload]] = {}
@@ -109,7 +116,7 @@ class Experiment:
 
     def payloads(self, workload: WorkloadSpec) -> list[Payload]:
         if workload.name not in self._payloads:
-            self._payloads[workload.name] = build_payloads(workload, self.profile.base_dir)
+            self._payloads[workload.name] = build_payloads(workload)
         return self._payloads[workload.name]
 
     def deploy(self, target: Target, workload: WorkloadSpec) -> bool:
@@ -147,8 +154,7 @@ class Experiment:
         return trial.targets is None or target.name in trial.targets
 
     def run_trial(self, trial: TrialSpec, target: Target, workload: WorkloadSpec) -> None:
-        run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel,
-                       base_dir=str(self.profile.base_dir))
+        run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel)
         self._current = (target, workload.name, trial.name)
         self.log(f"trial {trial.name} ({trial.kind}) on {target.name}", target.name)
         try:

@@ -265,8 +265,7 @@ def load_profile(path: str | Path) -> Profile:
                 c.add(where + ("targets",), f"no target named {tname!r}; targets: {', '.join(seen)}")
         trials.append(spec)
 
-    from perfdesk.controllers.compare import Thresholds
-    from perfdesk.controllers.cost import PricesSection
+    from perfdesk.controllers.sections import PricesSection, Thresholds
 
     thresholds = raw.get("thresholds", {})
     if c.validate(Thresholds, thresholds, ("thresholds",), context) is None:

@@ -39,8 +39,7 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     out.append(("[[workloads]]", WorkloadSpec, ()))
     for kind, tk in TRIAL_KINDS.items():
         out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
-    from perfdesk.controllers.compare import Thresholds
-    from perfdesk.controllers.cost import PricesSection
+    from perfdesk.controllers.sections import PricesSection, Thresholds
 
     out.append(("[thresholds]", Thresholds, ()))
     out.append(("[prices]", PricesSection, ()))

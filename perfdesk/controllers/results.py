@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from perfdesk.shipped.wire import parse_response
+
 #: Status values of a request row.
 OK, ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED = "ok", "error", "throttled", "timeout", "cancelled", "dropped"
 STATUSES = (OK, ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED)
@@ -46,6 +48,21 @@ class RequestResult:
     @property
     def service_ms(self) -> float:
         return (self.receive - self.actual_send) * 1000.0
+
+
+def result_from_response(status: int, data: bytes, t0: float, t1: float) -> RequestResult:
+    """A :class:`RequestResult` from an agent's or a function's answer (:func:`perfdesk.shipped.wire.parse_response`)."""
+    r = parse_response(status, data)
+    if not r.ok:
+        return RequestResult(actual_send=t0, receive=t1, status=ERROR, http_status=status, error=r.error,
+                             response_bytes=r.response_bytes)
+    t = r.timings
+    return RequestResult(
+        actual_send=t0, receive=t1, status=OK, http_status=status,
+        server_decode_ms=t.get("decode_ms"), server_preprocess_ms=t.get("preprocess_ms"),
+        server_inference_ms=t.get("inference_ms"), server_postprocess_ms=t.get("postprocess_ms"),
+        server_total_ms=r.server_total_ms, response_bytes=r.response_bytes, top1=r.top1,
+    )
 
 
 #: requests.csv, one row per request, in this order.

@@ -73,7 +73,6 @@ class TargetContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.time
     work_dir: str = "."
-    profile_dir: str = "."
 
 
 class Target(ABC):
@@ -90,6 +89,9 @@ class Target(ABC):
     supports_memory: ClassVar[bool] = False
     #: The target exposes a /metrics-like resource sample (server agent).
     supports_metrics: ClassVar[bool] = False
+    #: How the target is billed: "server" (an instance by the hour) or "function" (per request and GB-second).
+    #: Written to the manifest by :meth:`describe`; the cost model reads it, never the kind's name.
+    billing: ClassVar[str] = "server"
 
     def __init__(self, spec: TargetSpec, ctx: TargetContext):
         self.spec = spec
@@ -129,7 +131,7 @@ class Target(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Key facts for the manifest and the UI (host, function, memory, instance type, versions, ...)."""
-        return {"name": self.name, "kind": self.kind}
+        return {"name": self.name, "kind": self.kind, "billing": self.billing}
 
     # -- helpers for subclasses --------------------------------------------------------------------------------
     def set_state(self, state: str, detail: str = "") -> None:

@@ -25,7 +25,8 @@ from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, ru
 from perfdesk.controllers.results import DROPPED, RequestResult, request_row
 from perfdesk.controllers.stats import summarize
 from perfdesk.controllers.target import Target, TargetError, Unsupported
-from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path, encode_body
+from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path
+from perfdesk.shipped.wire import encode_request
 
 
 class TrialSpec(BaseModel):
@@ -125,9 +126,7 @@ class StreamSpec(TrialSpec):
     @field_validator("source")
     @classmethod
     def _source_exists(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is not None:
-            check_path(v, info)
-        return v
+        return str(check_path(v, info)) if v is not None else None
 
 
 @dataclass
@@ -141,7 +140,6 @@ class TrialRun:
     session_id: str
     emit: Callable
     cancel: threading.Event
-    base_dir: str = "."
     failed_levels: list[Any] = field(default_factory=list)
 
     def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> "LevelRecorder":
@@ -372,16 +370,13 @@ def _frame_payloads(spec: StreamSpec, run: TrialRun) -> list[Payload]:
     """The feed's frames, decoded and encoded before the feed starts (decoding must not delay sends)."""
     from pathlib import Path
 
-    from perfdesk.inference.errors import InferenceError
-    from perfdesk.inference.frames import frames
+    from perfdesk.shipped.errors import InferenceError
+    from perfdesk.shipped.inference.frames import frames
 
-    source = Path(spec.source).expanduser()
-    if not source.is_absolute():
-        source = Path(run.base_dir) / source
-    w = run.workload
-    options = {"top_k": w.top_k, "score_threshold": w.score_threshold, "annotate": w.annotate}
+    source = Path(spec.source)  # absolute: the profile loader resolved it
+    options = run.workload.request_options()
     try:
-        out = [Payload([f"frame-{f.index}"], [f.jpeg], encode_body([f.jpeg], options), 1, request_options=options)
+        out = [Payload([f"frame-{f.index}"], [f.jpeg], encode_request([f.jpeg], options), 1, request_options=options)
                for f in frames(source, fps=spec.fps, max_frames=spec.frames, size=spec.frame_size)]
     except InferenceError as exc:
         raise TargetError(run.target.name, f"stream source {source}", str(exc)) from None

@@ -2,22 +2,22 @@
 
 A :class:`WorkloadSpec` comes from the profile; :func:`build_payloads` turns it into ready-to-send
 :class:`Payload` objects (encoded once, reused by every request, so the load generator does no encoding on its
-hot path). The wire format is the same for the server agent and the function handler::
-
-    {"images": ["<base64>", ...], "top_k": 5, "score_threshold": 0.5, "annotate": false}
+hot path). The wire format, the same for the server agent and the function handler, is
+:mod:`perfdesk.shipped.wire`.
 """
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from perfdesk.shipped.options import EngineConfig
+from perfdesk.shipped.wire import encode_request
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +68,22 @@ class WorkloadSpec(BaseModel):
     def _images_exist(cls, v: str, info: ValidationInfo) -> str:
         if v in ("bundled", "synthetic"):
             return v
-        check_path(v, info, want_dir=True)
-        return v
+        return str(check_path(v, info, want_dir=True))
 
     @field_validator("weights")
     @classmethod
     def _weights_exist(cls, v: str, info: ValidationInfo) -> str:
         if v == "random" or v.startswith(("https://", "http://", "s3://")):
             return v
-        check_path(v, info)
-        return v
+        return str(check_path(v, info))
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, model: str, info: ValidationInfo) -> str:
         import difflib
 
-        from perfdesk.inference.errors import InferenceError
-        from perfdesk.inference.registry import MODELS, resolve
+        from perfdesk.shipped.errors import InferenceError
+        from perfdesk.shipped.inference.registry import MODELS, resolve
 
         try:
             resolve(model, info.data.get("runtime", "torch"))
@@ -95,23 +93,22 @@ class WorkloadSpec(BaseModel):
             raise ValueError(f"{hint}{exc}") from None
         return model
 
-    def model_options(self) -> dict:
-        """The fields the inference engine needs (sent to the agent and the function)."""
-        return {
-            "model": self.model,
-            "runtime": self.runtime,
-            "device": self.device,
-            "threads": self.threads,
-            "weights": self.weights,
-            "weights_sha256": self.weights_sha256,
-        }
+    def request_options(self) -> dict:
+        """The options every request of this workload carries (see :mod:`perfdesk.shipped.wire`)."""
+        return {"top_k": self.top_k, "score_threshold": self.score_threshold, "annotate": self.annotate}
+
+    def engine_config(self) -> EngineConfig:
+        """The inference engine's options (encoded as argv for the agent, as environment for a function)."""
+        return EngineConfig(model=self.model, runtime=self.runtime, device=self.device, threads=self.threads,
+                            weights=self.weights, weights_sha256=self.weights_sha256)
 
 
 def check_path(value: str, info: ValidationInfo, want_dir: bool = False) -> Path:
-    """Profile validation helper: a referenced file must exist (relative paths are relative to the profile)."""
+    """Profile validation helper: a referenced file must exist. Returns it absolute (relative paths are relative to
+    the profile's folder): the loader resolves every path once, and nothing downstream re-resolves."""
     base = Path((info.context or {}).get("base_dir", "."))
     path = Path(value).expanduser()
-    full = path if path.is_absolute() else base / path
+    full = (path if path.is_absolute() else base / path).resolve()
     if not full.exists():
         raise ValueError(f"no such {'folder' if want_dir else 'file'}: {full}")
     if want_dir and not full.is_dir():
@@ -133,10 +130,6 @@ class Payload:
     @property
     def payload_bytes(self) -> int:
         return len(self.body)
-
-
-def encode_body(images: list[bytes], options: dict) -> bytes:
-    return json.dumps({"images": [base64.b64encode(i).decode("ascii") for i in images], **options}).encode()
 
 
 def _jpeg(array) -> bytes:
@@ -194,28 +187,25 @@ def folder_images(folder: Path) -> list[tuple[str, bytes]]:
     return out
 
 
-def load_images(spec: WorkloadSpec, base_dir: Path = Path(".")) -> list[tuple[str, bytes]]:
+def load_images(spec: WorkloadSpec) -> list[tuple[str, bytes]]:
     if spec.images == "bundled":
         images = bundled_photos()
     elif spec.images == "synthetic":
         images = synthetic_images(spec.image_count, spec.synthetic_size)
     else:
-        folder = Path(spec.images)
-        if not folder.is_absolute():
-            folder = base_dir / folder
-        images = folder_images(folder)
+        images = folder_images(Path(spec.images))
     return images
 
 
-def build_payloads(spec: WorkloadSpec, base_dir: Path = Path(".")) -> list[Payload]:
+def build_payloads(spec: WorkloadSpec) -> list[Payload]:
     """Distinct payloads for the workload: ``image_count`` requests of ``batch`` images each, cycling the images."""
-    images = load_images(spec, base_dir)
-    options = {"top_k": spec.top_k, "score_threshold": spec.score_threshold, "annotate": spec.annotate}
+    images = load_images(spec)
+    options = spec.request_options()
     count = min(spec.image_count, max(1, len(images))) if spec.batch == 1 else spec.image_count
     payloads = []
     for i in range(count):
         chosen = [images[(i * spec.batch + j) % len(images)] for j in range(spec.batch)]
         names = [n for n, _ in chosen]
         blobs = [b for _, b in chosen]
-        payloads.append(Payload(names, blobs, encode_body(blobs, options), spec.batch, request_options=options))
+        payloads.append(Payload(names, blobs, encode_request(blobs, options), spec.batch, request_options=options))
     return payloads

@@ -21,10 +21,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from perfdesk import shipped
+
 #: Lambda's limit on the unzipped function plus all its layers.
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 #: Handler string of the shipped handler.
-HANDLER = "perfdesk.lambda_pkg.handler.lambda_handler"
+HANDLER = "perfdesk.shipped.handler.lambda_handler"
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 _PLATFORMS = {
     "x86_64": ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"],
@@ -47,17 +49,9 @@ def _repo_root() -> Path:
 
 
 def shipped_files(root: Path | None = None) -> list[tuple[Path, str]]:
-    """(source, name in zip) of the shipped code: perfdesk/__init__, lambda_pkg/{__init__,handler,report},
-    and the whole inference module (code and label files)."""
+    """(source, name in zip) of the shipped code (:func:`perfdesk.shipped.shipped_files`)."""
     root = root or _repo_root()
-    pkg = root / "perfdesk"
-    files = [pkg / "__init__.py", pkg / "lambda_pkg" / "__init__.py", pkg / "lambda_pkg" / "handler.py"]
-    inference = pkg / "inference"
-    if not inference.is_dir():
-        raise FileNotFoundError(f"{inference} is missing: the handler ships the inference module")
-    files += sorted(p for p in inference.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                    and p.suffix in (".py", ".txt", ".json"))
-    return [(p, p.relative_to(root).as_posix()) for p in files]
+    return [(root / name, name) for name in shipped.shipped_files(root)]
 
 
 def _add(zf: zipfile.ZipFile, name: str, data: bytes, mode: int = 0o644) -> None:

@@ -19,10 +19,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from perfdesk.controllers.results import ERROR, OK, THROTTLED, TIMEOUT, RequestResult
+from perfdesk.controllers.results import ERROR, OK, THROTTLED, TIMEOUT, RequestResult, result_from_response
 from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.report import parse_log_result
+from perfdesk.shipped.wire import encode_request, sample_jpeg
 
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/perfdesk-local"
 
@@ -65,6 +66,7 @@ class LocalLambdaTargetSpec(_FunctionSpec):
 
 
 class _FunctionTarget(Target):
+    billing = "function"
     supports_memory = True
 
     def __init__(self, spec: _FunctionSpec, ctx: TargetContext):
@@ -97,13 +99,9 @@ class _FunctionTarget(Target):
         return self._session().client(service, **kwargs)
 
     def _variables(self, workload: WorkloadSpec, weights_env: str) -> dict[str, str]:
-        opts = workload.model_options()
-        env = {"PERFDESK_MODEL": opts["model"], "PERFDESK_RUNTIME": opts["runtime"], "PERFDESK_DEVICE": "cpu",
-               "PERFDESK_WEIGHTS": weights_env, "PERFDESK_COLD_NONCE": uuid.uuid4().hex[:12]}
-        if opts.get("threads"):
-            env["PERFDESK_THREADS"] = str(opts["threads"])
-        if opts.get("weights_sha256"):
-            env["PERFDESK_WEIGHTS_SHA256"] = opts["weights_sha256"]
+        engine = workload.engine_config()
+        engine.device, engine.weights = "cpu", weights_env
+        env = {**engine.to_env(), "PERFDESK_COLD_NONCE": uuid.uuid4().hex[:12]}
         env.update(self.spec.environment)
         return env
 
@@ -116,8 +114,7 @@ class _FunctionTarget(Target):
         w = workload.weights
         if w == "random" or "://" in w:
             return None
-        p = Path(w)
-        return p if p.is_absolute() else Path(self.ctx.profile_dir) / p
+        return Path(w)  # absolute: the profile loader resolved it
 
     # -- deploy helpers shared by both kinds -----------------------------------------------------------------
     def _deploy_common(self, workload: WorkloadSpec, *, role_arn: str, layers: list[str], image_uri: str | None,
@@ -179,12 +176,7 @@ class _FunctionTarget(Target):
 
     def _probe(self) -> None:
         """One invocation with a tiny image: the model loads (or its error surfaces) before any trial."""
-        import base64
-
-        from perfdesk.lambda_pkg.handler import _sample_jpeg
-
-        body = json.dumps({"images": [base64.b64encode(_sample_jpeg()).decode()], "top_k": 1}).encode()
-        res = self.send(Payload(["probe"], [b""], body, 1))
+        res = self.send(Payload(["probe"], [b""], encode_request([sample_jpeg()], {"top_k": 1}), 1))
         if res.status != OK:
             raise TargetError(self.name, "first invocation", res.error or res.status,
                               "see the function's log in the log pane")
@@ -219,8 +211,6 @@ class _FunctionTarget(Target):
         return self._result(resp, data, t0, t1)
 
     def _result(self, resp: dict, data: bytes, t0: float, t1: float) -> RequestResult:
-        from perfdesk.remote.agent_target import parse_prediction
-
         log_text, rep = parse_log_result(resp.get("LogResult"))
         http = resp.get("StatusCode")
         if resp.get("FunctionError"):
@@ -233,7 +223,7 @@ class _FunctionTarget(Target):
             result = RequestResult(actual_send=t0, receive=t1, status=TIMEOUT if timed_out else ERROR,
                                    http_status=http, error=f"{etype}: {msg}"[:500], response_bytes=len(data))
         else:
-            result = parse_prediction(200, data, t0, t1)
+            result = result_from_response(200, data, t0, t1)
             result.http_status = http
             try:
                 body = json.loads(data)

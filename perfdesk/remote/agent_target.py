@@ -13,7 +13,7 @@ from typing import Any
 
 import urllib3
 
-from perfdesk.controllers.results import ERROR, OK, TIMEOUT, RequestResult
+from perfdesk.controllers.results import ERROR, TIMEOUT, RequestResult, result_from_response
 from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
@@ -62,38 +62,10 @@ class AgentClient:
             reason = getattr(exc, "reason", None) or exc
             return RequestResult(actual_send=t0, receive=time.time(), status=ERROR, error=f"connection: {reason}")
         t1 = time.time()
-        return parse_prediction(resp.status, resp.data, t0, t1)
+        return result_from_response(resp.status, resp.data, t0, t1)
 
     def close(self) -> None:
         self.pool.close()
-
-
-def parse_prediction(status: int, data: bytes, t0: float, t1: float) -> RequestResult:
-    """A RequestResult from the agent's (or a function's) JSON answer: predictions, timings, errors."""
-    try:
-        body = json.loads(data) if data else {}
-    except ValueError:
-        body = {}
-    if status != 200 or not isinstance(body, dict) or "predictions" not in body:
-        err = body.get("error") if isinstance(body, dict) else None
-        return RequestResult(actual_send=t0, receive=t1, status=ERROR, http_status=status,
-                             error=str(err or data[:200]), response_bytes=len(data))
-    timings = body.get("timings") or {}
-    top1 = ""
-    preds = body.get("predictions") or []
-    if preds:
-        first = preds[0]
-        if isinstance(first, list) and first:
-            top1 = str(first[0].get("label", ""))
-        elif isinstance(first, dict) and first.get("boxes"):
-            top1 = str(first["boxes"][0].get("label", ""))
-    return RequestResult(
-        actual_send=t0, receive=t1, status=OK, http_status=status,
-        server_decode_ms=timings.get("decode_ms"), server_preprocess_ms=timings.get("preprocess_ms"),
-        server_inference_ms=timings.get("inference_ms"), server_postprocess_ms=timings.get("postprocess_ms"),
-        server_total_ms=timings.get("server_ms", timings.get("total_ms")),
-        response_bytes=len(data), top1=top1,
-    )
 
 
 class AgentTarget(Target):

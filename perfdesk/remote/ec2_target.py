@@ -18,7 +18,15 @@ from pydantic import Field
 
 from perfdesk.controllers.target import TargetError
 from perfdesk.controllers.workload import WorkloadSpec
-from perfdesk.remote.ec2 import UBUNTU_SSM, Ec2Lifecycle, Instance, LaunchSpec, hourly_price, read_public_key, wait_for_ssh
+from perfdesk.remote.ec2 import (
+    UBUNTU_SSM,
+    Ec2Lifecycle,
+    Instance,
+    LaunchSpec,
+    hourly_price,
+    read_public_key,
+    wait_for_ssh,
+)
 from perfdesk.remote.ssh_target import SshSpec, SshTarget
 
 
@@ -132,7 +140,7 @@ class Ec2Target(SshTarget):
         price, as_of = hourly_price(self.spec.region, self.spec.instance_type)
         if self.spec.hourly_price is not None:
             price, as_of = self.spec.hourly_price, "profile"
-        d.update(region=self.spec.region, instance_type=self.spec.instance_type, hourly_price_usd=price,
+        d.update(region=self.spec.region, instance_type=self.spec.instance_type, hourly_usd=price,
                  price_as_of=as_of, launch_to_first_answer_s=self.launch_to_first_answer_s)
         if self.instance is not None:
             i = self.instance

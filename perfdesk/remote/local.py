@@ -65,22 +65,12 @@ class LocalServerTarget(AgentTarget):
         self._tail: list[str] = []
 
     def _command(self, workload: WorkloadSpec, port: int) -> list[str]:
-        o = workload.model_options()
-        cmd = [
-            self.spec.python or sys.executable, "-m", "perfdesk.remote.agent",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--model", o["model"], "--runtime", o["runtime"], "--device", o["device"], "--weights", o["weights"],
+        return [
+            self.spec.python or sys.executable, "-m", "perfdesk.shipped.agent",
+            "--host", "127.0.0.1", "--port", str(port), *workload.engine_config().to_argv(),
             "--workers", str(self.spec.workers), "--wsgi-threads", str(self.spec.wsgi_threads),
             "--parent-pid", str(os.getpid()),
         ]
-        if o["weights"] not in ("random",) and not o["weights"].startswith(("http://", "https://", "s3://")):
-            path = Path(o["weights"]).expanduser()
-            cmd[cmd.index("--weights") + 1] = str(path if path.is_absolute() else Path(self.ctx.profile_dir) / path)
-        if o["threads"]:
-            cmd += ["--threads", str(o["threads"])]
-        if o["weights_sha256"]:
-            cmd += ["--weights-sha256", o["weights_sha256"]]
-        return cmd
 
     def _start_agent(self, workload: WorkloadSpec) -> AgentEndpoint:
         port = self.spec.port or free_port()

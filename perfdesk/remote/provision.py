@@ -3,7 +3,7 @@
 Layout on the host (``remote_dir``, default ``~/.perfdesk``)::
 
     venv/         the virtual environment (absent with venv = "system" or an interpreter path)
-    app/          the shipped code: perfdesk/__init__.py, perfdesk/inference/**, perfdesk/remote/{__init__,agent}.py
+    app/          the shipped code: perfdesk/__init__.py and perfdesk/shipped/** (agent, handler, wire, options, inference)
     cache/        weights uploaded from this machine (kept with keep_cache)
     run/          token (0600), agent log and pid files: removed when the agent stops
     stamp.json    what is in place: a key per part (dependencies, code, weights), so a second provision checks and
@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from perfdesk import shipped
 from perfdesk.controllers.target import TargetError
 from perfdesk.remote.transport import Transport
+from perfdesk.shipped.options import EngineConfig
 
 STAMP_VERSION = 1
 
@@ -142,18 +144,10 @@ def source_root() -> Path:
 
 def shipped_files(root: Path) -> list[str]:
     """Exactly the files the agent needs on a host, relative to ``root`` (sorted)."""
-    fixed = ["perfdesk/__init__.py", "perfdesk/remote/__init__.py", "perfdesk/remote/agent.py"]
-    missing = [f for f in fixed if not (root / f).is_file()]
-    if missing:
-        raise TargetError("provision", "package the agent", f"{', '.join(missing)} missing under {root}",
-                          "reinstall perfdesk")
-    files = set(fixed)
-    inference = root / "perfdesk" / "inference"
-    if inference.is_dir():
-        for path in inference.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
-                files.add(path.relative_to(root).as_posix())
-    return sorted(files)
+    try:
+        return shipped.shipped_files(root)
+    except FileNotFoundError as exc:
+        raise TargetError("provision", "package the agent", str(exc), "reinstall perfdesk") from None
 
 
 def code_bundle(root: Path | None = None) -> tuple[bytes, str]:
@@ -250,7 +244,7 @@ class Provisioner:
             'echo "gpu $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"; fi; '
             'mkdir -p "$R"/cache "$R"/run && chmod 700 "$R"/run || exit 4; '
             f'I={interp}; ( [ -x "$I" ] || command -v "$I" >/dev/null 2>&1 ) && echo "interpreter ok"; '
-            '[ -f "$R"/app/perfdesk/remote/agent.py ] && echo "code ok"; '
+            '[ -f "$R"/app/perfdesk/shipped/agent.py ] && echo "code ok"; '
             f"{checks}"
             'echo "stamp"; cat "$R"/stamp.json 2>/dev/null; true'
         )
@@ -298,10 +292,10 @@ class Provisioner:
         self.t.put_bytes(json.dumps(stamp, indent=1, sort_keys=True).encode(), self.layout.stamp, 0o644)
 
     # -- the whole provision -----------------------------------------------------------------------------------
-    def provision(self, runtime: str, weights: str = "random", weights_base: Path = Path(".")) -> ProvisionReport:
+    def provision(self, runtime: str, weights: str = "random") -> ProvisionReport:
         """Python environment, dependencies, code and weights in place; returns what to run the agent with."""
         t0 = time.monotonic()
-        local_weights = self._local_weights(weights, weights_base)
+        local_weights = self._local_weights(weights)
         weights_rel = f"cache/weights-{local_weights[1][:16]}-{local_weights[0].name}" if local_weights else None
         info = self.probe([weights_rel] if weights_rel else [])
         facts, L, stamp = self._facts, self._layout, info["stamp"]
@@ -396,13 +390,12 @@ class Provisioner:
         stamp["code"] = key
         return True
 
-    def _local_weights(self, weights: str, base: Path) -> tuple[Path, str] | None:
-        """(path, sha256) of a local weights file to upload; None for 'random' and URLs (the agent fetches those)."""
+    def _local_weights(self, weights: str) -> tuple[Path, str] | None:
+        """(path, sha256) of a local weights file to upload (absolute: the profile loader resolved it); None for
+        'random' and URLs (the agent fetches those)."""
         if weights == "random" or "://" in weights:
             return None
-        path = Path(weights).expanduser()
-        if not path.is_absolute():
-            path = base / path
+        path = Path(weights)
         if not path.is_file():
             raise TargetError(self.t.host, "upload weights", f"{path} does not exist", "fix workload.weights")
         return path, file_sha256(path)
@@ -444,27 +437,17 @@ def agent_command(
     *,
     host: str,
     port: int,
-    model: str,
-    runtime: str,
-    device: str,
-    threads: int | None,
-    weights: str,
-    weights_sha256: str | None = None,
+    engine: EngineConfig,
     workers: int = 1,
     wsgi_threads: int = 4,
 ) -> str:
     """The agent's command line on the host. It carries no secret: the token is read from a 0600 file."""
     args = [
-        python, "-m", "perfdesk.remote.agent", "--host", host, "--port", str(port),
-        "--token-file", layout.token, "--pid-file", layout.agent_pid, "--cache-dir", layout.cache,
-        "--model", model, "--runtime", runtime, "--device", device,
-        "--weights", weights, "--workers", str(workers), "--wsgi-threads", str(wsgi_threads),
+        python, "-m", "perfdesk.shipped.agent", "--host", host, "--port", str(port),
+        "--token-file", layout.token, "--pid-file", layout.agent_pid,
+        *engine.to_argv(), "--workers", str(workers), "--wsgi-threads", str(wsgi_threads),
     ]
     # no --log-file: stdout and stderr already go to layout.log (start_detached), one writer, one stream
-    if threads:
-        args += ["--threads", str(threads)]
-    if weights_sha256:
-        args += ["--weights-sha256", weights_sha256]
     return " ".join(shlex.quote(a) for a in args)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,9 +20,9 @@ from perfdesk.controllers.target import TargetError, TargetSpec
 from perfdesk.controllers.workload import WorkloadSpec
 from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
 from perfdesk.remote.provision import (
+    Provisioner,
     ProvisionOptions,
     ProvisionReport,
-    Provisioner,
     agent_command,
     free_port_command,
     start_agent,
@@ -138,7 +137,7 @@ class SshTarget(AgentTarget):
         if self.provisioner is None:
             self.provisioner = Provisioner(self._transport(), self._options(), on_line=lambda l: self.log(l, "ssh"))
         t0 = time.monotonic()
-        self.report = self.provisioner.provision(workload.runtime, workload.weights, Path(self.ctx.profile_dir))
+        self.report = self.provisioner.provision(workload.runtime, workload.weights)
         self.provision_s = time.monotonic() - t0
         self._report_key = key
         return self.report
@@ -151,12 +150,13 @@ class SshTarget(AgentTarget):
         port = self.spec.agent_port
         if not port:
             port = int(t.run(free_port_command(report.python), timeout=60, step="pick a free port").stdout.strip())
-        o = workload.model_options()
-        weights_sha = o["weights_sha256"] if report.weights == workload.weights else None  # checked at upload
+        engine = workload.engine_config()
+        if report.weights != workload.weights:  # uploaded into the host's cache (its sha256 checked at upload)
+            engine.weights, engine.weights_sha256 = report.weights, None
+        engine.cache_dir = layout.cache
         cmd = agent_command(
-            report.python, layout, host="0.0.0.0" if self.spec.expose else "127.0.0.1", port=port,
-            model=o["model"], runtime=o["runtime"], device=o["device"], threads=o["threads"], weights=report.weights,
-            weights_sha256=weights_sha, workers=self.spec.workers, wsgi_threads=self.spec.wsgi_threads,
+            report.python, layout, host="0.0.0.0" if self.spec.expose else "127.0.0.1", port=port, engine=engine,
+            workers=self.spec.workers, wsgi_threads=self.spec.wsgi_threads,
         )
         self.log(f"starting agent on {t.host}: {cmd}")
         started = time.time()

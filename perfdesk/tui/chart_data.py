@@ -149,7 +149,7 @@ class ChartData:
 def _cost_function():
     """The cost model's price of one request, ``(memory_mb, billed_ms) -> dollars per million``, if it exists."""
     try:
-        from perfdesk.controllers import cost  # lands with the cost issue; absent, the chart shows latency only
+        from perfdesk.verdict import cost
     except ImportError:
         return None
     fn = getattr(cost, "lambda_cost_per_million", None)

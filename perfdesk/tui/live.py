@@ -13,7 +13,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from perfdesk.controllers.events import (
-    Event, LogLine, RequestDone, SessionFinished, TargetState, TrialFinished, TrialStarted, Warning_,
+    Event,
+    LogLine,
+    RequestDone,
+    SessionFinished,
+    TargetState,
+    TrialFinished,
+    TrialStarted,
+    Warning_,
 )
 
 MAX_PENDING_ROWS = 50_000

@@ -1,7 +1,7 @@
 """The verdict of one session folder, computed for the TUI's verdict screen (plain data, no widgets).
 
 :func:`compute_verdict` reads the folder's CSVs (the live session's are flushed as rows complete, so it works mid-run)
-and runs the cost model (:mod:`perfdesk.controllers.cost`): cost per 1,000 inferences per trial x target x level,
+and runs the cost model (:mod:`perfdesk.verdict.cost`): cost per 1,000 inferences per trial x target x level,
 the break-even between every server and function in words, and the monthly cost curves. It blocks on file reads:
 call it from a thread worker. It never raises: what went wrong is in :attr:`Verdict.error`.
 """
@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perfdesk.controllers.cost import FUNCTION, SERVER, BreakEven, PriceBook, TrialCost, break_even, trial_costs
-from perfdesk.controllers.session_data import SessionError, load_session
+from perfdesk.verdict.cost import FUNCTION, SERVER, BreakEven, PriceBook, TrialCost, break_even, trial_costs
+from perfdesk.verdict.session_data import SessionError, load_session
 
 #: Columns of the verdict table, in order.
 COLUMNS = ("trial", "level", "target", "billing", "ok", "seconds", "cost $", "$ / 1k inf", "note")

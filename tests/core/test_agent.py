@@ -22,7 +22,7 @@ def agent(tmp_path_factory):
     token_file = tmp_path_factory.mktemp("agent") / "token"
     token_file.write_text(TOKEN)
     proc = subprocess.Popen(
-        [PYTHON, "-m", "perfdesk.remote.agent", "--port", str(port), "--token-file", str(token_file),
+        [PYTHON, "-m", "perfdesk.shipped.agent", "--port", str(port), "--token-file", str(token_file),
          "--model", "mobilenet_v2", "--threads", "1", "--max-body-mb", "1", "--wsgi-threads", "2"],
         env=agent_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
@@ -136,7 +136,7 @@ def test_unknown_path_is_json_404(agent):
 
 
 def test_agent_refuses_to_start_without_token(tmp_path):
-    out = subprocess.run([PYTHON, "-m", "perfdesk.remote.agent", "--port", str(free_port())],
+    out = subprocess.run([PYTHON, "-m", "perfdesk.shipped.agent", "--port", str(free_port())],
                          env={**agent_env(), "PERFDESK_AGENT_TOKEN": ""}, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "token" in out.stderr

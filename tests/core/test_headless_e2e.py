@@ -54,7 +54,7 @@ def _agents_of(pid: int) -> list[psutil.Process]:
     out = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "perfdesk.remote.agent" in cmd and f"--parent-pid {pid}" in cmd:
+        if "perfdesk.shipped.agent" in cmd and f"--parent-pid {pid}" in cmd:
             out.append(p)
     return out
 

@@ -31,7 +31,7 @@ def coffee_png() -> bytes:
 
 @pytest.fixture(scope="session")
 def mobilenet_torch():
-    from perfdesk.inference import EngineConfig, load_engine
+    from perfdesk.shipped.inference import EngineConfig, load_engine
 
     return load_engine(EngineConfig(model="mobilenet_v2", runtime="torch", threads=2))
 

@@ -11,8 +11,8 @@ import io
 import pytest
 from PIL import Image
 
-from perfdesk.inference import EngineConfig, load_engine
-from perfdesk.inference.labels import coco_labels
+from perfdesk.shipped.inference import EngineConfig, load_engine
+from perfdesk.shipped.inference.labels import coco_labels
 
 MODEL = "ssdlite320_mobilenet_v3_large"
 

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from perfdesk.inference import BadInput, EngineConfig, InferenceError, load_engine
+from perfdesk.shipped.inference import BadInput, EngineConfig, InferenceError, load_engine
 
 
 def test_unknown_model_lists_the_known_ones():

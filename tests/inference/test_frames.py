@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from perfdesk.inference import InferenceError
-from perfdesk.inference.frames import frames, sequence_frames, video_frames
+from perfdesk.shipped.inference import InferenceError
+from perfdesk.shipped.inference.frames import frames, sequence_frames, video_frames
 
 av = pytest.importorskip("av")
 

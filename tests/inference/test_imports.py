@@ -6,7 +6,7 @@ import sys
 
 def test_import_leaves_controllers_and_runtimes_out():
     code = (
-        "import sys, perfdesk.inference as m; m.known_models(); m.EngineConfig();"
+        "import sys, perfdesk.shipped.inference as m; m.known_models(); m.EngineConfig();"
         "bad = [n for n in sys.modules if n.startswith(('perfdesk.controllers', 'torch', 'onnxruntime',"
         " 'tensorflow', 'boto3', 'textual', 'rich'))];"
         "print(bad); sys.exit(1 if bad else 0)"
@@ -25,7 +25,7 @@ def test_tensorflow_engine_then_torch_in_one_process():
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip("TensorFlow is not installed")
     code = (
-        "from perfdesk.inference.runtime_tf import import_tf; import_tf();"
+        "from perfdesk.shipped.inference.runtime_tf import import_tf; import_tf();"
         "import torchvision; print('ok')"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from perfdesk.inference import EngineConfig, load_engine
+from perfdesk.shipped.inference import EngineConfig, load_engine
 
 
 def test_torch_and_onnx_agree_on_a_photo(spread_weights, cache_dir, chelsea_jpeg, coffee_png):
@@ -42,7 +42,7 @@ def test_export_is_cached(cache_dir, chelsea_jpeg):
 
 def test_prepared_export_is_found_without_torchvision(cache_dir, monkeypatch, chelsea_jpeg):
     """A function that ships onnxruntime but not torch finds the export made at build time."""
-    from perfdesk.inference import onnx_export
+    from perfdesk.shipped.inference import onnx_export
 
     cfg = EngineConfig(model="mobilenet_v2", runtime="onnx", cache_dir=str(cache_dir), threads=1)
     path = onnx_export.prepare_onnx(cfg)

@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from perfdesk.inference import EngineConfig, InferenceError, load_engine
+from perfdesk.shipped.inference import EngineConfig, InferenceError, load_engine
 
 if importlib.util.find_spec("tensorflow") is None:
     pytest.skip("TensorFlow is not installed (the 'tensorflow' extra)", allow_module_level=True)
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 @pytest.fixture(scope="module")
 def tf():
     """TensorFlow, imported the way the engine imports it (triton first: see runtime_tf._load_triton_first)."""
-    from perfdesk.inference.runtime_tf import import_tf
+    from perfdesk.shipped.inference.runtime_tf import import_tf
 
     return import_tf()[0]
 

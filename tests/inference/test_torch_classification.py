@@ -5,9 +5,9 @@ import base64
 import numpy as np
 import pytest
 
-from perfdesk.inference import BadInput, EngineConfig, InferenceError, known_models, load_engine
-from perfdesk.inference.labels import coco_labels, imagenet_labels
-from perfdesk.inference.threads import default_threads
+from perfdesk.shipped.inference import BadInput, EngineConfig, InferenceError, known_models, load_engine
+from perfdesk.shipped.inference.labels import coco_labels, imagenet_labels
+from perfdesk.shipped.inference.threads import default_threads
 
 PHASES = {"decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "total_ms"}
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from perfdesk.inference import EngineConfig, InferenceError, load_engine
+from perfdesk.shipped.inference import EngineConfig, InferenceError, load_engine
 
 
 def test_file_weights_with_sha(spread_weights, tmp_path, chelsea_jpeg):

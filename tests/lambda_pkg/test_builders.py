@@ -16,9 +16,9 @@ def test_code_zip_ships_handler_and_inference_only(tmp_path):
     weights.write_bytes(b"\0" * 1000)
     z = builders.build_code_zip(tmp_path / "code.zip", weights=weights)
     names = zipfile.ZipFile(z).namelist()
-    assert "perfdesk/lambda_pkg/handler.py" in names and "perfdesk/inference/engine.py" in names
-    assert "perfdesk/inference/imagenet_classes.txt" in names and "weights/w.pth" in names
-    assert not [n for n in names if n.startswith(("perfdesk/controllers", "perfdesk/remote", "perfdesk/tui"))]
+    assert "perfdesk/shipped/handler.py" in names and "perfdesk/shipped/inference/base.py" in names
+    assert "perfdesk/shipped/inference/imagenet_classes.txt" in names and "weights/w.pth" in names
+    assert all(n == "perfdesk/__init__.py" or n.startswith(("perfdesk/shipped/", "weights/")) for n in names)
     again = builders.build_code_zip(tmp_path / "again.zip", weights=weights)
     assert again.read_bytes() == z.read_bytes()  # deterministic: unchanged code keeps its CodeSha256
 
@@ -66,13 +66,13 @@ def test_container_context(tmp_path):
                                            architecture="arm64", python_version="3.12")
     docker = (ctx / "Dockerfile").read_text()
     assert "FROM --platform=linux/arm64 public.ecr.aws/lambda/python:3.12" in docker
-    assert 'CMD ["perfdesk.lambda_pkg.handler.lambda_handler"]' in docker
+    assert 'CMD ["perfdesk.shipped.handler.lambda_handler"]' in docker
     assert "torch" in (ctx / "requirements.txt").read_text().split()
-    assert (ctx / "perfdesk" / "lambda_pkg" / "handler.py").is_file()
+    assert (ctx / "perfdesk" / "shipped" / "handler.py").is_file()
 
 
 def test_handler_imports_nothing_of_the_controller_side():
-    code = ("import sys, perfdesk.lambda_pkg.handler as h; "
+    code = ("import sys, perfdesk.shipped.handler as h; "
             "bad = [m for m in sys.modules if m.startswith('perfdesk.controllers') or m in "
             "('torch', 'boto3', 'onnxruntime', 'tensorflow', 'textual', 'rich')]; print(bad); assert not bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

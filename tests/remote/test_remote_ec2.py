@@ -130,7 +130,7 @@ def test_ec2_target_launches_provisions_serves_and_leaves_nothing(aws, sshd, tmp
     spec = Ec2Spec(name="cloud", kind="ec2", region=REGION, instance_type="t2.small", ami=ami, public_key=str(pub),
                    identity_file=sshd.identity_file, user=sshd.user, use_ssh_agent=False, ssh_config="",
                    venv=sys.executable, remote_dir=str(tmp_path / "host"), endpoint_url=endpoint, elastic_ip=True)
-    ctx = TargetContext(session_id="e2e", emit=lambda e: None, work_dir=str(tmp_path), profile_dir=str(tmp_path))
+    ctx = TargetContext(session_id="e2e", emit=lambda e: None, work_dir=str(tmp_path))
     target = Ec2Target(spec, ctx, lifecycle=lifecycle(aws, "e2e"), address=lambda inst: (sshd.host, sshd.port))
     wl = WorkloadSpec(name="m", model="mobilenet_v2", images="synthetic", synthetic_size=(96, 96), image_count=1,
                       threads=1)
@@ -138,7 +138,7 @@ def test_ec2_target_launches_provisions_serves_and_leaves_nothing(aws, sshd, tmp
         target.deploy(wl)
         assert target.send(build_payloads(wl)[0]).status == OK
         info = target.describe()
-        assert info["instance_id"].startswith("i-") and info["hourly_price_usd"] == pytest.approx(0.023)
+        assert info["instance_id"].startswith("i-") and info["hourly_usd"] == pytest.approx(0.023)
         assert info["launch_to_first_answer_s"] > 0 and info["elastic_ip"] is True
         assert (tmp_path / "known_hosts").read_text().strip()  # TOFU into the session's own known_hosts
     finally:

@@ -12,8 +12,8 @@ import pytest
 
 from perfdesk.controllers.target import TargetError
 from perfdesk.remote.provision import (
-    ProvisionOptions,
     Provisioner,
+    ProvisionOptions,
     code_bundle,
     shipped_files,
     source_root,
@@ -22,8 +22,8 @@ from perfdesk.remote.provision import (
 
 def test_bundle_ships_exactly_the_agent_and_inference_code():
     files = shipped_files(source_root())
-    assert {"perfdesk/__init__.py", "perfdesk/remote/__init__.py", "perfdesk/remote/agent.py"} <= set(files)
-    assert any(f.startswith("perfdesk/inference/") for f in files)
+    assert {"perfdesk/__init__.py", "perfdesk/shipped/__init__.py", "perfdesk/shipped/agent.py", "perfdesk/shipped/wire.py"} <= set(files)
+    assert any(f.startswith("perfdesk/shipped/inference/") for f in files)
     assert not any("controllers" in f or f.endswith(".pyc") or "ssh" in f for f in files)
     assert code_bundle()[0] == code_bundle()[0]  # reproducible: same bytes, same key
 
@@ -41,7 +41,7 @@ def test_provision_then_skip_then_clean(sshd, tmp_path):
         assert first.python == sys.executable
         assert first.weights.startswith(remote_dir + "/cache/weights-")
         assert Path(first.weights).read_bytes() == weights.read_bytes()
-        assert (Path(remote_dir) / "app/perfdesk/remote/agent.py").is_file()
+        assert (Path(remote_dir) / "app/perfdesk/shipped/agent.py").is_file()
         assert not (Path(remote_dir) / "app/perfdesk/controllers").exists()
         stamp = json.loads((Path(remote_dir) / "stamp.json").read_text())
         assert stamp["code"] == code_bundle()[1]
@@ -55,11 +55,11 @@ def test_provision_then_skip_then_clean(sshd, tmp_path):
         for rel in shipped_files(source_root()):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source_root() / rel, root / rel)
-        with open(root / "perfdesk/remote/agent.py", "a") as fh:
+        with open(root / "perfdesk/shipped/agent.py", "a") as fh:
             fh.write("\n# changed\n")
         third = Provisioner(t, opts, code_root=root).provision("torch", str(weights))
         assert third.steps["code"].startswith("done") and third.steps["environment"].startswith("skipped")
-        assert "# changed" in (Path(remote_dir) / "app/perfdesk/remote/agent.py").read_text()
+        assert "# changed" in (Path(remote_dir) / "app/perfdesk/shipped/agent.py").read_text()
 
         # a vanished interpreter is noticed despite the stamp
         p = Provisioner(t, ProvisionOptions(remote_dir=remote_dir, venv="/nonexistent/python", packages=["flask"]))

@@ -39,7 +39,7 @@ def agent_processes(marker: str) -> list[int]:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if marker in cmd and "perfdesk.remote.agent" in cmd:
+            if marker in cmd and "perfdesk.shipped.agent" in cmd:
                 found.append(int(pid))
     return found
 

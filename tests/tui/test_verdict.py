@@ -8,13 +8,13 @@ import json
 import pandas as pd
 import pytest
 
-from perfdesk.controllers.cost import load_price_table
 from perfdesk.controllers.profile import load_profile
 from perfdesk.controllers.target import register_target
 from perfdesk.tui.app import PerfdeskApp
 from perfdesk.tui.screens.help import HELP
 from perfdesk.tui.screens.sessions import SessionScreen
 from perfdesk.tui.screens.verdict import VerdictScreen
+from perfdesk.verdict.cost import load_price_table
 from tests.tui.conftest import DATA, SIZE, run, wait_for
 from tests.verdict.synth import write_session
 

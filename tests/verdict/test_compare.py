@@ -7,9 +7,17 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from perfdesk.controllers.compare import (
-    Comparison, GroupComparison, MetricChange, Thresholds, bootstrap_p99_ratio, compare_sessions, format_regressions,
-    gate, gate_comparison, mann_whitney_p,
+from perfdesk.verdict.compare import (
+    Comparison,
+    GroupComparison,
+    MetricChange,
+    Thresholds,
+    bootstrap_p99_ratio,
+    compare_sessions,
+    format_regressions,
+    gate,
+    gate_comparison,
+    mann_whitney_p,
 )
 
 from .synth import write_session

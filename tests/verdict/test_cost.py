@@ -9,12 +9,21 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from perfdesk.controllers.cost import (
-    FUNCTION, SERVER, PriceBook, TargetCost, TargetPricing, break_even, crossover, instances_needed,
-    load_price_table, row_costs, trial_costs,
-)
 from perfdesk.controllers.results import REQUEST_COLUMNS
-from perfdesk.controllers.session_data import load_session
+from perfdesk.verdict.cost import (
+    FUNCTION,
+    SERVER,
+    PriceBook,
+    TargetCost,
+    TargetPricing,
+    break_even,
+    crossover,
+    instances_needed,
+    load_price_table,
+    row_costs,
+    trial_costs,
+)
+from perfdesk.verdict.session_data import load_session
 
 from .synth import SynthTarget, write_session
 
@@ -198,7 +207,7 @@ def test_unpriced_server_gives_no_curve_and_says_why(tmp_path):
 
 
 def test_lambda_cost_per_million_by_hand():
-    from perfdesk.controllers.cost import PriceBook, lambda_cost_per_million
+    from perfdesk.verdict.cost import PriceBook, lambda_cost_per_million
 
     table = {"lambda": {"us-east-1": {"x86_64": {"gb_second": 0.0000166667, "request": 0.0000002}}}}
     # 1,536 MB for 100 ms: 0.15 GB-s x 0.0000166667 = 0.0000025, + 0.0000002 per request -> 2.7 USD per million

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from perfdesk import verdict_cli
-from perfdesk.report.html import SECTIONS, write_report
+from perfdesk.verdict import cli as verdict_cli
+from perfdesk.verdict.report.html import SECTIONS, write_report
 
 from .synth import SynthTarget, write_session
 
@@ -80,8 +80,8 @@ def test_cli_reports_a_bad_folder_clearly(tmp_path, capsys):
 
 
 def test_core_verdict_modules_do_not_import_front_end_libraries():
-    code = ("import sys; import perfdesk.controllers.cost, perfdesk.controllers.compare, "
-            "perfdesk.controllers.provenance, perfdesk.controllers.session_data; "
+    code = ("import sys; import perfdesk.verdict.cost, perfdesk.verdict.compare, "
+            "perfdesk.controllers.provenance, perfdesk.verdict.session_data; "
             "bad = [m for m in ('rich', 'textual', 'matplotlib') if m in sys.modules]; print(bad); "
             "raise SystemExit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

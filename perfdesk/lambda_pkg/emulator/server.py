@@ -37,8 +37,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from perfdesk.lambda_pkg.emulator.cgroups import CpuLimiter
 from perfdesk.lambda_pkg.emulator.environment import ExecutionEnvironment, FunctionSnapshot, Invocation
 from perfdesk.lambda_pkg.emulator.store import (
-    MAX_LAYERS, MEMORY_RANGE, TIMEOUT_RANGE, ApiError, FunctionRecord, LayerVersion, dir_size,
-    function_name_from, invalid, layer_name_from, not_found, unpack_zip, MAX_UNZIPPED,
+    MAX_LAYERS,
+    MAX_UNZIPPED,
+    MEMORY_RANGE,
+    TIMEOUT_RANGE,
+    ApiError,
+    FunctionRecord,
+    LayerVersion,
+    dir_size,
+    function_name_from,
+    invalid,
+    layer_name_from,
+    not_found,
+    unpack_zip,
 )
 from perfdesk.lambda_pkg.report import format_report
 

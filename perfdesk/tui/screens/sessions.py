@@ -13,12 +13,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Input, SelectionList, Static
 
-from perfdesk.controllers.export import export_sessions
 from perfdesk.tui.chart_data import ChartData, read_session
 from perfdesk.tui.messages import SessionExported, SessionLoaded
 from perfdesk.tui.screens.verdict import VerdictScreen
 from perfdesk.tui.widgets.charts import ChartsPane
 from perfdesk.tui.widgets.results import ResultsTable
+from perfdesk.verdict.export import export_sessions
 
 
 def find_sessions(roots: list[Path], limit: int = 50) -> list[Path]:

@@ -12,7 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Select, Static
 from textual.worker import get_current_worker
 
-from perfdesk.controllers.workload import BUNDLED_PHOTOS, Payload, WorkloadSpec, build_payloads, encode_body
+from perfdesk.controllers.workload import BUNDLED_PHOTOS, Payload, WorkloadSpec, build_payloads
+from perfdesk.shipped.wire import encode_request
 from perfdesk.tui.fmt import fmt
 from perfdesk.tui.messages import ImageAnswered
 
@@ -21,17 +22,17 @@ SYNTHETIC = "synthetic"
 
 def one_image_payload(choice: str, workload: WorkloadSpec, base_dir: Path) -> Payload:
     """One request carrying one image: a bundled photo by name, a synthetic image, or an image file's bytes."""
-    options = {"top_k": workload.top_k, "score_threshold": workload.score_threshold, "annotate": False}
+    options = {**workload.request_options(), "annotate": False}
     if choice in BUNDLED_PHOTOS or choice == SYNTHETIC:
         spec = workload.model_copy(update={"images": "bundled" if choice != SYNTHETIC else SYNTHETIC, "batch": 1,
                                            "image_count": len(BUNDLED_PHOTOS) if choice != SYNTHETIC else 1})
-        payloads = build_payloads(spec, base_dir)
+        payloads = build_payloads(spec)
         return next((p for p in payloads if p.names[0] == choice), payloads[0])
     path = Path(choice).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     blob = path.read_bytes()
-    return Payload([path.name], [blob], encode_body([blob], options), 1, request_options=options)
+    return Payload([path.name], [blob], encode_request([blob], options), 1, request_options=options)
 
 
 class TryImageScreen(ModalScreen[None]):

@@ -1,6 +1,6 @@
 """The verdict of one session folder: cost per 1,000 inferences, the break-even in words, monthly cost against rate.
 
-The figures come from the cost model (:mod:`perfdesk.controllers.cost`) on the folder's CSVs, computed in a thread
+The figures come from the cost model (:mod:`perfdesk.verdict.cost`) on the folder's CSVs, computed in a thread
 worker (:func:`perfdesk.tui.verdict_data.compute_verdict`); the screen only draws the result. ``r`` recomputes,
 which on the live session picks up the rows written since.
 """

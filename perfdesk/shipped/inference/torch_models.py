@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from .errors import InferenceError
+from perfdesk.shipped.errors import InferenceError
+
 from .registry import DETECTION, ModelSpec
 from .weights import ResolvedWeights
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InferenceError
+from perfdesk.shipped.errors import InferenceError
 
 CLASSIFICATION = "classification"
 DETECTION = "detection"

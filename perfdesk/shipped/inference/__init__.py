@@ -3,7 +3,7 @@
 It imports nothing of the controller side (``perfdesk.controllers``), and the heavy runtimes (torch, onnxruntime,
 tensorflow, boto3) only when an engine needs them, so that the server and the function run exactly the same code::
 
-    from perfdesk.inference import EngineConfig, load_engine, InferenceError, BadInput
+    from perfdesk.shipped.inference import EngineConfig, load_engine, InferenceError, BadInput
 
     engine = load_engine(EngineConfig(model="resnet50", runtime="torch"))
     result = engine.predict([jpeg_bytes], top_k=5)          # or engine.predict_request(json_body)
@@ -13,9 +13,11 @@ See docs/inference.md for the result's shape and the models, runtimes and weight
 
 from __future__ import annotations
 
-from .config import EngineConfig
-from .engine import Engine, load_engine
-from .errors import BadInput, InferenceError
+from perfdesk.shipped.errors import BadInput, InferenceError
+from perfdesk.shipped.options import EngineConfig
+
+from .base import Engine
+from .loader import load_engine
 from .registry import known_models
 
 __all__ = ["EngineConfig", "Engine", "load_engine", "InferenceError", "BadInput", "known_models"]

@@ -1,6 +1,7 @@
 """The cost model: what each trial cost on each target, and the break-even rate between servers and functions.
 
-Two billing models, chosen per target kind (:data:`BILLING`):
+Two billing models, as each target describes itself in the manifest (``billing``, see
+:attr:`perfdesk.controllers.target.Target.billing`):
 
 - **function** (Lambda, the local Lambda emulator priced as Lambda): every request pays
   ``billed_ms / 1000 * memory_mb / 1024`` GB-seconds at the architecture's GB-second price, plus the per-request
@@ -25,15 +26,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
-from perfdesk.controllers.session_data import GROUP_KEYS, Session
+from perfdesk.controllers.sections import PricesSection
+from perfdesk.verdict.session_data import GROUP_KEYS, Session
 
 PRICE_TABLE = Path(__file__).with_name("prices.json")
 
 FUNCTION, SERVER = "function", "server"
-#: Billing model of each target kind. A kind not listed is priced as a function when its rows carry billed_ms.
-BILLING = {"lambda": FUNCTION, "local-lambda": FUNCTION, "local-server": SERVER, "ssh": SERVER, "ec2": SERVER}
 #: Request statuses that never ran on the target, so were not billed.
 NOT_BILLED = ("throttled", "cancelled")
 _ARCH_ALIASES = {"x86": "x86_64", "x86-64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm": "arm64"}
@@ -41,42 +40,6 @@ _ARCH_ALIASES = {"x86": "x86_64", "x86-64": "x86_64", "amd64": "x86_64", "aarch6
 
 class PriceError(Exception):
     """A price the cost model needs is not in the table; the message says which and where to add it."""
-
-
-# -- the profile's [prices] section ------------------------------------------------------------------------------
-class LambdaRate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    gb_second: float | None = Field(None, ge=0, description="USD per GB-second of billed duration.")
-    request: float | None = Field(None, ge=0, description="USD per request.")
-
-
-class TargetPrice(BaseModel):
-    """How to price one target of the profile (by target name)."""
-
-    model_config = ConfigDict(extra="forbid")
-    hourly_usd: float | None = Field(None, ge=0, description="Hourly price of this server (wins over instance_type).")
-    instance_type: str | None = Field(
-        None, description="Price this server as this EC2 instance type (e.g. a local server as 'c5.xlarge')."
-    )
-    region: str | None = Field(None, description="Region whose prices apply to this target.")
-    architecture: str | None = Field(None, description="Function architecture: x86_64 or arm64.")
-
-
-class PricesSection(BaseModel):
-    """The profile's optional ``[prices]`` section, merged key by key over the shipped prices.json."""
-
-    model_config = ConfigDict(extra="forbid")
-    region: str | None = Field(None, description="Default region of targets that do not name one.")
-    hours_per_month: float | None = Field(None, gt=0, description="Hours in a month of break-even figures (730).")
-    bill_init: bool | None = Field(None, description="Bill a cold function's INIT phase (Lambda does since 2025-08).")
-    cold_start_fraction: float | None = Field(
-        None, ge=0, le=1,
-        description="Assumed share of function requests that are cold at a sustained rate (default: measured).",
-    )
-    # keys of these two are region -> architecture / instance type
-    lambda_: dict[str, dict[str, LambdaRate]] | None = Field(None, alias="lambda")
-    ec2: dict[str, dict[str, float]] | None = Field(None, description="region -> instance type -> USD per hour.")
-    targets: dict[str, TargetPrice] | None = Field(None, description="Per-target pricing, by target name.")
 
 
 def load_price_table(path: str | Path | None = None) -> dict[str, Any]:
@@ -170,9 +133,11 @@ class TargetPricing:
         return (self.gb_second_usd is not None) if self.model == FUNCTION else (self.hourly_usd is not None)
 
 
-def billing_model(kind: str, rows: pd.DataFrame | None = None) -> str:
-    if kind in BILLING:
-        return BILLING[kind]
+def billing_model(facts: dict, rows: pd.DataFrame | None = None) -> str:
+    """The target's own ``billing`` from the manifest; for a session without it, a function when rows carry
+    billed_ms (a REPORT line), else a server."""
+    if facts.get("billing") in (FUNCTION, SERVER):
+        return str(facts["billing"])
     if rows is not None and len(rows) and rows["billed_ms"].notna().any():
         return FUNCTION
     return SERVER
@@ -184,7 +149,7 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
     over = book.target(name)
     kind = session.target_kinds().get(name, str(facts.get("kind", "")))
     rows = session.requests[session.requests["target"] == name]
-    model = billing_model(kind, rows)
+    model = billing_model(facts, rows)
     region = str(over.get("region") or facts.get("region") or book.region)
     pricing = TargetPricing(target=name, kind=kind, model=model, region=region)
     if model == FUNCTION:

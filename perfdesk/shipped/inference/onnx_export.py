@@ -19,7 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import InferenceError
+from perfdesk.shipped.errors import InferenceError
+
 from .registry import DETECTION, ModelSpec
 from .torch_models import SEED, build_model, import_torch
 from .weights import ResolvedWeights, ensure_writable

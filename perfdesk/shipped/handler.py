@@ -1,6 +1,6 @@
 """The function handler shipped to AWS Lambda (and run by the local emulator under awslambdaric).
 
-Handler string: ``perfdesk.lambda_pkg.handler.lambda_handler``. Shipped code: it imports nothing of
+Handler string: ``perfdesk.shipped.handler.lambda_handler``. Shipped code: it imports nothing of
 ``perfdesk.controllers``; torch, onnxruntime and boto3 only through the inference module or when an S3 key is sent.
 
 Configuration comes from the function's environment variables:
@@ -54,34 +54,6 @@ class _BadRequest(Exception):
     """The caller's fault: answered with a 400 and this message."""
 
 
-def engine_config_from_env(environ=os.environ) -> dict:
-    """The inference engine's options from the function's environment variables."""
-    weights = environ.get("PERFDESK_WEIGHTS", "random")
-    if weights not in ("random",) and "://" not in weights and not os.path.isabs(weights):
-        weights = os.path.join(environ.get("LAMBDA_TASK_ROOT", os.getcwd()), weights)
-    threads = environ.get("PERFDESK_THREADS")
-    return {
-        "model": environ.get("PERFDESK_MODEL", "resnet50"),
-        "runtime": environ.get("PERFDESK_RUNTIME", "torch"),
-        "device": environ.get("PERFDESK_DEVICE", "cpu"),
-        "threads": int(threads) if threads else None,
-        "weights": weights,
-        "weights_sha256": environ.get("PERFDESK_WEIGHTS_SHA256") or None,
-    }
-
-
-def _sample_jpeg() -> bytes:
-    """A small generated photo-sized JPEG for the warm-up inference (no file shipped for it)."""
-    import io
-
-    from PIL import Image
-
-    img = Image.linear_gradient("L").resize((320, 240)).convert("RGB")
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-
-
 def _load() -> None:
     """Load the model once per environment, timing each phase (imports, weight load, first inference)."""
     global _ENGINE
@@ -89,14 +61,15 @@ def _load() -> None:
         return
     os.environ.setdefault("PERFDESK_CACHE_DIR", "/tmp/perfdesk-cache")
     t0 = time.perf_counter()
-    from perfdesk.inference import EngineConfig, load_engine
+    from perfdesk.shipped.inference import EngineConfig, load_engine
+    from perfdesk.shipped.wire import sample_jpeg
 
     t1 = time.perf_counter()
-    engine = load_engine(EngineConfig.from_dict(engine_config_from_env()))
+    engine = load_engine(EngineConfig.from_env())
     t2 = time.perf_counter()
     first_ms = None
     if os.environ.get("PERFDESK_WARMUP", "1") not in ("0", "false", "no"):
-        engine.predict([_sample_jpeg()], top_k=1)
+        engine.predict([sample_jpeg()], top_k=1)
         first_ms = (time.perf_counter() - t2) * 1000.0
     t3 = time.perf_counter()
     _INIT.update({
@@ -147,7 +120,7 @@ def _s3_images(spec: dict) -> list[bytes]:
 
 
 def _predict(event: dict) -> dict:
-    from perfdesk.inference import BadInput
+    from perfdesk.shipped.inference import BadInput
 
     if not isinstance(event, dict):
         raise _BadRequest(f"the event must be a JSON object, got {type(event).__name__}")

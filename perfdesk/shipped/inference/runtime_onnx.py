@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 
-from .engine import Engine, package_versions
-from .errors import InferenceError
+from perfdesk.shipped.errors import InferenceError
+
+from .base import Engine, package_versions
 from .onnx_export import OPSET, ensure_onnx
 from .threads import default_threads
 

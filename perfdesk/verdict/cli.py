@@ -44,22 +44,25 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from rich.console import Console
 
-    from perfdesk.controllers.session_data import SessionError
+    from perfdesk.verdict.session_data import SessionError
 
     console = Console()
     err = Console(stderr=True)
     try:
         if args.verdict_command == "report":
-            from perfdesk.report.html import write_report
+            from perfdesk.verdict.report.html import write_report
 
             path = write_report(args.session, args.output)
             console.print(f"report written: {path}")
             return 0
-        from perfdesk.controllers.compare import (
-            Thresholds, compare_sessions, format_regressions, gate_comparison,
+        from perfdesk.verdict.compare import (
+            Thresholds,
+            compare_sessions,
+            format_regressions,
+            gate_comparison,
         )
-        from perfdesk.controllers.session_data import load_session
-        from perfdesk.report.console import comparison_table
+        from perfdesk.verdict.report.console import comparison_table
+        from perfdesk.verdict.session_data import load_session
 
         current = load_session(args.current)
         limits = Thresholds.resolve(current.profile.get("thresholds"))
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m perfdesk.verdict_cli``) until the main CLI wires the subcommands."""
+    """Standalone entry (``python -m perfdesk.verdict.cli``) until the main CLI wires the subcommands."""
     parser = argparse.ArgumentParser(prog="perfdesk")
     add_parsers(parser.add_subparsers(dest="command", required=True))
     return run(parser.parse_args(argv))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from perfdesk.controllers.compare import Comparison, MetricChange
+from perfdesk.verdict.compare import Comparison, MetricChange
 
 _SHOWN = [("p50_ms", "p50 ms", "{:.4g}"), ("p99_ms", "p99 ms", "{:.4g}"), ("throughput_rps", "req/s", "{:.4g}"),
           ("error_rate_pct", "err %", "{:.2g}"), ("cost_per_1k_usd", "$/1k", "{:.3g}")]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import InferenceError
+from perfdesk.shipped.errors import InferenceError
 
 DOWNLOAD_TIMEOUT_S = 60
 

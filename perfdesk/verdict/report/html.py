@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from perfdesk.controllers.cost import BreakEven, PriceBook, TrialCost, break_even, trial_costs
-from perfdesk.controllers.session_data import Session, load_session
-from perfdesk.report import charts
+from perfdesk.verdict.cost import BreakEven, PriceBook, TrialCost, break_even, trial_costs
+from perfdesk.verdict.report import charts
+from perfdesk.verdict.session_data import Session, load_session
 
 #: (section id, title, what to say when the session has nothing to draw)
 SECTIONS = [

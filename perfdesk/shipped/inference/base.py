@@ -13,13 +13,15 @@ import time
 
 import numpy as np
 
+from perfdesk.shipped.errors import BadInput, InferenceError
+from perfdesk.shipped.options import EngineConfig
+from perfdesk.shipped.wire import parse_request
+
 from . import postprocess, preprocess
-from .config import EngineConfig
-from .errors import BadInput, InferenceError
-from .images import decode_image, parse_request
+from .images import decode_image
 from .labels import imagenet_labels
-from .registry import CLASSIFICATION, DETECTION, ModelSpec, resolve
-from .weights import ResolvedWeights, resolve_weights
+from .registry import CLASSIFICATION, DETECTION, ModelSpec
+from .weights import ResolvedWeights
 
 
 def _ms(t0: float, t1: float) -> float:
@@ -144,22 +146,4 @@ class Engine:
         return f"<{type(self).__name__} {self.spec.name} on {self.cfg.runtime}/{self.info['device']}>"
 
 
-def load_engine(cfg: EngineConfig) -> Engine:
-    """Build the engine ``cfg`` describes. Raises :class:`InferenceError` with a message saying what to fix
-    (unknown model: the known ones; missing, truncated or mismatched weights: the file; a runtime not installed)."""
-    if isinstance(cfg, dict):
-        cfg = EngineConfig.from_dict(cfg)
-    spec = resolve(cfg.model, cfg.runtime)
-    if spec.name == "savedmodel" and cfg.weights == "random":
-        raise InferenceError("model 'savedmodel' needs weights = the path of a SavedModel directory")
-    weights = resolve_weights(cfg.weights, cfg.weights_sha256, cfg.cache_path)
-    if cfg.runtime == "torch":
-        from .runtime_torch import TorchEngine as cls
-    elif cfg.runtime == "onnx":
-        from .runtime_onnx import OnnxEngine as cls
-    else:
-        from .runtime_tf import TensorFlowEngine as cls
-    return cls.load(cfg, spec, weights)
-
-
-__all__ = ["Engine", "load_engine", "CLASSIFICATION", "DETECTION"]
+__all__ = ["Engine", "package_versions", "CLASSIFICATION", "DETECTION"]

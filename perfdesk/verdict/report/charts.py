@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from perfdesk.controllers.cost import BreakEven, TrialCost
-from perfdesk.controllers.session_data import Session
+from perfdesk.verdict.cost import BreakEven, TrialCost
+from perfdesk.verdict.session_data import Session
 
 DPI = 90
 

@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 
-from .engine import Engine, package_versions
-from .errors import InferenceError
+from perfdesk.shipped.errors import InferenceError
+
+from .base import Engine, package_versions
 from .threads import default_threads
 from .torch_models import build_model, import_torch
 

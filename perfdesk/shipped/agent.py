@@ -1,6 +1,6 @@
 """The inference agent: a Flask app served by gunicorn (never the Werkzeug development server).
 
-Shipped to hosts as is: imports perfdesk.inference and nothing of the controller side.
+Shipped to hosts as is: imports perfdesk.shipped.inference and nothing of the controller side.
 
 Endpoints (all need ``Authorization: Bearer <token>``):
 - ``POST /predict``: ``application/json`` ``{"images": [base64, ...], "top_k", "score_threshold", "annotate"}``,
@@ -12,7 +12,7 @@ Endpoints (all need ``Authorization: Bearer <token>``):
 The token comes from ``--token-file`` (read, then kept in memory) or the PERFDESK_AGENT_TOKEN environment
 variable; never from the command line, where ``ps`` would show it.
 
-Run: ``python -m perfdesk.remote.agent --port 8080 --token-file token --model resnet50``
+Run: ``python -m perfdesk.shipped.agent --port 8080 --token-file token --model resnet50``
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import signal
 import sys
 import threading
 import time
+
+from perfdesk.shipped.options import EngineConfig
 
 log = logging.getLogger("perfdesk.agent")
 
@@ -99,11 +101,11 @@ class Metrics:
 
 
 def create_app(engine, token: str, *, max_body_bytes: int = MAX_BODY_BYTES, ready_info: dict | None = None):
-    """The Flask app around a loaded inference engine (``perfdesk.inference`` API)."""
+    """The Flask app around a loaded inference engine (``perfdesk.shipped.inference`` API)."""
     from flask import Flask, jsonify, request
     from werkzeug.exceptions import HTTPException
 
-    from perfdesk.inference import BadInput, InferenceError
+    from perfdesk.shipped.inference import BadInput, InferenceError
 
     app = Flask("perfdesk-agent")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -199,20 +201,13 @@ def _read_token(path: str | None) -> str:
     return token
 
 
-def _engine_config(args) -> dict:
-    return {
-        "model": args.model, "runtime": args.runtime, "device": args.device, "threads": args.threads,
-        "weights": args.weights, "weights_sha256": args.weights_sha256, "cache_dir": args.cache_dir,
-    }
-
-
 def build_app_from_args(args, token: str):
     """Load the model (timed) and build the app: called in each gunicorn worker."""
     t0 = time.perf_counter()
-    from perfdesk.inference import EngineConfig, load_engine
+    from perfdesk.shipped.inference import load_engine
 
     imported = time.perf_counter()
-    engine = load_engine(EngineConfig.from_dict(_engine_config(args)))
+    engine = load_engine(EngineConfig.from_args(args))
     loaded = time.perf_counter()
     info = {"agent_import_ms": (imported - t0) * 1000.0, "agent_load_ms": (loaded - t0) * 1000.0}
     log.info("model %s on %s loaded in %.0f ms (random weights: %s)", args.model, args.runtime,
@@ -282,18 +277,12 @@ def serve(args) -> None:
     AgentApplication().run()
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="perfdesk agent", description="perfdesk inference agent (Flask under gunicorn)")
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The agent's options (``perfdesk agent`` and ``python -m perfdesk.shipped.agent`` share them)."""
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on")
     p.add_argument("--token-file", help="file holding the bearer token (else PERFDESK_AGENT_TOKEN)")
-    p.add_argument("--model", default="resnet50")
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnx", "tensorflow"])
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads of the runtime")
-    p.add_argument("--weights", default="random")
-    p.add_argument("--weights-sha256", default=None)
-    p.add_argument("--cache-dir", default=None)
+    EngineConfig.add_arguments(p)
     p.add_argument("--workers", type=int, default=1, help="gunicorn worker processes (one model each)")
     p.add_argument("--wsgi-threads", type=int, default=4, help="request threads per worker")
     p.add_argument("--worker-timeout", type=int, default=300, help="gunicorn worker timeout, seconds")
@@ -302,6 +291,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pid-file", default=None, help="pid file of the gunicorn master")
     p.add_argument("--parent-pid", type=int, default=None, help="stop when this process is gone")
     return p
+
+
+def parser() -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(
+        prog="perfdesk agent", description="perfdesk inference agent (Flask under gunicorn)"))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InferenceError
+from perfdesk.shipped.errors import InferenceError
 
 log = logging.getLogger(__name__)
 

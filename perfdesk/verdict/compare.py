@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from perfdesk.controllers.cost import FUNCTION, PriceBook, TrialCost, row_costs, target_pricing, trial_costs
-from perfdesk.controllers.session_data import GROUP_KEYS, Session, load_session
+from perfdesk.controllers.sections import Thresholds
+from perfdesk.verdict.cost import FUNCTION, PriceBook, TrialCost, row_costs, target_pricing, trial_costs
+from perfdesk.verdict.session_data import GROUP_KEYS, Session, load_session
 
 METRICS = ("p50_ms", "p99_ms", "throughput_rps", "error_rate_pct", "cost_per_1k_usd")
 #: Fewer ok rows than this on either side and a latency / throughput test is not attempted.
@@ -235,33 +235,6 @@ def compare_sessions(baseline: str | Path | Session, current: str | Path | Sessi
 
 
 # -- the regression gate -----------------------------------------------------------------------------------------
-class Thresholds(BaseModel):
-    """The profile's optional ``[thresholds]`` section for ``--baseline`` runs.
-
-    With no section every default below applies; with a section only the metrics it names are checked.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    p50_increase_pct: float | None = Field(None, ge=0, description="Fail when p50 latency rises more than this %.")
-    p99_increase_pct: float | None = Field(None, ge=0, description="Fail when p99 latency rises more than this %.")
-    throughput_drop_pct: float | None = Field(None, ge=0, description="Fail when throughput drops more than this %.")
-    error_rate_increase_pct: float | None = Field(
-        None, ge=0, description="Fail when the error rate rises more than this many percentage points.")
-    cost_increase_pct: float | None = Field(None, ge=0, description="Fail when cost per 1k rises more than this %.")
-    alpha: float = Field(0.01, gt=0, lt=0.5, description="Significance level a change must reach to count.")
-
-    @classmethod
-    def defaults(cls) -> "Thresholds":
-        return cls(p50_increase_pct=10, p99_increase_pct=10, throughput_drop_pct=10, error_rate_increase_pct=1,
-                   cost_increase_pct=10)
-
-    @classmethod
-    def resolve(cls, value: "Thresholds | dict[str, Any] | None") -> "Thresholds":
-        if isinstance(value, Thresholds):
-            return value
-        return cls.model_validate(value) if value else cls.defaults()
-
-
 #: threshold field -> (metric, direction that is worse: +1 up, -1 down)
 _CHECKS = {
     "p50_increase_pct": ("p50_ms", 1),

@@ -1,0 +1,130 @@
+"""Engine options: which model, on which runtime and device, with which weights; and their two encodings.
+
+:class:`EngineConfig` is the one model of the engine's options. perfdesk writes it as command-line flags for the
+agent (:meth:`EngineConfig.to_argv`, read back by :meth:`EngineConfig.add_arguments` and
+:meth:`EngineConfig.from_args`) and as environment variables for a function (:meth:`EngineConfig.to_env`, read back
+by :meth:`EngineConfig.from_env`). The client resolves every local path before it encodes (the profile loader makes
+them absolute); a function's relative ``weights`` are relative to its task root, where the package puts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from perfdesk.shipped.errors import InferenceError
+
+RUNTIMES = ("torch", "onnx", "tensorflow")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def default_cache_dir() -> Path:
+    """``$PERFDESK_CACHE_DIR``, else ``~/.cache/perfdesk`` (a Lambda function sets the variable to /tmp/...)."""
+    env = os.environ.get("PERFDESK_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "perfdesk"
+
+
+@dataclass
+class EngineConfig:
+    """What :func:`perfdesk.shipped.inference.load_engine` builds.
+
+    ``weights`` is ``"random"`` (seeded, timing only), a local path, an ``https://`` URL or an ``s3://`` URI; for
+    runtime ``tensorflow`` with model ``savedmodel`` it is the SavedModel directory. ``weights_sha256``, when
+    given, is checked against the file. ``threads`` is the runtime's intra-op thread count (None: the measured
+    default, see :mod:`perfdesk.shipped.inference.threads`). ``cache_dir`` holds downloaded weights and ONNX exports.
+    """
+
+    model: str = "resnet50"
+    runtime: str = "torch"
+    device: str = "cpu"
+    threads: int | None = None
+    weights: str = "random"
+    weights_sha256: str | None = None
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise InferenceError(f"unknown runtime {self.runtime!r}; known runtimes: {', '.join(RUNTIMES)}")
+        if self.device not in DEVICES:
+            raise InferenceError(f"unknown device {self.device!r}; known devices: {', '.join(DEVICES)}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise InferenceError(f"threads must be a positive integer or None, got {self.threads!r}")
+        if not self.weights:
+            raise InferenceError("weights must be 'random', a path, an https:// URL or an s3:// URI")
+        if self.weights_sha256 is not None:
+            sha = self.weights_sha256.strip().lower()
+            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                raise InferenceError(f"weights_sha256 must be 64 hex digits, got {self.weights_sha256!r}")
+            self.weights_sha256 = sha
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EngineConfig":
+        """Build from ``WorkloadSpec.model_options()`` (or any dict with these keys); unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InferenceError(f"unknown engine option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    # -- argv (the agent) ---------------------------------------------------------------------------------
+    def to_argv(self) -> list[str]:
+        """The agent's command-line flags for these options (read back by :meth:`from_args`)."""
+        argv = ["--model", self.model, "--runtime", self.runtime, "--device", self.device, "--weights", self.weights]
+        if self.threads is not None:
+            argv += ["--threads", str(self.threads)]
+        if self.weights_sha256:
+            argv += ["--weights-sha256", self.weights_sha256]
+        if self.cache_dir:
+            argv += ["--cache-dir", self.cache_dir]
+        return argv
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("engine")
+        g.add_argument("--model", default="resnet50", help="model name (default resnet50)")
+        g.add_argument("--runtime", default="torch", choices=RUNTIMES, help="inference runtime (default torch)")
+        g.add_argument("--device", default="cpu", choices=DEVICES, help="device (default cpu)")
+        g.add_argument("--threads", type=int, default=None, help="intra-op threads of the runtime")
+        g.add_argument("--weights", default="random", help="'random', a file, an https:// URL or an s3:// URI")
+        g.add_argument("--weights-sha256", default=None, help="expected sha256 of the weights file")
+        g.add_argument("--cache-dir", default=None, help="where downloaded weights and exports go")
+
+    @classmethod
+    def from_args(cls, ns: argparse.Namespace) -> "EngineConfig":
+        return cls(model=ns.model, runtime=ns.runtime, device=ns.device, threads=ns.threads, weights=ns.weights,
+                   weights_sha256=ns.weights_sha256, cache_dir=ns.cache_dir)
+
+    # -- environment (a function) -------------------------------------------------------------------------
+    def to_env(self) -> dict[str, str]:
+        """The function's environment variables for these options (read back by :meth:`from_env`)."""
+        env = {"PERFDESK_MODEL": self.model, "PERFDESK_RUNTIME": self.runtime, "PERFDESK_DEVICE": self.device,
+               "PERFDESK_WEIGHTS": self.weights}
+        if self.threads is not None:
+            env["PERFDESK_THREADS"] = str(self.threads)
+        if self.weights_sha256:
+            env["PERFDESK_WEIGHTS_SHA256"] = self.weights_sha256
+        if self.cache_dir:
+            env["PERFDESK_CACHE_DIR"] = self.cache_dir
+        return env
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "EngineConfig":
+        """Options from a function's environment; relative weights are under the task root (``LAMBDA_TASK_ROOT``)."""
+        weights = environ.get("PERFDESK_WEIGHTS", "random")
+        if weights != "random" and "://" not in weights and not os.path.isabs(weights):
+            weights = os.path.join(environ.get("LAMBDA_TASK_ROOT", os.getcwd()), weights)
+        threads = environ.get("PERFDESK_THREADS")
+        return cls(model=environ.get("PERFDESK_MODEL", "resnet50"), runtime=environ.get("PERFDESK_RUNTIME", "torch"),
+                   device=environ.get("PERFDESK_DEVICE", "cpu"), threads=int(threads) if threads else None,
+                   weights=weights, weights_sha256=environ.get("PERFDESK_WEIGHTS_SHA256") or None,
+                   cache_dir=environ.get("PERFDESK_CACHE_DIR") or None)
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == "random"
