@@ -71,8 +71,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    spec = WorkloadSpec(name="bench", model=args.model, runtime=args.runtime, threads=args.threads,
-                        images="bundled", image_count=1)
+    spec = WorkloadSpec(
+        name="bench", model=args.model, runtime=args.runtime, threads=args.threads, images="bundled", image_count=1
+    )
     payload = build_payloads(spec)[0]
 
     from perfdesk.shipped.inference import EngineConfig, load_engine
@@ -87,8 +88,10 @@ def main() -> None:
     try:
         for _ in range(3):
             target.send(payload)
-        print(f"{args.model} on {args.runtime}, {args.threads} runtime thread(s), {args.seconds:g} s per run, "
-              f"median of {args.repeats}")
+        print(
+            f"{args.model} on {args.runtime}, {args.threads} runtime thread(s), {args.seconds:g} s per run, "
+            f"median of {args.repeats}"
+        )
         print(f"{'clients':>7} {'in-process img/s':>17} {'agent img/s':>12} {'agent/in-process':>17}")
         for level in args.levels:
             ours, ceiling = [], []

@@ -1,6 +1,6 @@
 """Emulator overhead per warm invocation (boto3 round trip minus the handler's Duration) and package sizes.
 
-    /work/main/.venv/bin/python benchmarks/lambda_overhead.py [--n 200] [--memory 1769]
+/work/main/.venv/bin/python benchmarks/lambda_overhead.py [--n 200] [--memory 1769]
 """
 
 from __future__ import annotations
@@ -31,10 +31,22 @@ def main() -> None:
 
     code = builders.in_memory_zip({"noop.py": b"def handler(event, context):\n    return {'ok': True}\n"})
     with Emulator(idle_s=600) as emu:
-        c = boto3.client("lambda", endpoint_url=emu.url, region_name="us-east-1", aws_access_key_id="x",
-                         aws_secret_access_key="x", config=Config(retries={"total_max_attempts": 1}))
-        c.create_function(FunctionName="noop", Runtime="python3.11", Role="arn:aws:iam::123456789012:role/x",
-                          Handler="noop.handler", Code={"ZipFile": code}, MemorySize=args.memory)
+        c = boto3.client(
+            "lambda",
+            endpoint_url=emu.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        c.create_function(
+            FunctionName="noop",
+            Runtime="python3.11",
+            Role="arn:aws:iam::123456789012:role/x",
+            Handler="noop.handler",
+            Code={"ZipFile": code},
+            MemorySize=args.memory,
+        )
         c.invoke(FunctionName="noop", Payload=b"{}")  # cold start, not measured
         overhead, rtt = [], []
         for _ in range(args.n):
@@ -46,10 +58,19 @@ def main() -> None:
             rtt.append(ms)
             overhead.append(ms - rep.duration_ms)
     q = statistics.quantiles(overhead, n=100)
-    print(json.dumps({"invocations": args.n, "memory_mb": args.memory, "cpu_limits": emu.limiter.active,
-                      "round_trip_p50_ms": round(statistics.median(rtt), 2),
-                      "overhead_p50_ms": round(statistics.median(overhead), 2), "overhead_p90_ms": round(q[89], 2),
-                      "overhead_p99_ms": round(q[98], 2)}))
+    print(
+        json.dumps(
+            {
+                "invocations": args.n,
+                "memory_mb": args.memory,
+                "cpu_limits": emu.limiter.active,
+                "round_trip_p50_ms": round(statistics.median(rtt), 2),
+                "overhead_p50_ms": round(statistics.median(overhead), 2),
+                "overhead_p90_ms": round(q[89], 2),
+                "overhead_p99_ms": round(q[98], 2),
+            }
+        )
+    )
     with tempfile.TemporaryDirectory() as d:
         z = builders.build_code_zip(Path(d) / "code.zip")
         unzipped = sum(i.file_size for i in zipfile.ZipFile(z).infolist())

@@ -132,8 +132,10 @@ def wrk(port: int, connections: int, seconds: float) -> float:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", "/dev/stdin", f"http://127.0.0.1:{port}/predict"],
         input='wrk.method = "POST"\nwrk.body = \'{"images": ["AAAA"]}\'\n'
-              'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer x"\n',
-        capture_output=True, text=True, check=True,
+        'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer x"\n',
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
@@ -163,8 +165,10 @@ def main() -> None:
         for rate in args.rates:
             runs = [perfdesk_open(port, rate, args.seconds, tmp) for _ in range(args.repeats)]
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            print(f"{rate:>10.0f} {med['achieved_rps']:>9.0f} {med['late_p50_ms']:>12.3f} {med['late_p99_ms']:>12.3f}"
-                  f" {med['late_over_5ms_pct']:>11.1f}")
+            print(
+                f"{rate:>10.0f} {med['achieved_rps']:>9.0f} {med['late_p50_ms']:>12.3f} {med['late_p99_ms']:>12.3f}"
+                f" {med['late_over_5ms_pct']:>11.1f}"
+            )
     finally:
         nginx.terminate()
         nginx.wait(5)

@@ -21,7 +21,7 @@ import io
 import os
 import sys
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ def photo_jpeg() -> bytes:
     return buf.getvalue()
 
 
-@lru_cache(maxsize=None)
+@cache
 def flops_per_image(model: str, image_hw: tuple[int, int]) -> float:
     """FLOPs of one forward pass for one image, counted on the torchvision model (FlopCounterMode counts 2 per MAC)."""
     import torch
@@ -63,50 +63,64 @@ def flops_per_image(model: str, image_hw: tuple[int, int]) -> float:
     return float(counter.get_total_flops())
 
 
-def run_interleaved(configs: list[dict], iterations: int, warmup: int, image: bytes, image_hw: tuple[int, int],
-                    cache_dir: str | None) -> list[dict]:
+def run_interleaved(
+    configs: list[dict], iterations: int, warmup: int, image: bytes, image_hw: tuple[int, int], cache_dir: str | None
+) -> list[dict]:
     """Time every configuration round-robin (one predict each per round), so that a load change on a shared
     machine hits all configurations alike instead of whichever happened to run at the time."""
     engines = []
     for c in configs:
-        engine = load_engine(EngineConfig(model=c["model"], runtime=c["runtime"], threads=c["threads"],
-                                          cache_dir=cache_dir))
+        engine = load_engine(
+            EngineConfig(model=c["model"], runtime=c["runtime"], threads=c["threads"], cache_dir=cache_dir)
+        )
         images = [image] * c["batch"]
         for _ in range(warmup):
             engine.predict(images)
         engines.append((c, engine, images, [], []))
     for _ in range(iterations):
-        for c, engine, images, totals, infer in engines:
+        for _c, engine, images, totals, infer in engines:
             t0 = time.perf_counter()
             r = engine.predict(images, score_threshold=0.5)
             totals.append((time.perf_counter() - t0) * 1000.0)
             infer.append(r["timings"]["inference_ms"])
     rows = []
-    for c, engine, images, totals, infer in engines:
+    for c, _engine, _images, totals, infer in engines:
         ips = c["batch"] * 1000.0 / float(np.mean(totals))
         try:
             flops = flops_per_image(engine.info["model"].removeprefix("keras_"), image_hw)
         except Exception as exc:  # FLOP counting is best effort; the timing still stands
             print(f"  (FLOPs of {c['model']} not counted: {exc})", file=sys.stderr)
             flops = float("nan")
-        rows.append({
-            "model": engine.info["model"],
-            "task": engine.info["task"],
-            "runtime": c["runtime"],
-            "threads": engine.info["threads"],
-            "batch": c["batch"],
-            "p50_ms": float(np.percentile(totals, 50)),
-            "p99_ms": float(np.percentile(totals, 99)),
-            "infer_p50_ms": float(np.percentile(infer, 50)),
-            "img_per_s": ips,
-            "gflop_per_img": flops / 1e9,
-            "gflop_per_s": flops * ips / 1e9,
-        })
+        rows.append(
+            {
+                "model": engine.info["model"],
+                "task": engine.info["task"],
+                "runtime": c["runtime"],
+                "threads": engine.info["threads"],
+                "batch": c["batch"],
+                "p50_ms": float(np.percentile(totals, 50)),
+                "p99_ms": float(np.percentile(totals, 99)),
+                "infer_p50_ms": float(np.percentile(infer, 50)),
+                "img_per_s": ips,
+                "gflop_per_img": flops / 1e9,
+                "gflop_per_s": flops * ips / 1e9,
+            }
+        )
     return rows
 
 
-COLUMNS = ["model", "runtime", "threads", "batch", "p50_ms", "p99_ms", "infer_p50_ms", "img_per_s", "gflop_per_img",
-           "gflop_per_s"]
+COLUMNS = [
+    "model",
+    "runtime",
+    "threads",
+    "batch",
+    "p50_ms",
+    "p99_ms",
+    "infer_p50_ms",
+    "img_per_s",
+    "gflop_per_img",
+    "gflop_per_s",
+]
 
 
 def fmt(v) -> str:
@@ -151,8 +165,10 @@ def main(argv=None) -> int:
     for row in rows:
         print("  ".join(f"{k}={fmt(row[k])}" for k in COLUMNS), file=sys.stderr, flush=True)
     if args.markdown:
-        print(f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; image {w}x{h} "
-              f"JPEG; {args.iterations} interleaved iterations after {args.warmup} warm-up\n")
+        print(
+            f"\nmachine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end; image {w}x{h} "
+            f"JPEG; {args.iterations} interleaved iterations after {args.warmup} warm-up\n"
+        )
         print("| " + " | ".join(COLUMNS) + " |")
         print("|" + "---|" * len(COLUMNS))
         for row in rows:

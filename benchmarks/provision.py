@@ -41,8 +41,13 @@ def main() -> None:
             if args.real_venv is None:
                 opts = ProvisionOptions(remote_dir=root, venv=sys.executable)
             else:
-                opts = ProvisionOptions(remote_dir=root, python=sys.executable, venv="venv",
-                                        system_site_packages=True, packages=args.real_venv)
+                opts = ProvisionOptions(
+                    remote_dir=root,
+                    python=sys.executable,
+                    venv="venv",
+                    system_site_packages=True,
+                    packages=args.real_venv,
+                )
             with sshd.transport() as t:
                 t.connect()
                 t0 = time.perf_counter()

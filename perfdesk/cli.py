@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 
 from perfdesk import __version__
-
 from perfdesk.controllers.exit_codes import ExitCode
 
-EXIT_OK, EXIT_FAILED, EXIT_PROFILE, EXIT_INTERRUPTED = ExitCode.OK, ExitCode.FAILED, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED
+EXIT_OK, EXIT_FAILED, EXIT_PROFILE, EXIT_INTERRUPTED = (
+    ExitCode.OK,
+    ExitCode.FAILED,
+    ExitCode.BAD_INPUT,
+    ExitCode.INTERRUPTED,
+)
 
 
 def default_profile() -> Path:
@@ -24,16 +28,23 @@ def main_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="perfdesk",
         description="Measure DNN inference on servers (local, SSH hosts, EC2) against serverless functions "
-                    "(Lambda, local emulator). With no PROFILE, opens the interactive desk on profiles/local.toml.",
+        "(Lambda, local emulator). With no PROFILE, opens the interactive desk on profiles/local.toml.",
         epilog="Subcommands: perfdesk export|summarize|report|compare|teardown|agent|emulator --help. "
-               "Exit codes: 0 ok, 1 a trial failed or the regression gate fired, 2 bad profile, 130 interrupted.",
+        "Exit codes: 0 ok, 1 a trial failed or the regression gate fired, 2 bad profile, 130 interrupted.",
     )
     p.add_argument("profile", nargs="?", help="profile TOML file (default: profiles/local.toml)")
-    p.add_argument("--headless", action="store_true", help="run the profile with no UI (progress bars, summary, "
-                   "exit code); for nightly runs")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="run the profile with no UI (progress bars, summary, exit code); for nightly runs",
+    )
     p.add_argument("--output", "-o", metavar="DIR", help="folder for the session folder (overrides [session] output)")
-    p.add_argument("--baseline", metavar="SESSION", help="session folder to gate against: exit 1 when a threshold "
-                   "of [thresholds] is crossed by a significant change (overrides [session] baseline)")
+    p.add_argument(
+        "--baseline",
+        metavar="SESSION",
+        help="session folder to gate against: exit 1 when a threshold "
+        "of [thresholds] is crossed by a significant change (overrides [session] baseline)",
+    )
     p.add_argument("--check", action="store_true", help="validate the profile and exit (0 valid, 2 invalid)")
     p.add_argument("--verbose", "-v", action="store_true", help="headless: print every log line (agent, functions)")
     p.add_argument("--version", action="version", version=f"perfdesk {__version__}")
@@ -54,8 +65,10 @@ def run_main(args) -> int:
     profile_path = args.profile or str(default_profile())
     profile = _load(profile_path)
     if args.check:
-        print(f"{profile_path}: ok ({len(profile.targets)} targets, {len(profile.workloads)} workloads, "
-              f"{len(profile.trials)} trials)")
+        print(
+            f"{profile_path}: ok ({len(profile.targets)} targets, {len(profile.workloads)} workloads, "
+            f"{len(profile.trials)} trials)"
+        )
         return EXIT_OK
     if not args.headless:
         from perfdesk.tui.app import run_app
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     known = {"export", "summarize", "agent", "emulator", "teardown", "report", "compare"}
     if argv and argv[0] in known:
         args = sub_parser().parse_args(argv)
-        handler = getattr(args, "func", None) or getattr(args, "handler")
+        handler = getattr(args, "func", None) or args.handler
         return int(handler(args) or 0)
     args = main_parser().parse_args(argv)
     try:

@@ -47,9 +47,15 @@ class HeadlessPrinter:
         self.console = console
         self.verbose = verbose
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>7} req/s"), TextColumn("[red]{task.fields[errors]} err"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7} req/s"),
+            TextColumn("[red]{task.fields[errors]} err"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
         )
         self._task = None
         self._started = 0.0
@@ -66,8 +72,7 @@ class HeadlessPrinter:
                 self._duration = event.duration_s
                 total = event.expected if event.expected is not None else None
                 desc = f"{event.workload} {event.trial} {event.target} @{event.level}"
-                self._task = self.progress.add_task(desc, total=total if total is not None else 100,
-                                                    rate="-", errors=0)
+                self._task = self.progress.add_task(desc, total=total if total is not None else 100, rate="-", errors=0)
         elif isinstance(event, RequestDone):
             with self._lock:
                 if self._task is None:
@@ -81,15 +86,20 @@ class HeadlessPrinter:
                 else:
                     completed = self._done
                 if self._done % 5 == 0 or completed >= 100:
-                    self.progress.update(self._task, completed=completed, rate=f"{self._done / elapsed:.1f}",
-                                         errors=self._errors)
+                    self.progress.update(
+                        self._task, completed=completed, rate=f"{self._done / elapsed:.1f}", errors=self._errors
+                    )
         elif isinstance(event, TrialFinished):
             with self._lock:
                 if self._task is not None:
                     s = event.summary
                     total = self.progress.tasks[-1].total if self.progress.tasks else None
-                    self.progress.update(self._task, completed=total, rate=_fmt(s.get("throughput_rps")),
-                                         errors=(s.get("errors") or 0) + (s.get("timeouts") or 0))
+                    self.progress.update(
+                        self._task,
+                        completed=total,
+                        rate=_fmt(s.get("throughput_rps")),
+                        errors=(s.get("errors") or 0) + (s.get("timeouts") or 0),
+                    )
                     self.progress.stop_task(self._task)
                     self._task = None
                 if event.summary.get("status") in ("failed", "skipped"):
@@ -109,28 +119,55 @@ class HeadlessPrinter:
 
 def summary_table(summaries: list[dict]) -> Table:
     table = Table(title="Summary (latency in ms; random weights are timing-only)")
-    for col in ("workload", "trial", "target", "level", "status", "ok", "err", "thr/s", "p50", "p90", "p99",
-                "max", "mean ± 95% CI", "cold"):
+    for col in (
+        "workload",
+        "trial",
+        "target",
+        "level",
+        "status",
+        "ok",
+        "err",
+        "thr/s",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "mean ± 95% CI",
+        "cold",
+    ):
         table.add_column(col, justify="right" if col not in ("workload", "trial", "target", "status") else "left")
     for s in summaries:
         ci = "-"
         if s.get("mean_ms") not in (None, "") and not math.isnan(float(s.get("mean_ms", math.nan) or math.nan)):
-            half = (float(s["mean_ci_high_ms"]) - float(s["mean_ci_low_ms"])) / 2 if s.get("mean_ci_high_ms") else math.nan
+            half = (
+                (float(s["mean_ci_high_ms"]) - float(s["mean_ci_low_ms"])) / 2 if s.get("mean_ci_high_ms") else math.nan
+            )
             ci = f"{_fmt(s['mean_ms'])} ± {_fmt(half)}"
         err = (s.get("errors") or 0) + (s.get("timeouts") or 0) + (s.get("throttled") or 0)
         status = s.get("status", "")
         style = {"failed": "red", "interrupted": "yellow", "skipped": "yellow"}.get(status, "green")
         table.add_row(
-            str(s.get("workload", "")), str(s.get("trial", "")), str(s.get("target", "")), str(s.get("level", "")),
-            f"[{style}]{status}[/]", str(s.get("ok", "")), str(err), _fmt(s.get("throughput_rps")),
-            _fmt(s.get("p50_ms")), _fmt(s.get("p90_ms")), _fmt(s.get("p99_ms")), _fmt(s.get("max_ms")), ci,
+            str(s.get("workload", "")),
+            str(s.get("trial", "")),
+            str(s.get("target", "")),
+            str(s.get("level", "")),
+            f"[{style}]{status}[/]",
+            str(s.get("ok", "")),
+            str(err),
+            _fmt(s.get("throughput_rps")),
+            _fmt(s.get("p50_ms")),
+            _fmt(s.get("p90_ms")),
+            _fmt(s.get("p99_ms")),
+            _fmt(s.get("max_ms")),
+            ci,
             str(s.get("cold_starts", "")),
         )
     return table
 
 
-def run_headless(profile: Profile, *, output: str | None = None, verbose: bool = False,
-                 console: Console | None = None) -> tuple[int, Path]:
+def run_headless(
+    profile: Profile, *, output: str | None = None, verbose: bool = False, console: Console | None = None
+) -> tuple[int, Path]:
     """Run a profile to the end. Returns (exit code, session folder)."""
     if console is None:
         console = Console()
@@ -146,8 +183,9 @@ def run_headless(profile: Profile, *, output: str | None = None, verbose: bool =
     def on_sigint(signum, frame):
         interrupts["n"] += 1
         if interrupts["n"] == 1:
-            console.print("[yellow]Ctrl-C: stopping (requests in flight end, rows are kept); Ctrl-C again to "
-                          "abandon waiting[/]")
+            console.print(
+                "[yellow]Ctrl-C: stopping (requests in flight end, rows are kept); Ctrl-C again to abandon waiting[/]"
+            )
             experiment.stop()
         else:
             raise KeyboardInterrupt

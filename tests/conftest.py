@@ -25,7 +25,7 @@ def tiny_profile(tmp_path):
         text = f"""
 [session]
 name = "t"
-output = "{tmp_path / 'sessions'}"
+output = "{tmp_path / "sessions"}"
 metrics_interval_s = 0.5
 
 [[targets]]

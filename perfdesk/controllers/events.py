@@ -7,8 +7,9 @@ load-generator thread): they must be quick and thread-safe; a front end hands th
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,9 @@ class Experiment:
         self.failures: list[str] = []
         self.summaries: list[dict] = []
         self.ctx = TargetContext(
-            session_id=self.session_id, emit=self.bus.emit, cancel=self.cancel,
+            session_id=self.session_id,
+            emit=self.bus.emit,
+            cancel=self.cancel,
             work_dir=str(self.path),
         )
         self.targets: dict[str, Target] = {s.name: target_class(s.kind)(s, self.ctx) for s in profile.targets}
@@ -100,15 +102,23 @@ class Experiment:
                 sample = None
                 self.log(f"metrics sample failed: {exc}", target.name)
             if sample:
-                row = {"session": self.session_id, "workload": workload, "trial": trial, "target": target.name,
-                       "time": time.time(), **sample}
+                row = {
+                    "session": self.session_id,
+                    "workload": workload,
+                    "trial": trial,
+                    "target": target.name,
+                    "time": time.time(),
+                    **sample,
+                }
                 self.bus.emit(MetricSample(row))
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def open(self) -> None:
 
         self.store.write_manifest(
-            status="running", profile_path=str(self.profile.path), profile=self.profile.raw,
+            status="running",
+            profile_path=str(self.profile.path),
+            profile=self.profile.raw,
             targets={name: t.describe() for name, t in self.targets.items()},
         )
         self.bus.emit(SessionStarted(self.session_id, str(self.path), str(self.profile.path)))
@@ -134,8 +144,11 @@ class Experiment:
             target.set_state("failed", repr(exc))
             return False
         if workload.weights == "random":
-            self.bus.emit(Warning_(f"{workload.name}: random weights (timing only; predictions are meaningless)",
-                                   target=target.name))
+            self.bus.emit(
+                Warning_(
+                    f"{workload.name}: random weights (timing only; predictions are meaningless)", target=target.name
+                )
+            )
         self._measure_rtt(target)
         return True
 
@@ -145,8 +158,9 @@ class Experiment:
 
         try:
             endpoint = target_endpoint(target.describe())
-            self._rtt[target.name] = tcp_rtt(*endpoint, samples=5, timeout=2.0) if endpoint else {
-                "error": "no endpoint known"}
+            self._rtt[target.name] = (
+                tcp_rtt(*endpoint, samples=5, timeout=2.0) if endpoint else {"error": "no endpoint known"}
+            )
         except Exception as exc:
             self._rtt[target.name] = {"error": repr(exc)}
 
@@ -173,11 +187,23 @@ class Experiment:
             self._current = None
 
     def _emit_status(self, trial: TrialSpec, target: Target, workload: WorkloadSpec, status: str, note: str) -> None:
-        self.bus.emit(TrialFinished({
-            "session": self.session_id, "workload": workload.name, "trial": trial.name, "trial_kind": trial.kind,
-            "target": target.name, "target_kind": target.kind, "level": "", "status": status, "note": note,
-            "count": 0, "ok": 0,
-        }))
+        self.bus.emit(
+            TrialFinished(
+                {
+                    "session": self.session_id,
+                    "workload": workload.name,
+                    "trial": trial.name,
+                    "trial_kind": trial.kind,
+                    "target": target.name,
+                    "target_kind": target.kind,
+                    "level": "",
+                    "status": status,
+                    "note": note,
+                    "count": 0,
+                    "ok": 0,
+                }
+            )
+        )
 
     def teardown(self, target: Target) -> None:
         try:

@@ -16,7 +16,7 @@ import itertools
 import queue
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

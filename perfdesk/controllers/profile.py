@@ -39,7 +39,9 @@ class SessionSection(BaseModel):
     """``[session]``: where and under which name results are written."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("session", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Session name (folder prefix).")
+    name: str = Field(
+        "session", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="Session name (folder prefix)."
+    )
     output: str = Field("sessions", description="Folder that receives session folders (relative to the working dir).")
     metrics_interval_s: float = Field(1.0, gt=0, le=60, description="Seconds between resource samples.")
     baseline: str | None = Field(None, description="Session folder to gate this run against (see [thresholds]).")
@@ -108,7 +110,7 @@ def key_lines(text: str) -> dict[tuple, int]:
         if m:
             path = table + tuple(_split_key(m.group(1)))
             lines.setdefault(path, lineno)
-            rest = line[m.end():]
+            rest = line[m.end() :]
             for quote in ('"""', "'''"):
                 if rest.count(quote) == 1:
                     in_multiline = quote
@@ -260,7 +262,7 @@ def load_profile(path: str | Path) -> Profile:
         if spec.name in tnames:
             c.add(where + ("name",), f"duplicate trial name {spec.name!r}")
         tnames.add(spec.name)
-        for j, tname in enumerate(getattr(spec, "targets", None) or []):
+        for tname in getattr(spec, "targets", None) or []:
             if tname not in seen:
                 c.add(where + ("targets",), f"no target named {tname!r}; targets: {', '.join(seen)}")
         trials.append(spec)

@@ -21,9 +21,29 @@ from typing import Any
 from urllib.parse import urlsplit
 
 #: Distributions whose versions matter to a measurement (read from metadata; nothing is imported).
-PACKAGES = ("perfdesk", "torch", "torchvision", "onnxruntime", "tensorflow-cpu", "tensorflow", "numpy", "pandas",
-            "scipy", "pillow", "flask", "gunicorn", "boto3", "botocore", "paramiko", "awslambdaric", "psutil",
-            "textual", "rich", "pydantic", "av")
+PACKAGES = (
+    "perfdesk",
+    "torch",
+    "torchvision",
+    "onnxruntime",
+    "tensorflow-cpu",
+    "tensorflow",
+    "numpy",
+    "pandas",
+    "scipy",
+    "pillow",
+    "flask",
+    "gunicorn",
+    "boto3",
+    "botocore",
+    "paramiko",
+    "awslambdaric",
+    "psutil",
+    "textual",
+    "rich",
+    "pydantic",
+    "av",
+)
 
 
 def tcp_rtt(host: str, port: int, samples: int = 5, timeout: float = 2.0) -> dict[str, Any]:
@@ -32,8 +52,15 @@ def tcp_rtt(host: str, port: int, samples: int = 5, timeout: float = 2.0) -> dic
     Returns ``{"host", "port", "samples_ms", "min_ms", "median_ms", "max_ms", "error"}``; on failure the
     figures are None and ``error`` says what failed (DNS, refused, timeout).
     """
-    out: dict[str, Any] = {"host": host, "port": port, "samples_ms": [], "min_ms": None, "median_ms": None,
-                           "max_ms": None, "error": ""}
+    out: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "samples_ms": [],
+        "min_ms": None,
+        "median_ms": None,
+        "max_ms": None,
+        "error": "",
+    }
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -75,9 +102,13 @@ def target_endpoint(describe: dict[str, Any]) -> tuple[str, int] | None:
 
 def client_host() -> dict[str, Any]:
     """The machine that sent the load."""
-    info: dict[str, Any] = {"hostname": socket.gethostname(), "platform": platform.platform(),
-                            "machine": platform.machine(), "python": platform.python_version(),
-                            "cores": os.cpu_count()}
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+    }
     try:
         import psutil
 
@@ -103,12 +134,17 @@ def source_revision() -> str:
     """git commit of the perfdesk checkout (with '+dirty' when modified), or '' when not a git checkout."""
     root = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         if not commit:
             return ""
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -123,8 +159,9 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def manifest_extras(targets: dict[str, dict[str, Any]] | None = None, rtt_samples: int = 5,
-                    timeout: float = 2.0) -> dict[str, Any]:
+def manifest_extras(
+    targets: dict[str, dict[str, Any]] | None = None, rtt_samples: int = 5, timeout: float = 2.0
+) -> dict[str, Any]:
     """Facts to add to manifest.json. ``targets``: name -> describe() dict; each with a reachable endpoint gets
     an RTT measurement (``"rtt": {name: tcp_rtt(...)}``; targets with no endpoint are listed with an error)."""
     rtt: dict[str, Any] = {}
@@ -134,5 +171,9 @@ def manifest_extras(targets: dict[str, dict[str, Any]] | None = None, rtt_sample
             rtt[name] = {"error": "no endpoint in the target's description (url, host/port or region)"}
         else:
             rtt[name] = tcp_rtt(*endpoint, samples=rtt_samples, timeout=timeout)
-    return {"client": client_host(), "rtt": rtt, "software": software_versions(),
-            "perfdesk_revision": source_revision()}
+    return {
+        "client": client_host(),
+        "rtt": rtt,
+        "software": software_versions(),
+        "perfdesk_revision": source_revision(),
+    }

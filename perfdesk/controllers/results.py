@@ -51,42 +51,123 @@ class RequestResult:
 
 
 def result_from_response(status: int, data: bytes, t0: float, t1: float) -> RequestResult:
-    """A :class:`RequestResult` from an agent's or a function's answer (:func:`perfdesk.shipped.wire.parse_response`)."""
+    """A :class:`RequestResult` from an agent's or a function's answer (see :mod:`perfdesk.shipped.wire`)."""
     r = parse_response(status, data)
     if not r.ok:
-        return RequestResult(actual_send=t0, receive=t1, status=ERROR, http_status=status, error=r.error,
-                             response_bytes=r.response_bytes)
+        return RequestResult(
+            actual_send=t0, receive=t1, status=ERROR, http_status=status, error=r.error, response_bytes=r.response_bytes
+        )
     t = r.timings
     return RequestResult(
-        actual_send=t0, receive=t1, status=OK, http_status=status,
-        server_decode_ms=t.get("decode_ms"), server_preprocess_ms=t.get("preprocess_ms"),
-        server_inference_ms=t.get("inference_ms"), server_postprocess_ms=t.get("postprocess_ms"),
-        server_total_ms=r.server_total_ms, response_bytes=r.response_bytes, top1=r.top1,
+        actual_send=t0,
+        receive=t1,
+        status=OK,
+        http_status=status,
+        server_decode_ms=t.get("decode_ms"),
+        server_preprocess_ms=t.get("preprocess_ms"),
+        server_inference_ms=t.get("inference_ms"),
+        server_postprocess_ms=t.get("postprocess_ms"),
+        server_total_ms=r.server_total_ms,
+        response_bytes=r.response_bytes,
+        top1=r.top1,
     )
 
 
 #: requests.csv, one row per request, in this order.
 REQUEST_COLUMNS = [
-    "session", "workload", "trial", "trial_kind", "target", "target_kind", "level", "seq", "worker",
-    "intended_send", "actual_send", "receive", "latency_ms", "service_ms", "late_ms",
-    "server_decode_ms", "server_preprocess_ms", "server_inference_ms", "server_postprocess_ms", "server_total_ms",
-    "cold", "start_ms", "init_ms", "duration_ms", "billed_ms", "memory_size_mb", "max_memory_used_mb",
-    "status", "http_status", "error", "payload_bytes", "response_bytes", "batch_size", "top1", "request_id",
+    "session",
+    "workload",
+    "trial",
+    "trial_kind",
+    "target",
+    "target_kind",
+    "level",
+    "seq",
+    "worker",
+    "intended_send",
+    "actual_send",
+    "receive",
+    "latency_ms",
+    "service_ms",
+    "late_ms",
+    "server_decode_ms",
+    "server_preprocess_ms",
+    "server_inference_ms",
+    "server_postprocess_ms",
+    "server_total_ms",
+    "cold",
+    "start_ms",
+    "init_ms",
+    "duration_ms",
+    "billed_ms",
+    "memory_size_mb",
+    "max_memory_used_mb",
+    "status",
+    "http_status",
+    "error",
+    "payload_bytes",
+    "response_bytes",
+    "batch_size",
+    "top1",
+    "request_id",
 ]
 
 #: trials.csv, one row per trial x target x level.
 TRIAL_COLUMNS = [
-    "session", "workload", "trial", "trial_kind", "target", "target_kind", "level", "status", "loop",
-    "count", "ok", "errors", "throttled", "timeouts", "cancelled", "dropped", "late_sends", "cold_starts",
-    "started", "finished", "duration_s", "throughput_rps", "images_per_s",
-    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "mean_ci_low_ms", "mean_ci_high_ms",
-    "server_inference_p50_ms", "init_p50_ms", "billed_ms_mean", "max_memory_used_mb", "note",
+    "session",
+    "workload",
+    "trial",
+    "trial_kind",
+    "target",
+    "target_kind",
+    "level",
+    "status",
+    "loop",
+    "count",
+    "ok",
+    "errors",
+    "throttled",
+    "timeouts",
+    "cancelled",
+    "dropped",
+    "late_sends",
+    "cold_starts",
+    "started",
+    "finished",
+    "duration_s",
+    "throughput_rps",
+    "images_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "mean_ms",
+    "mean_ci_low_ms",
+    "mean_ci_high_ms",
+    "server_inference_p50_ms",
+    "init_p50_ms",
+    "billed_ms_mean",
+    "max_memory_used_mb",
+    "note",
 ]
 
 #: metrics.csv, one row per resource sample.
 METRIC_COLUMNS = [
-    "session", "workload", "trial", "target", "time", "cpu_percent", "cpu_per_core", "rss_mb", "mem_percent",
-    "load1", "load5", "load15", "threads",
+    "session",
+    "workload",
+    "trial",
+    "target",
+    "time",
+    "cpu_percent",
+    "cpu_per_core",
+    "rss_mb",
+    "mem_percent",
+    "load1",
+    "load5",
+    "load15",
+    "threads",
 ]
 
 

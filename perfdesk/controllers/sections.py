@@ -38,7 +38,9 @@ class PricesSection(BaseModel):
     hours_per_month: float | None = Field(None, gt=0, description="Hours in a month of break-even figures (730).")
     bill_init: bool | None = Field(None, description="Bill a cold function's INIT phase (Lambda does since 2025-08).")
     cold_start_fraction: float | None = Field(
-        None, ge=0, le=1,
+        None,
+        ge=0,
+        le=1,
         description="Assumed share of function requests that are cold at a sustained rate (default: measured).",
     )
     # keys of these two are region -> architecture / instance type
@@ -58,17 +60,23 @@ class Thresholds(BaseModel):
     p99_increase_pct: float | None = Field(None, ge=0, description="Fail when p99 latency rises more than this %.")
     throughput_drop_pct: float | None = Field(None, ge=0, description="Fail when throughput drops more than this %.")
     error_rate_increase_pct: float | None = Field(
-        None, ge=0, description="Fail when the error rate rises more than this many percentage points.")
+        None, ge=0, description="Fail when the error rate rises more than this many percentage points."
+    )
     cost_increase_pct: float | None = Field(None, ge=0, description="Fail when cost per 1k rises more than this %.")
     alpha: float = Field(0.01, gt=0, lt=0.5, description="Significance level a change must reach to count.")
 
     @classmethod
-    def defaults(cls) -> "Thresholds":
-        return cls(p50_increase_pct=10, p99_increase_pct=10, throughput_drop_pct=10, error_rate_increase_pct=1,
-                   cost_increase_pct=10)
+    def defaults(cls) -> Thresholds:
+        return cls(
+            p50_increase_pct=10,
+            p99_increase_pct=10,
+            throughput_drop_pct=10,
+            error_rate_increase_pct=1,
+            cost_increase_pct=10,
+        )
 
     @classmethod
-    def resolve(cls, value: "Thresholds | dict[str, Any] | None") -> "Thresholds":
+    def resolve(cls, value: Thresholds | dict[str, Any] | None) -> Thresholds:
         if isinstance(value, Thresholds):
             return value
         return cls.model_validate(value) if value else cls.defaults()

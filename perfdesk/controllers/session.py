@@ -14,7 +14,7 @@ import re
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,17 @@ _SECRET_KEY = re.compile(r"(token|secret|password|passphrase|access_key|session_
 def redact(obj: Any) -> Any:
     """A copy of a profile/manifest structure with secret-looking keys replaced (nothing secret reaches a file)."""
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v)) for k, v in obj.items()}
+        return {
+            k: ("<redacted>" if _SECRET_KEY.search(str(k)) and v not in (None, "") else redact(v))
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj
 
 
 def _iso(t: float | None) -> str | None:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat() if t else None
+    return datetime.fromtimestamp(t, UTC).isoformat() if t else None
 
 
 def cpu_model() -> str:
@@ -135,6 +138,8 @@ class SessionStore:
     def close(self, status: str) -> None:
         for f in (self.requests, self.trials, self.metrics):
             f.close()
-        self.write_manifest(status=status, finished=_iso(self._clock()),
-                            rows={"requests": self.requests.rows, "trials": self.trials.rows,
-                                  "metrics": self.metrics.rows})
+        self.write_manifest(
+            status=status,
+            finished=_iso(self._clock()),
+            rows={"requests": self.requests.rows, "trials": self.trials.rows, "metrics": self.metrics.rows},
+        )

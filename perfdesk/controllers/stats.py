@@ -7,7 +7,8 @@ is averaged from averages.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,9 @@ def summarize(rows: Iterable[dict], *, late_threshold_ms: float = 5.0) -> dict[s
     rows = list(rows)
     ok = [r for r in rows if r.get("status") == OK]
     lat = [float(r["latency_ms"]) for r in ok]
-    status_count = {s: sum(1 for r in rows if r.get("status") == s) for s in (ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED)}
+    status_count = {
+        s: sum(1 for r in rows if r.get("status") == s) for s in (ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED)
+    }
     out: dict[str, Any] = {
         "count": len(rows),
         "ok": len(ok),

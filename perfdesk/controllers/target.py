@@ -15,8 +15,9 @@ import importlib
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,9 +51,7 @@ class TargetSpec(BaseModel):
 
     name: str = Field(min_length=1, description="Unique name of the target, used in CSVs and the UI.")
     kind: str = Field(description="Target kind: one of the registered kinds (see the profile reference).")
-    request_timeout_s: float = Field(
-        60.0, gt=0, le=3600, description="Client-side timeout of one request, in seconds."
-    )
+    request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Client-side timeout of one request, in seconds.")
 
 
 @dataclass

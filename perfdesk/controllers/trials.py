@@ -15,8 +15,9 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -119,8 +120,10 @@ class StreamSpec(TrialSpec):
     mode: Literal["sequential", "async"] = Field("sequential", description="Feed mode (as the video-feed study).")
     max_in_flight: int = Field(4, ge=1, le=256, description="Async mode: frames in flight at most.")
     source: str | None = Field(
-        None, description="A video file (PyAV) or a folder of images sent in name order; default: the workload's "
-                          "images, cycled.")
+        None,
+        description="A video file (PyAV) or a folder of images sent in name order; default: the workload's "
+        "images, cycled.",
+    )
     frame_size: tuple[int, int] | None = Field(None, description="Resize frames to (width, height) before sending.")
 
     @field_validator("source")
@@ -142,9 +145,11 @@ class TrialRun:
     cancel: threading.Event
     failed_levels: list[Any] = field(default_factory=list)
 
-    def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> "LevelRecorder":
+    def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> LevelRecorder:
         self.emit(
-            TrialStarted(self.workload.name, self.spec.name, self.spec.kind, self.target.name, level, expected, duration_s)
+            TrialStarted(
+                self.workload.name, self.spec.name, self.spec.kind, self.target.name, level, expected, duration_s
+            )
         )
         return LevelRecorder(self, level)
 
@@ -164,15 +169,31 @@ class LevelRecorder:
         with self._lock:
             return self.run.payloads[next(self._payload_cycle)]
 
-    def record(self, result: RequestResult, payload: Payload, *, seq: int, worker: int = 0,
-               intended: float | None = None, closed_loop: bool = False) -> dict:
+    def record(
+        self,
+        result: RequestResult,
+        payload: Payload,
+        *,
+        seq: int,
+        worker: int = 0,
+        intended: float | None = None,
+        closed_loop: bool = False,
+    ) -> dict:
         r = self.run
         row = request_row(
             result,
-            session=r.session_id, workload=r.workload.name, trial=r.spec.name, trial_kind=r.spec.kind,
-            target=r.target.name, target_kind=r.target.kind, level=self.level_value, seq=seq, worker=worker,
+            session=r.session_id,
+            workload=r.workload.name,
+            trial=r.spec.name,
+            trial_kind=r.spec.kind,
+            target=r.target.name,
+            target_kind=r.target.kind,
+            level=self.level_value,
+            seq=seq,
+            worker=worker,
             intended_send=intended if intended is not None else result.actual_send,
-            payload_bytes=payload.payload_bytes, batch_size=payload.batch_size,
+            payload_bytes=payload.payload_bytes,
+            batch_size=payload.batch_size,
             latency_ms=result.service_ms if closed_loop else None,
         )
         with self._lock:
@@ -204,9 +225,16 @@ class LevelRecorder:
             else:
                 status = "completed"
         row = {
-            "session": r.session_id, "workload": r.workload.name, "trial": r.spec.name, "trial_kind": r.spec.kind,
-            "target": r.target.name, "target_kind": r.target.kind, "level": self.level_value, "status": status,
-            "loop": "open" if r.spec.kind in ("rate", "stream") else "closed", "note": note or self.note,
+            "session": r.session_id,
+            "workload": r.workload.name,
+            "trial": r.spec.name,
+            "trial_kind": r.spec.kind,
+            "target": r.target.name,
+            "target_kind": r.target.kind,
+            "level": self.level_value,
+            "status": status,
+            "loop": "open" if r.spec.kind in ("rate", "stream") else "closed",
+            "note": note or self.note,
             **summary,
         }
         if status == "failed":
@@ -265,8 +293,12 @@ def run_concurrency(run: TrialRun) -> None:
         if spec.warmup_requests:
             _sequential(rec, spec.warmup_requests, run.cancel, record=False)
         run_closed_loop(
-            rec.sender(closed_loop=True), lambda row: None, concurrency=level, cancel=run.cancel,
-            duration_s=spec.duration_s, count=spec.requests,
+            rec.sender(closed_loop=True),
+            lambda row: None,
+            concurrency=level,
+            cancel=run.cancel,
+            duration_s=spec.duration_s,
+            count=spec.requests,
         )
         rec.finish()
 
@@ -282,7 +314,10 @@ def run_rate(run: TrialRun) -> None:
             offsets = poisson_schedule(rate, duration_s=spec.duration_s, count=spec.requests, seed=spec.seed + i)
         rec = run.level(rate, expected=len(offsets), duration_s=spec.duration_s)
         run_open_loop(
-            rec.sender(closed_loop=False), lambda row: None, offsets=offsets, cancel=run.cancel,
+            rec.sender(closed_loop=False),
+            lambda row: None,
+            offsets=offsets,
+            cancel=run.cancel,
             max_in_flight=spec.max_in_flight,
         )
         rec.finish()
@@ -354,8 +389,12 @@ def run_stream(run: TrialRun) -> None:
         if not slots.acquire(timeout=max(0.0, due + interval - time.time())):
             dropped += 1
             now = time.time()
-            rec.record(RequestResult(actual_send=now, receive=now, status=DROPPED, error="no free slot in time"),
-                       payload, seq=i, intended=due)
+            rec.record(
+                RequestResult(actual_send=now, receive=now, status=DROPPED, error="no free slot in time"),
+                payload,
+                seq=i,
+                intended=due,
+            )
             continue
         t = threading.Thread(target=one, args=(i, due, payload), daemon=True)
         t.start()
@@ -376,8 +415,10 @@ def _frame_payloads(spec: StreamSpec, run: TrialRun) -> list[Payload]:
     source = Path(spec.source)  # absolute: the profile loader resolved it
     options = run.workload.request_options()
     try:
-        out = [Payload([f"frame-{f.index}"], [f.jpeg], encode_request([f.jpeg], options), 1, request_options=options)
-               for f in frames(source, fps=spec.fps, max_frames=spec.frames, size=spec.frame_size)]
+        out = [
+            Payload([f"frame-{f.index}"], [f.jpeg], encode_request([f.jpeg], options), 1, request_options=options)
+            for f in frames(source, fps=spec.fps, max_frames=spec.frames, size=spec.frame_size)
+        ]
     except InferenceError as exc:
         raise TargetError(run.target.name, f"stream source {source}", str(exc)) from None
     if not out:

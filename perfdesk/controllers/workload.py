@@ -99,8 +99,14 @@ class WorkloadSpec(BaseModel):
 
     def engine_config(self) -> EngineConfig:
         """The inference engine's options (encoded as argv for the agent, as environment for a function)."""
-        return EngineConfig(model=self.model, runtime=self.runtime, device=self.device, threads=self.threads,
-                            weights=self.weights, weights_sha256=self.weights_sha256)
+        return EngineConfig(
+            model=self.model,
+            runtime=self.runtime,
+            device=self.device,
+            threads=self.threads,
+            weights=self.weights,
+            weights_sha256=self.weights_sha256,
+        )
 
 
 def check_path(value: str, info: ValidationInfo, want_dir: bool = False) -> Path:

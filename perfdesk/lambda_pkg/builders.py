@@ -146,8 +146,20 @@ def build_dependency_layer(
     wheels, tree = tmp / "wheels", tmp / "layer"
     shutil.rmtree(tree, ignore_errors=True)
     wheels.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--dest", str(wheels),
-           "--python-version", python_version, "--implementation", "cp", "--disable-pip-version-check"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--only-binary=:all:",
+        "--dest",
+        str(wheels),
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "--disable-pip-version-check",
+    ]
     for plat in _PLATFORMS[architecture]:
         cmd += ["--platform", plat]
     if find_links:
@@ -158,8 +170,10 @@ def build_dependency_layer(
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise RuntimeError(f"pip could not get {architecture} wheels for Python {python_version} of "
-                           f"{' '.join(requirements)}: " + " / ".join(tail))
+        raise RuntimeError(
+            f"pip could not get {architecture} wheels for Python {python_version} of "
+            f"{' '.join(requirements)}: " + " / ".join(tail)
+        )
     site = tree / "python"
     site.mkdir(parents=True)
     for whl in sorted(wheels.glob("*.whl")):
@@ -168,15 +182,18 @@ def build_dependency_layer(
     # Check before zipping: a torch-sized tree should fail fast with the names, not after minutes of deflate.
     sizes: dict[str, int] = {}
     for item in site.iterdir():
-        sizes[f"python/{item.name}"] = (sum(p.stat().st_size for p in item.rglob("*") if p.is_file())
-                                        if item.is_dir() else item.stat().st_size)
+        sizes[f"python/{item.name}"] = (
+            sum(p.stat().st_size for p in item.rglob("*") if p.is_file()) if item.is_dir() else item.stat().st_size
+        )
     total = sum(sizes.values())
     if total > limit:
         biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
         raise PackageTooLarge(
             f"the dependencies layer unzips to {total / 2**20:.0f} MB, above Lambda's {limit / 2**20:.0f} MB limit; "
-            "biggest: " + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in biggest)
-            + ". Use the onnx runtime (onnxruntime fits), or a container image (write_container_context)")
+            "biggest: "
+            + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in biggest)
+            + ". Use the onnx runtime (onnxruntime fits), or a container image (write_container_context)"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     return _zip_tree(tree, dest)
 
@@ -225,10 +242,17 @@ def write_container_context(
         (dest / "weights").mkdir(exist_ok=True)
         shutil.copyfile(w, dest / "weights" / w.name)
         weights_line = f"COPY weights/ ${{LAMBDA_TASK_ROOT}}/weights/\nENV PERFDESK_WEIGHTS=weights/{w.name}\n"
-    (dest / "Dockerfile").write_text(DOCKERFILE.format(
-        platform="arm64" if architecture == "arm64" else "amd64", python=python_version,
-        pip_options=(pip_options + " ") if pip_options else "", weights_line=weights_line, model=model,
-        runtime=runtime, handler=HANDLER))
+    (dest / "Dockerfile").write_text(
+        DOCKERFILE.format(
+            platform="arm64" if architecture == "arm64" else "amd64",
+            python=python_version,
+            pip_options=(pip_options + " ") if pip_options else "",
+            weights_line=weights_line,
+            model=model,
+            runtime=runtime,
+            handler=HANDLER,
+        )
+    )
     return dest
 
 

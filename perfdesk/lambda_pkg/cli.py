@@ -18,8 +18,12 @@ import threading
 
 
 def add_emulator_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("emulator", help="run the local Lambda emulator until Ctrl-C",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "emulator",
+        help="run the local Lambda emulator until Ctrl-C",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _add_arguments(p)
     p.set_defaults(func=run_emulator)
     return p
@@ -47,12 +51,21 @@ def run_emulator(args) -> int:
                 print(f"[{function}] {line}", flush=True)
 
     try:
-        emu = Emulator(host=args.host, port=args.port, work_dir=args.work_dir, idle_s=args.idle_s,
-                       account_concurrency=args.concurrency, cpu_limits=not args.no_cpu_limits,
-                       region=args.region, log_sink=sink).start()
+        emu = Emulator(
+            host=args.host,
+            port=args.port,
+            work_dir=args.work_dir,
+            idle_s=args.idle_s,
+            account_concurrency=args.concurrency,
+            cpu_limits=not args.no_cpu_limits,
+            region=args.region,
+            log_sink=sink,
+        ).start()
     except OSError as exc:
-        print(f"perfdesk emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}; "
-              "choose another --port", file=sys.stderr)
+        print(
+            f"perfdesk emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}; choose another --port",
+            file=sys.stderr,
+        )
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -66,8 +79,9 @@ def run_emulator(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="perfdesk-emulator", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="perfdesk-emulator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _add_arguments(p)
     return run_emulator(p.parse_args(argv))
 

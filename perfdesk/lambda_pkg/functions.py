@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,11 @@ def execution_policy(region: str, account: str, function_prefix: str, bucket: st
     """Least privilege: write its own log groups; read the named weights/images bucket (and nothing else)."""
     statements: list[dict[str, Any]] = [
         {"Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": f"arn:aws:logs:{region}:{account}:*"},
-        {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-         "Resource": f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{function_prefix}*:*"},
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{function_prefix}*:*",
+        },
     ]
     if bucket:
         statements.append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"})
@@ -44,8 +48,16 @@ class FunctionManager:
     ``lambda_client`` and ``iam_client`` are boto3 clients (any endpoint). ``waiter_delay`` is the poll interval
     of the until-active/updated waits (1 s on AWS; the emulator and moto answer at once)."""
 
-    def __init__(self, lambda_client, session_id: str, iam_client=None, *, waiter_delay: int = 1,
-                 wait_timeout_s: float = 300.0, say: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        lambda_client,
+        session_id: str,
+        iam_client=None,
+        *,
+        waiter_delay: int = 1,
+        wait_timeout_s: float = 300.0,
+        say: Callable[[str], None] | None = None,
+    ):
         self.lam = lambda_client
         self.iam = iam_client
         self.session_id = session_id
@@ -67,24 +79,31 @@ class FunctionManager:
             self.say(f"reusing execution role {role_name}")
         except self.iam.exceptions.NoSuchEntityException:
             role = self.iam.create_role(
-                RoleName=role_name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+                RoleName=role_name,
+                AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
                 Description="perfdesk function execution role (logs + weights bucket only)",
                 Tags=[{"Key": k, "Value": v} for k, v in self.tags.items()],
             )["Role"]
             self.say(f"created execution role {role_name}")
         account = role["Arn"].split(":")[4]
-        self.iam.put_role_policy(RoleName=role_name, PolicyName="perfdesk-execution",
-                                 PolicyDocument=json.dumps(execution_policy(region, account, function_prefix, bucket)))
+        self.iam.put_role_policy(
+            RoleName=role_name,
+            PolicyName="perfdesk-execution",
+            PolicyDocument=json.dumps(execution_policy(region, account, function_prefix, bucket)),
+        )
         return role["Arn"]
 
     # -- layers ----------------------------------------------------------------------------------------------
-    def publish_layer(self, name: str, zip_path: str | Path, *, runtimes: list[str], architectures: list[str],
-                      what: str = "") -> str:
+    def publish_layer(
+        self, name: str, zip_path: str | Path, *, runtimes: list[str], architectures: list[str], what: str = ""
+    ) -> str:
         """Publish a layer version; its description carries the session id (layers have no tags)."""
         resp = self.lam.publish_layer_version(
-            LayerName=name, Content={"ZipFile": Path(zip_path).read_bytes()},
+            LayerName=name,
+            Content={"ZipFile": Path(zip_path).read_bytes()},
             Description=f"{LAYER_MARK}{self.session_id} {what}".strip()[:256],
-            CompatibleRuntimes=runtimes, CompatibleArchitectures=architectures,
+            CompatibleRuntimes=runtimes,
+            CompatibleArchitectures=architectures,
         )
         self.say(f"published layer {resp['LayerVersionArn']}")
         return resp["LayerVersionArn"]
@@ -97,34 +116,58 @@ class FunctionManager:
         except self.lam.exceptions.ResourceNotFoundException:
             return False
 
-    def deploy_function(self, name: str, *, zip_path: str | Path | None = None, image_uri: str | None = None,
-                        role_arn: str, handler: str, runtime: str, memory_mb: int, timeout_s: int,
-                        architecture: str, variables: dict[str, str], layers: list[str] | None = None,
-                        description: str = "perfdesk function") -> dict:
+    def deploy_function(
+        self,
+        name: str,
+        *,
+        zip_path: str | Path | None = None,
+        image_uri: str | None = None,
+        role_arn: str,
+        handler: str,
+        runtime: str,
+        memory_mb: int,
+        timeout_s: int,
+        architecture: str,
+        variables: dict[str, str],
+        layers: list[str] | None = None,
+        description: str = "perfdesk function",
+    ) -> dict:
         """Create the function, or update code and configuration of an existing one; wait until it is Active and
         its last update Successful. Returns the function configuration."""
         layers = layers or []
         if self.exists(name):
-            code_args: dict[str, Any] = {"ImageUri": image_uri} if image_uri else {
-                "ZipFile": Path(zip_path).read_bytes()}  # type: ignore[arg-type]
+            code_args: dict[str, Any] = (
+                {"ImageUri": image_uri} if image_uri else {"ZipFile": Path(zip_path).read_bytes()}
+            )  # type: ignore[arg-type]
             self.lam.update_function_code(FunctionName=name, Architectures=[architecture], **code_args)
             self.wait_updated(name)
-            self.update(name, MemorySize=memory_mb, Timeout=timeout_s, Environment={"Variables": variables},
-                        Role=role_arn, **({} if image_uri else {"Handler": handler, "Runtime": runtime,
-                                                                "Layers": layers}))
+            self.update(
+                name,
+                MemorySize=memory_mb,
+                Timeout=timeout_s,
+                Environment={"Variables": variables},
+                Role=role_arn,
+                **({} if image_uri else {"Handler": handler, "Runtime": runtime, "Layers": layers}),
+            )
             self.lam.tag_resource(Resource=self.arn(name), Tags=self.tags)
             self.say(f"updated function {name}")
         else:
             args: dict[str, Any] = dict(
-                FunctionName=name, Role=role_arn, Timeout=timeout_s, MemorySize=memory_mb,
-                Environment={"Variables": variables}, Architectures=[architecture], Tags=self.tags,
+                FunctionName=name,
+                Role=role_arn,
+                Timeout=timeout_s,
+                MemorySize=memory_mb,
+                Environment={"Variables": variables},
+                Architectures=[architecture],
+                Tags=self.tags,
                 Description=description,
             )
             if image_uri:
                 args.update(PackageType="Image", Code={"ImageUri": image_uri})
             else:
-                args.update(Runtime=runtime, Handler=handler, Layers=layers,
-                            Code={"ZipFile": Path(zip_path).read_bytes()})  # type: ignore[arg-type]
+                args.update(
+                    Runtime=runtime, Handler=handler, Layers=layers, Code={"ZipFile": Path(zip_path).read_bytes()}
+                )  # type: ignore[arg-type]
             self._create_with_retry(args)
             self.say(f"created function {name}")
         self.wait_active(name)
@@ -194,8 +237,9 @@ class FunctionManager:
                     found.append(fn["FunctionName"])
         return found
 
-    def teardown(self, session_id: str | None = None, layer_names: list[str] | None = None,
-                 role_names: list[str] | None = None) -> list[str]:
+    def teardown(
+        self, session_id: str | None = None, layer_names: list[str] | None = None, role_names: list[str] | None = None
+    ) -> list[str]:
         """Delete what the session created: its tagged functions, the named layers' versions whose description
         carries the session, and the named roles if tagged with it. Returns what was deleted; safe to repeat."""
         sid = session_id or self.session_id

@@ -35,10 +35,12 @@ class _FunctionSpec(TargetSpec):
     architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="Instruction set of the function.")
     python: Literal["3.10", "3.11", "3.12", "3.13"] = Field("3.11", description="Lambda Python runtime version.")
     weights_placement: Literal["package", "layer", "s3"] = Field(
-        "package", description="Where a weights file goes: in the code zip, in a layer, or read from S3 at init.")
+        "package", description="Where a weights file goes: in the code zip, in a layer, or read from S3 at init."
+    )
     weights_bucket: str | None = Field(None, description="S3 bucket for weights placement 's3'.")
-    reserved_concurrency: int | None = Field(None, ge=0, le=10000,
-                                             description="Reserved concurrency (throttles above it).")
+    reserved_concurrency: int | None = Field(
+        None, ge=0, le=10000, description="Reserved concurrency (throttles above it)."
+    )
     function_url: bool = Field(False, description="Also create a function URL (the HTTP path can be measured).")
     region: str = Field("us-east-1", description="AWS region.")
     endpoint_url: str | None = Field(None, description="Lambda API endpoint (default: AWS; e.g. a running emulator).")
@@ -50,8 +52,9 @@ class LambdaTargetSpec(_FunctionSpec):
 
     kind: Literal["lambda"] = "lambda"
     role_arn: str | None = Field(None, description="Execution role ARN (default: one is created, least privilege).")
-    layers: list[str] = Field(default_factory=list,
-                              description="Prebuilt dependency layer ARNs (default: one is built from wheels).")
+    layers: list[str] = Field(
+        default_factory=list, description="Prebuilt dependency layer ARNs (default: one is built from wheels)."
+    )
     image_uri: str | None = Field(None, description="ECR image URI of a container-image function (PyTorch-sized).")
     profile_name: str | None = Field(None, description="AWS credentials profile name (never the keys themselves).")
 
@@ -91,8 +94,12 @@ class _FunctionTarget(Target):
         from botocore.config import Config
 
         read = max(self.spec.request_timeout_s, self.spec.timeout_s + 10.0) if invoke else 60
-        cfg = Config(retries={"total_max_attempts": 1 if invoke else 3, "mode": "standard"},
-                     read_timeout=read, connect_timeout=10, max_pool_connections=128)
+        cfg = Config(
+            retries={"total_max_attempts": 1 if invoke else 3, "mode": "standard"},
+            read_timeout=read,
+            connect_timeout=10,
+            max_pool_connections=128,
+        )
         kwargs: dict[str, Any] = {"config": cfg}
         if self.spec.endpoint_url and service == "lambda":
             kwargs["endpoint_url"] = self.spec.endpoint_url
@@ -117,8 +124,15 @@ class _FunctionTarget(Target):
         return Path(w)  # absolute: the profile loader resolved it
 
     # -- deploy helpers shared by both kinds -----------------------------------------------------------------
-    def _deploy_common(self, workload: WorkloadSpec, *, role_arn: str, layers: list[str], image_uri: str | None,
-                       extra_variables: dict[str, str] | None = None) -> None:
+    def _deploy_common(
+        self,
+        workload: WorkloadSpec,
+        *,
+        role_arn: str,
+        layers: list[str],
+        image_uri: str | None,
+        extra_variables: dict[str, str] | None = None,
+    ) -> None:
         from perfdesk.lambda_pkg import builders
 
         work = self._work_dir()
@@ -126,17 +140,24 @@ class _FunctionTarget(Target):
         weights_env = workload.weights
         in_package = weights_file is not None and self.spec.weights_placement == "package"
         if weights_file is not None and not weights_file.is_file():
-            raise TargetError(self.name, "deploy", f"weights file {weights_file} not found",
-                              "fix 'weights' in the workload")
+            raise TargetError(
+                self.name, "deploy", f"weights file {weights_file} not found", "fix 'weights' in the workload"
+            )
         if weights_file is not None:
             if self.spec.weights_placement == "package":
                 weights_env = f"weights/{weights_file.name}"
             elif self.spec.weights_placement == "layer":
                 wl = builders.build_weights_layer(weights_file, work / "weights-layer.zip")
                 layer_name = f"{self.function}-weights"[:64]
-                layers = layers + [self.manager.publish_layer(
-                    layer_name, wl, runtimes=[f"python{self.spec.python}"],
-                    architectures=[self.spec.architecture], what="weights")]
+                layers = layers + [
+                    self.manager.publish_layer(
+                        layer_name,
+                        wl,
+                        runtimes=[f"python{self.spec.python}"],
+                        architectures=[self.spec.architecture],
+                        what="weights",
+                    )
+                ]
                 self._layer_names.append(layer_name)
                 weights_env = f"/opt/weights/{weights_file.name}"
             else:
@@ -152,34 +173,54 @@ class _FunctionTarget(Target):
         variables.update(extra_variables or {})
         try:
             cfg = self.manager.deploy_function(
-                self.function, zip_path=code, image_uri=image_uri, role_arn=role_arn,
-                handler=builders.HANDLER, runtime=f"python{self.spec.python}", memory_mb=self.spec.memory_mb,
-                timeout_s=self.spec.timeout_s, architecture=self.spec.architecture, variables=variables,
-                layers=layers)
+                self.function,
+                zip_path=code,
+                image_uri=image_uri,
+                role_arn=role_arn,
+                handler=builders.HANDLER,
+                runtime=f"python{self.spec.python}",
+                memory_mb=self.spec.memory_mb,
+                timeout_s=self.spec.timeout_s,
+                architecture=self.spec.architecture,
+                variables=variables,
+                layers=layers,
+            )
             if self.spec.reserved_concurrency is not None:
                 self.manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
                 self.facts["function_url"] = self.manager.ensure_url(self.function)
         except Exception as exc:  # botocore ClientError / WaiterError: say which call and why
-            raise TargetError(self.name, "deploy", f"function {self.function}: {exc}",
-                              "check the role, region and quotas") from exc
-        self.facts.update({"function": self.function, "function_arn": cfg.get("FunctionArn"),
-                           "runtime": cfg.get("Runtime"), "architecture": self.spec.architecture,
-                           "layers": [layer["Arn"] for layer in cfg.get("Layers", [])]})
+            raise TargetError(
+                self.name, "deploy", f"function {self.function}: {exc}", "check the role, region and quotas"
+            ) from exc
+        self.facts.update(
+            {
+                "function": self.function,
+                "function_arn": cfg.get("FunctionArn"),
+                "runtime": cfg.get("Runtime"),
+                "architecture": self.spec.architecture,
+                "layers": [layer["Arn"] for layer in cfg.get("Layers", [])],
+            }
+        )
         self.memory_mb = self.spec.memory_mb
         self._invoke_client = self._client("lambda", invoke=True)
         self._probe()
 
     def _upload_weights(self, path: Path) -> str:
-        raise TargetError(self.name, "deploy", "weights placement 's3' is not available on this target kind",
-                          "use 'package' or 'layer'")
+        raise TargetError(
+            self.name,
+            "deploy",
+            "weights placement 's3' is not available on this target kind",
+            "use 'package' or 'layer'",
+        )
 
     def _probe(self) -> None:
         """One invocation with a tiny image: the model loads (or its error surfaces) before any trial."""
         res = self.send(Payload(["probe"], [b""], encode_request([sample_jpeg()], {"top_k": 1}), 1))
         if res.status != OK:
-            raise TargetError(self.name, "first invocation", res.error or res.status,
-                              "see the function's log in the log pane")
+            raise TargetError(
+                self.name, "first invocation", res.error or res.status, "see the function's log in the log pane"
+            )
         self.facts["probe_init_ms"] = res.init_ms
         self.set_state("ready", f"{self.function} at {self.memory_mb} MB")
 
@@ -192,8 +233,9 @@ class _FunctionTarget(Target):
             return RequestResult(actual_send=time.time(), receive=time.time(), status=ERROR, error="not deployed")
         t0 = time.time()
         try:
-            resp = self._invoke_client.invoke(FunctionName=self.function, InvocationType="RequestResponse",
-                                              LogType="Tail", Payload=payload.body)
+            resp = self._invoke_client.invoke(
+                FunctionName=self.function, InvocationType="RequestResponse", LogType="Tail", Payload=payload.body
+            )
             data = resp["Payload"].read()
         except ClientError as exc:
             t1 = time.time()
@@ -201,8 +243,13 @@ class _FunctionTarget(Target):
             code = err.get("Code", "")
             http = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             status = THROTTLED if code == "TooManyRequestsException" or http == 429 else ERROR
-            return RequestResult(actual_send=t0, receive=t1, status=status, http_status=http,
-                                 error=f"{code}: {err.get('Message', '')}"[:500])
+            return RequestResult(
+                actual_send=t0,
+                receive=t1,
+                status=status,
+                http_status=http,
+                error=f"{code}: {err.get('Message', '')}"[:500],
+            )
         except (ReadTimeoutError, ConnectTimeoutError) as exc:
             return RequestResult(actual_send=t0, receive=time.time(), status=TIMEOUT, error=f"client timeout: {exc}")
         except BotoCoreError as exc:
@@ -220,8 +267,14 @@ class _FunctionTarget(Target):
                 err = {"errorMessage": data[:300].decode(errors="replace")}
             etype, msg = str(err.get("errorType", "")), str(err.get("errorMessage", ""))
             timed_out = etype == "Sandbox.Timedout" or "Task timed out" in msg or (rep and rep.status == "timeout")
-            result = RequestResult(actual_send=t0, receive=t1, status=TIMEOUT if timed_out else ERROR,
-                                   http_status=http, error=f"{etype}: {msg}"[:500], response_bytes=len(data))
+            result = RequestResult(
+                actual_send=t0,
+                receive=t1,
+                status=TIMEOUT if timed_out else ERROR,
+                http_status=http,
+                error=f"{etype}: {msg}"[:500],
+                response_bytes=len(data),
+            )
         else:
             result = result_from_response(200, data, t0, t1)
             result.http_status = http
@@ -248,8 +301,10 @@ class _FunctionTarget(Target):
     def force_cold(self) -> ColdStart:
         """Change PERFDESK_COLD_NONCE: Lambda (and the emulator) retire every environment of the old config.
         The cold start's figures arrive with the next request's REPORT line (Init Duration)."""
-        self._configure(lambda: self.manager.set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
-                        "force a cold start")
+        self._configure(
+            lambda: self.manager.set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
+            "force a cold start",
+        )
         self.set_state("cold", "configuration changed; the next request starts a new environment")
         return ColdStart()
 
@@ -274,13 +329,24 @@ class _FunctionTarget(Target):
         try:
             return self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
         except Exception as exc:
-            raise TargetError(self.name, "teardown", str(exc),
-                              f"delete resources tagged perfdesk:session={self.ctx.session_id} by hand") from exc
+            raise TargetError(
+                self.name,
+                "teardown",
+                str(exc),
+                f"delete resources tagged perfdesk:session={self.ctx.session_id} by hand",
+            ) from exc
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "function": self.function, "memory_mb": self.memory_mb,
-                "timeout_s": self.spec.timeout_s, "architecture": self.spec.architecture,
-                "python": self.spec.python, "weights_placement": self.spec.weights_placement, **self.facts}
+        return {
+            **super().describe(),
+            "function": self.function,
+            "memory_mb": self.memory_mb,
+            "timeout_s": self.spec.timeout_s,
+            "architecture": self.spec.architecture,
+            "python": self.spec.python,
+            "weights_placement": self.spec.weights_placement,
+            **self.facts,
+        }
 
 
 class LambdaTarget(_FunctionTarget):
@@ -301,32 +367,52 @@ class LambdaTarget(_FunctionTarget):
         spec: LambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
         self.set_state("deploying")
-        self.manager = FunctionManager(self._client("lambda"), self.ctx.session_id,
-                                       iam_client=None if spec.role_arn else self._client("iam"),
-                                       say=self.log)
+        self.manager = FunctionManager(
+            self._client("lambda"),
+            self.ctx.session_id,
+            iam_client=None if spec.role_arn else self._client("iam"),
+            say=self.log,
+        )
         role = spec.role_arn
         if role is None:
             role_name = f"perfdesk-{self.ctx.session_id}"[:64]
-            role = self.manager.ensure_role(role_name, region=spec.region, function_prefix="perfdesk-",
-                                            bucket=spec.weights_bucket)
+            role = self.manager.ensure_role(
+                role_name, region=spec.region, function_prefix="perfdesk-", bucket=spec.weights_bucket
+            )
             self._role_names.append(role_name)
         layers = list(spec.layers)
         if not layers and spec.image_uri is None:
             self.log(f"building the dependencies layer ({spec.architecture}, Python {spec.python}) from wheels")
             try:
                 deps = builders.build_dependency_layer(
-                    self._work_dir() / "deps-layer.zip", builders.RUNTIME_REQUIREMENTS[workload.runtime],
-                    spec.python, spec.architecture, work_dir=self._work_dir() / "deps")
+                    self._work_dir() / "deps-layer.zip",
+                    builders.RUNTIME_REQUIREMENTS[workload.runtime],
+                    spec.python,
+                    spec.architecture,
+                    work_dir=self._work_dir() / "deps",
+                )
             except builders.PackageTooLarge as exc:
                 raise TargetError(self.name, "dependencies layer", str(exc)) from None
             except RuntimeError as exc:
                 raise TargetError(self.name, "dependencies layer", str(exc), "check the runtime and network") from None
             name = f"perfdesk-deps-{workload.runtime}-{spec.architecture}"
-            layers.append(self.manager.publish_layer(name, deps, runtimes=[f"python{spec.python}"],
-                                                     architectures=[spec.architecture], what="dependencies"))
+            layers.append(
+                self.manager.publish_layer(
+                    name,
+                    deps,
+                    runtimes=[f"python{spec.python}"],
+                    architectures=[spec.architecture],
+                    what="dependencies",
+                )
+            )
             self._layer_names.append(name)
-        self._deploy_common(workload, role_arn=role, layers=layers, image_uri=spec.image_uri,
-                            extra_variables={"PERFDESK_CACHE_DIR": "/tmp/perfdesk-cache"})
+        self._deploy_common(
+            workload,
+            role_arn=role,
+            layers=layers,
+            image_uri=spec.image_uri,
+            extra_variables={"PERFDESK_CACHE_DIR": "/tmp/perfdesk-cache"},
+        )
 
     def _upload_weights(self, path: Path) -> str:
         bucket = self.spec.weights_bucket
@@ -359,8 +445,9 @@ class LocalLambdaTarget(_FunctionTarget):
         import boto3
 
         # the emulator checks no signature: dummy keys, so no real credential is ever sent to it
-        return boto3.session.Session(region_name=self.spec.region, aws_access_key_id="perfdesk-local",
-                                     aws_secret_access_key="perfdesk-local")
+        return boto3.session.Session(
+            region_name=self.spec.region, aws_access_key_id="perfdesk-local", aws_secret_access_key="perfdesk-local"
+        )
 
     def deploy(self, workload: WorkloadSpec) -> None:
         from perfdesk.lambda_pkg.emulator import Emulator
@@ -370,9 +457,13 @@ class LocalLambdaTarget(_FunctionTarget):
         self.workload = workload
         self.set_state("deploying")
         if spec.endpoint_url is None and self.emulator is None:
-            self.emulator = Emulator(idle_s=spec.idle_s, account_concurrency=spec.concurrency,
-                                     cpu_limits=spec.cpu_limits, region=spec.region,
-                                     work_dir=self._work_dir() / "emulator").start()
+            self.emulator = Emulator(
+                idle_s=spec.idle_s,
+                account_concurrency=spec.concurrency,
+                cpu_limits=spec.cpu_limits,
+                region=spec.region,
+                work_dir=self._work_dir() / "emulator",
+            ).start()
             self.spec = spec.model_copy(update={"endpoint_url": self.emulator.url})
             self.log(f"emulator on {self.emulator.url}")
         self.manager = FunctionManager(self._client("lambda"), self.ctx.session_id, say=self.log)

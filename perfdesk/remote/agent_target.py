@@ -36,7 +36,11 @@ class AgentClient:
         self.endpoint = endpoint
         self.timeout = timeout
         self.pool = urllib3.HTTPConnectionPool(
-            endpoint.host, endpoint.port, maxsize=pool_size, block=False, retries=False,
+            endpoint.host,
+            endpoint.port,
+            maxsize=pool_size,
+            block=False,
+            retries=False,
             timeout=urllib3.Timeout(connect=min(10.0, timeout), read=timeout),
         )
         self.headers = {"Authorization": f"Bearer {endpoint.token}"}
@@ -53,7 +57,11 @@ class AgentClient:
         t0 = time.time()
         try:
             resp = self.pool.urlopen(
-                "POST", "/predict", body=payload.body, headers=headers, retries=False,
+                "POST",
+                "/predict",
+                body=payload.body,
+                headers=headers,
+                retries=False,
                 timeout=urllib3.Timeout(connect=min(10.0, timeout or self.timeout), read=timeout or self.timeout),
             )
         except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
@@ -98,8 +106,9 @@ class AgentTarget(Target):
         return float(getattr(self.spec, "startup_timeout_s", 300.0))
 
     def _wait_healthy(self, endpoint: AgentEndpoint) -> dict:
-        client = AgentClient(endpoint, pool_size=getattr(self.spec, "pool_size", 64),
-                             timeout=self.spec.request_timeout_s)
+        client = AgentClient(
+            endpoint, pool_size=getattr(self.spec, "pool_size", 64), timeout=self.spec.request_timeout_s
+        )
         deadline = time.time() + self._startup_timeout()
         last = ""
         while time.time() < deadline:
@@ -109,9 +118,12 @@ class AgentTarget(Target):
             if not self._agent_alive():
                 client.close()
                 tail = self._startup_output()
-                raise TargetError(self.name, "start agent",
-                                  f"the agent exited during start-up: {tail or last or 'no answer'}",
-                                  "the session's log.txt has the agent's whole output")
+                raise TargetError(
+                    self.name,
+                    "start agent",
+                    f"the agent exited during start-up: {tail or last or 'no answer'}",
+                    "the session's log.txt has the agent's whole output",
+                )
             try:
                 health = client.get_json("/healthz", timeout=min(30.0, max(1.0, deadline - time.time())))
                 self.client = client
@@ -120,8 +132,12 @@ class AgentTarget(Target):
                 last = str(exc)[:200]
                 time.sleep(0.1)
         client.close()
-        raise TargetError(self.name, "start agent", f"no healthy answer within {self._startup_timeout():.0f} s ({last})",
-                          "raise startup_timeout_s or look at the agent log")
+        raise TargetError(
+            self.name,
+            "start agent",
+            f"no healthy answer within {self._startup_timeout():.0f} s ({last})",
+            "raise startup_timeout_s or look at the agent log",
+        )
 
     def _start_and_wait(self, workload: WorkloadSpec) -> ColdStart:
         endpoint = self._start_agent(workload)
@@ -134,9 +150,13 @@ class AgentTarget(Target):
         load_ms = self.health.get("agent_load_ms")
         total_ms = (ready - endpoint.started) * 1000.0
         return ColdStart(
-            start_ms=total_ms - (load_ms or 0.0), init_ms=load_ms,
-            phases={"process_start_ms": total_ms - (load_ms or 0.0), "model_load_ms": load_ms or 0.0,
-                    "import_ms": self.health.get("agent_import_ms", 0.0)},
+            start_ms=total_ms - (load_ms or 0.0),
+            init_ms=load_ms,
+            phases={
+                "process_start_ms": total_ms - (load_ms or 0.0),
+                "model_load_ms": load_ms or 0.0,
+                "import_ms": self.health.get("agent_import_ms", 0.0),
+            },
         )
 
     def deploy(self, workload: WorkloadSpec) -> None:
@@ -148,8 +168,11 @@ class AgentTarget(Target):
             self.set_state("failed")
             raise
         model = self.health.get("model", {})
-        self.set_state("ready", f"{model.get('model')} on {model.get('runtime')}"
-                                f"{' (random weights)' if model.get('random_weights') else ''}")
+        self.set_state(
+            "ready",
+            f"{model.get('model')} on {model.get('runtime')}"
+            f"{' (random weights)' if model.get('random_weights') else ''}",
+        )
 
     def force_cold(self) -> ColdStart:
         assert self.workload is not None, "deploy first"

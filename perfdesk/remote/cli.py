@@ -9,7 +9,8 @@ import sys
 def add_teardown_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``teardown`` to the main parser's subparsers; its handler is :func:`run_teardown`."""
     p = subparsers.add_parser(
-        "teardown", help="remove the EC2 resources a session created (by their tags)",
+        "teardown",
+        help="remove the EC2 resources a session created (by their tags)",
         description="Find every EC2 instance, elastic IP, security group and key pair tagged by perfdesk for a "
         "session (or for every session) and remove them. Safe to run after a failed or interrupted session.",
     )

@@ -14,10 +14,11 @@ import json
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from perfdesk.controllers.target import TargetError
 
@@ -27,8 +28,11 @@ UBUNTU_SSM = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hv
 
 
 def tags(session_id: str, name: str) -> list[dict[str, str]]:
-    return [{"Key": TAG_MANAGED, "Value": "true"}, {"Key": TAG_SESSION, "Value": session_id},
-            {"Key": "Name", "Value": name}]
+    return [
+        {"Key": TAG_MANAGED, "Value": "true"},
+        {"Key": TAG_SESSION, "Value": session_id},
+        {"Key": "Name", "Value": name},
+    ]
 
 
 def tag_spec(resource: str, session_id: str, name: str) -> list[dict]:
@@ -59,8 +63,12 @@ def caller_address(timeout: float = 10.0) -> str:
         socket.inet_aton(ip)
         return ip
     except (OSError, ValueError) as exc:
-        raise TargetError("ec2", "find your public address", str(exc),
-                          "set allowed_cidr in the profile to your address, e.g. '203.0.113.7/32'") from None
+        raise TargetError(
+            "ec2",
+            "find your public address",
+            str(exc),
+            "set allowed_cidr in the profile to your address, e.g. '203.0.113.7/32'",
+        ) from None
 
 
 def hourly_price(region: str, instance_type: str) -> tuple[float | None, str]:
@@ -151,8 +159,11 @@ class Ec2Lifecycle:
         try:
             ami = self.resolve_ami(spec)
             key_name = name
-            self.ec2.import_key_pair(KeyName=key_name, PublicKeyMaterial=spec.public_key.encode(),
-                                     TagSpecifications=tag_spec("key-pair", self.session_id, name))
+            self.ec2.import_key_pair(
+                KeyName=key_name,
+                PublicKeyMaterial=spec.public_key.encode(),
+                TagSpecifications=tag_spec("key-pair", self.session_id, name),
+            )
             made.append(("key", key_name))
             cidr = spec.allowed_cidr or f"{self.caller()}/32"
             sg_args: dict[str, Any] = {}
@@ -160,23 +171,41 @@ class Ec2Lifecycle:
             if vpc_id:
                 sg_args["VpcId"] = vpc_id
             sg = self.ec2.create_security_group(
-                GroupName=name, Description=f"perfdesk session {self.session_id}: SSH and agent from {cidr}",
-                TagSpecifications=tag_spec("security-group", self.session_id, name), **sg_args,
+                GroupName=name,
+                Description=f"perfdesk session {self.session_id}: SSH and agent from {cidr}",
+                TagSpecifications=tag_spec("security-group", self.session_id, name),
+                **sg_args,
             )["GroupId"]
             made.append(("sg", sg))
             ports = [spec.ssh_port] + ([spec.agent_port] if spec.agent_port else [])
-            self.ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
-                {"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-                 "IpRanges": [{"CidrIp": cidr, "Description": "perfdesk caller"}]} for p in ports
-            ])
+            self.ec2.authorize_security_group_ingress(
+                GroupId=sg,
+                IpPermissions=[
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": p,
+                        "ToPort": p,
+                        "IpRanges": [{"CidrIp": cidr, "Description": "perfdesk caller"}],
+                    }
+                    for p in ports
+                ],
+            )
             self.on_line(f"security group {sg} admits tcp {', '.join(map(str, ports))} from {cidr} only")
             run_args: dict[str, Any] = dict(
-                ImageId=ami, InstanceType=spec.instance_type, KeyName=key_name, MinCount=1, MaxCount=1,
+                ImageId=ami,
+                InstanceType=spec.instance_type,
+                KeyName=key_name,
+                MinCount=1,
+                MaxCount=1,
                 SecurityGroupIds=[sg],
-                TagSpecifications=tag_spec("instance", self.session_id, name) + tag_spec("volume", self.session_id, name),
-                BlockDeviceMappings=[{"DeviceName": "/dev/sda1",
-                                      "Ebs": {"VolumeSize": spec.volume_gb, "VolumeType": "gp3",
-                                              "DeleteOnTermination": True}}],
+                TagSpecifications=tag_spec("instance", self.session_id, name)
+                + tag_spec("volume", self.session_id, name),
+                BlockDeviceMappings=[
+                    {
+                        "DeviceName": "/dev/sda1",
+                        "Ebs": {"VolumeSize": spec.volume_gb, "VolumeType": "gp3", "DeleteOnTermination": True},
+                    }
+                ],
             )
             if spec.subnet_id:
                 run_args["SubnetId"] = spec.subnet_id
@@ -186,11 +215,13 @@ class Ec2Lifecycle:
             made.append(("instance", iid))
             self.on_line(f"launched {iid} ({spec.instance_type}, {ami}); waiting for it to run")
             self.ec2.get_waiter("instance_running").wait(
-                InstanceIds=[iid], WaiterConfig={"Delay": self.poll_s, "MaxAttempts": max(1, int(600 / self.poll_s))})
+                InstanceIds=[iid], WaiterConfig={"Delay": self.poll_s, "MaxAttempts": max(1, int(600 / self.poll_s))}
+            )
             alloc = None
             if spec.elastic_ip:
-                addr = self.ec2.allocate_address(Domain="vpc",
-                                                 TagSpecifications=tag_spec("elastic-ip", self.session_id, name))
+                addr = self.ec2.allocate_address(
+                    Domain="vpc", TagSpecifications=tag_spec("elastic-ip", self.session_id, name)
+                )
                 alloc = addr["AllocationId"]
                 made.append(("eip", alloc))
                 self.ec2.associate_address(AllocationId=alloc, InstanceId=iid)
@@ -202,12 +233,21 @@ class Ec2Lifecycle:
             raise
         except Exception as exc:  # noqa: BLE001 - botocore's errors, waiter errors
             self._undo(made)
-            raise self._err("launch " + spec.instance_type, exc,
-                            "check the region, instance type, AMI and your EC2 limits") from None
+            raise self._err(
+                "launch " + spec.instance_type, exc, "check the region, instance type, AMI and your EC2 limits"
+            ) from None
         return Instance(
-            instance_id=iid, region=self.region, instance_type=spec.instance_type, ami=ami, key_name=key_name,
-            security_group_id=sg, public_ip=desc.get("PublicIpAddress"), private_ip=desc.get("PrivateIpAddress"),
-            allocation_id=alloc, launch_s=launch_s, created=[f"{k} {v}" for k, v in made],
+            instance_id=iid,
+            region=self.region,
+            instance_type=spec.instance_type,
+            ami=ami,
+            key_name=key_name,
+            security_group_id=sg,
+            public_ip=desc.get("PublicIpAddress"),
+            private_ip=desc.get("PrivateIpAddress"),
+            allocation_id=alloc,
+            launch_s=launch_s,
+            created=[f"{k} {v}" for k, v in made],
         )
 
     def _vpc(self, subnet_id: str | None) -> str | None:
@@ -229,8 +269,10 @@ class Ec2Lifecycle:
                 elif kind == "key":
                     self.ec2.delete_key_pair(KeyName=ident)
             except Exception as exc:  # noqa: BLE001
-                self.on_line(f"could not remove {kind} {ident} after the failed launch: {exc}; "
-                             f"run `perfdesk teardown {self.session_id}`")
+                self.on_line(
+                    f"could not remove {kind} {ident} after the failed launch: {exc}; "
+                    f"run `perfdesk teardown {self.session_id}`"
+                )
 
     def destroy(self, inst: Instance) -> list[str]:
         """Terminate one instance and remove what was made with it; returns what was removed."""
@@ -251,7 +293,8 @@ class Ec2Lifecycle:
             return
         self.ec2.terminate_instances(InstanceIds=ids)
         self.ec2.get_waiter("instance_terminated").wait(
-            InstanceIds=ids, WaiterConfig={"Delay": self.poll_s, "MaxAttempts": max(1, int(600 / self.poll_s))})
+            InstanceIds=ids, WaiterConfig={"Delay": self.poll_s, "MaxAttempts": max(1, int(600 / self.poll_s))}
+        )
 
 
 def wait_for_ssh(host: str, port: int = 22, timeout: float = 300.0, cancel=None) -> float:
@@ -269,8 +312,12 @@ def wait_for_ssh(host: str, port: int = 22, timeout: float = 300.0, cancel=None)
         except OSError as exc:
             last = str(exc)
         time.sleep(1.0)
-    raise TargetError(host, "wait for SSH", f"no SSH banner on port {port} within {timeout:.0f} s ({last})",
-                      "check the security group admits your address and the AMI runs sshd")
+    raise TargetError(
+        host,
+        "wait for SSH",
+        f"no SSH banner on port {port} within {timeout:.0f} s ({last})",
+        "check the security group admits your address and the AMI runs sshd",
+    )
 
 
 def read_public_key(path: str) -> str:
@@ -278,9 +325,14 @@ def read_public_key(path: str) -> str:
     try:
         text = p.read_text().strip()
     except OSError as exc:
-        raise TargetError("ec2", "read the public key", str(exc),
-                          "set public_key to your OpenSSH public key file (ssh-keygen -t ed25519 makes one)") from None
+        raise TargetError(
+            "ec2",
+            "read the public key",
+            str(exc),
+            "set public_key to your OpenSSH public key file (ssh-keygen -t ed25519 makes one)",
+        ) from None
     if not text.startswith(("ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-")):
-        raise TargetError("ec2", "read the public key", f"{p} is not an OpenSSH public key",
-                          "give the .pub file, not the private key")
+        raise TargetError(
+            "ec2", "read the public key", f"{p} is not an OpenSSH public key", "give the .pub file, not the private key"
+        )
     return text

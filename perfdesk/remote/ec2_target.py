@@ -11,8 +11,9 @@ after a crash).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -49,7 +50,8 @@ class Ec2Spec(SshSpec):
     hourly_price: float | None = Field(None, ge=0, description="USD per hour (default: the dated price table).")
     ssh_wait_s: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for SSH after launch.")
     trust_on_first_use: bool = Field(
-        True, description="A fresh instance's host key is unknown: accepted once, fingerprint logged, kept in the "
+        True,
+        description="A fresh instance's host key is unknown: accepted once, fingerprint logged, kept in the "
         "session's own known_hosts file.",
     )
     known_hosts: str = Field("", description="known_hosts file (default: one in the session folder).")
@@ -63,8 +65,14 @@ class Ec2Target(SshTarget):
     kind = "ec2"
     spec_model = Ec2Spec
 
-    def __init__(self, spec: Ec2Spec, ctx, lifecycle: Ec2Lifecycle | None = None,
-                 address: Callable[[Instance], tuple[str, int]] | None = None, transport=None):
+    def __init__(
+        self,
+        spec: Ec2Spec,
+        ctx,
+        lifecycle: Ec2Lifecycle | None = None,
+        address: Callable[[Instance], tuple[str, int]] | None = None,
+        transport=None,
+    ):
         super().__init__(spec, ctx, transport=transport)
         self.spec: Ec2Spec = spec
         self.lifecycle = lifecycle
@@ -84,8 +92,12 @@ class Ec2Target(SshTarget):
 
     def _lifecycle(self) -> Ec2Lifecycle:
         if self.lifecycle is None:
-            self.lifecycle = Ec2Lifecycle(self.spec.region, self.ctx.session_id, endpoint_url=self.spec.endpoint_url,
-                                          on_line=lambda line: self.log(line, stream="ec2"))
+            self.lifecycle = Ec2Lifecycle(
+                self.spec.region,
+                self.ctx.session_id,
+                endpoint_url=self.spec.endpoint_url,
+                on_line=lambda line: self.log(line, stream="ec2"),
+            )
         return self.lifecycle
 
     def launch(self) -> Instance:
@@ -94,16 +106,28 @@ class Ec2Target(SshTarget):
         self.launch_started = time.time()
         lc = self._lifecycle()
         lc.on_line = lambda line: self.log(line, stream="ec2")
-        self.instance = lc.launch(LaunchSpec(
-            name=self.name, instance_type=s.instance_type, ami=s.ami, ssm_parameter=s.ssm_parameter,
-            public_key=read_public_key(s.public_key), ssh_port=s.port or 22,
-            agent_port=(s.agent_port or 8750) if s.expose else None, allowed_cidr=s.allowed_cidr,
-            elastic_ip=s.elastic_ip, volume_gb=s.volume_gb, subnet_id=s.subnet_id,
-        ))
+        self.instance = lc.launch(
+            LaunchSpec(
+                name=self.name,
+                instance_type=s.instance_type,
+                ami=s.ami,
+                ssm_parameter=s.ssm_parameter,
+                public_key=read_public_key(s.public_key),
+                ssh_port=s.port or 22,
+                agent_port=(s.agent_port or 8750) if s.expose else None,
+                allowed_cidr=s.allowed_cidr,
+                elastic_ip=s.elastic_ip,
+                volume_gb=s.volume_gb,
+                subnet_id=s.subnet_id,
+            )
+        )
         host, port = self._ssh_host()
         waited = wait_for_ssh(host, port, s.ssh_wait_s, self.ctx.cancel)
-        self.log(f"{self.instance.instance_id} running in {self.instance.launch_s:.1f} s; SSH answered "
-                 f"{waited:.1f} s later at {host}:{port}", stream="ec2")
+        self.log(
+            f"{self.instance.instance_id} running in {self.instance.launch_s:.1f} s; SSH answered "
+            f"{waited:.1f} s later at {host}:{port}",
+            stream="ec2",
+        )
         return self.instance
 
     def deploy(self, workload: WorkloadSpec) -> None:
@@ -130,8 +154,12 @@ class Ec2Target(SshTarget):
             try:
                 removed = self._lifecycle().destroy(self.instance)
             except Exception as exc:  # noqa: BLE001 - botocore errors
-                raise TargetError(self.name, "terminate " + self.instance.instance_id, str(exc),
-                                  f"run `perfdesk teardown {self.ctx.session_id} --region {self.spec.region}`") from None
+                raise TargetError(
+                    self.name,
+                    "terminate " + self.instance.instance_id,
+                    str(exc),
+                    f"run `perfdesk teardown {self.ctx.session_id} --region {self.spec.region}`",
+                ) from None
             self.terminated = True
             self.log("removed " + ", ".join(removed), stream="ec2")
 
@@ -140,10 +168,20 @@ class Ec2Target(SshTarget):
         price, as_of = hourly_price(self.spec.region, self.spec.instance_type)
         if self.spec.hourly_price is not None:
             price, as_of = self.spec.hourly_price, "profile"
-        d.update(region=self.spec.region, instance_type=self.spec.instance_type, hourly_usd=price,
-                 price_as_of=as_of, launch_to_first_answer_s=self.launch_to_first_answer_s)
+        d.update(
+            region=self.spec.region,
+            instance_type=self.spec.instance_type,
+            hourly_usd=price,
+            price_as_of=as_of,
+            launch_to_first_answer_s=self.launch_to_first_answer_s,
+        )
         if self.instance is not None:
             i = self.instance
-            d.update(instance_id=i.instance_id, ami=i.ami, public_ip=i.public_ip, launch_s=round(i.launch_s, 2),
-                     elastic_ip=bool(i.allocation_id))
+            d.update(
+                instance_id=i.instance_id,
+                ami=i.ami,
+                public_ip=i.public_ip,
+                launch_s=round(i.launch_s, 2),
+                elastic_ip=bool(i.allocation_id),
+            )
         return d

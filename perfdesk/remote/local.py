@@ -26,7 +26,7 @@ from perfdesk.controllers.target import TargetError, TargetSpec
 from perfdesk.controllers.workload import WorkloadSpec
 from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
 
-_LIVE: "weakref.WeakSet[LocalServerTarget]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[LocalServerTarget] = weakref.WeakSet()
 
 
 @atexit.register
@@ -66,10 +66,20 @@ class LocalServerTarget(AgentTarget):
 
     def _command(self, workload: WorkloadSpec, port: int) -> list[str]:
         return [
-            self.spec.python or sys.executable, "-m", "perfdesk.shipped.agent",
-            "--host", "127.0.0.1", "--port", str(port), *workload.engine_config().to_argv(),
-            "--workers", str(self.spec.workers), "--wsgi-threads", str(self.spec.wsgi_threads),
-            "--parent-pid", str(os.getpid()),
+            self.spec.python or sys.executable,
+            "-m",
+            "perfdesk.shipped.agent",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *workload.engine_config().to_argv(),
+            "--workers",
+            str(self.spec.workers),
+            "--wsgi-threads",
+            str(self.spec.wsgi_threads),
+            "--parent-pid",
+            str(os.getpid()),
         ]
 
     def _start_agent(self, workload: WorkloadSpec) -> AgentEndpoint:
@@ -86,15 +96,20 @@ class LocalServerTarget(AgentTarget):
         started = time.time()
         try:
             self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,  # its own process group: Ctrl-C reaches perfdesk, which stops it in order
             )
         except OSError as exc:
             raise TargetError(self.name, "start agent", str(exc), "check the python setting") from exc
         _LIVE.add(self)
         self._tail = []
-        self._reader = threading.Thread(target=self._read_output, args=(self.proc,), name=f"{self.name}-log",
-                                        daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_output, args=(self.proc,), name=f"{self.name}-log", daemon=True
+        )
         self._reader.start()
         return AgentEndpoint("127.0.0.1", port, token, started)
 
@@ -151,6 +166,10 @@ class LocalServerTarget(AgentTarget):
         d = super().describe()
         if self.client is not None:
             d["port"] = self.client.endpoint.port
-        d.update(host="127.0.0.1", workers=self.spec.workers, wsgi_threads=self.spec.wsgi_threads,
-                 python=self.spec.python or sys.executable)
+        d.update(
+            host="127.0.0.1",
+            workers=self.spec.workers,
+            wsgi_threads=self.spec.wsgi_threads,
+            python=self.spec.python or sys.executable,
+        )
         return d

@@ -3,7 +3,7 @@
 Layout on the host (``remote_dir``, default ``~/.perfdesk``)::
 
     venv/         the virtual environment (absent with venv = "system" or an interpreter path)
-    app/          the shipped code: perfdesk/__init__.py and perfdesk/shipped/** (agent, handler, wire, options, inference)
+    app/          the shipped code: perfdesk/__init__.py and perfdesk/shipped/**
     cache/        weights uploaded from this machine (kept with keep_cache)
     run/          token (0600), agent log and pid files: removed when the agent stops
     stamp.json    what is in place: a key per part (dependencies, code, weights), so a second provision checks and
@@ -23,9 +23,9 @@ import re
 import shlex
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from perfdesk import shipped
 from perfdesk.controllers.target import TargetError
@@ -44,7 +44,9 @@ RUNTIME_PACKAGES: dict[str, tuple[list[str], list[str], str | None]] = {
 }
 #: Import names of packages, to check an existing interpreter (venv = "system").
 IMPORT_NAMES = {
-    "pillow": "PIL", "tensorflow-cpu": "tensorflow", "tensorflow[and-cuda]": "tensorflow",
+    "pillow": "PIL",
+    "tensorflow-cpu": "tensorflow",
+    "tensorflow[and-cuda]": "tensorflow",
     "onnxruntime-gpu": "onnxruntime",
 }
 
@@ -240,7 +242,7 @@ class Provisioner:
             'echo "home $HOME"; echo "root $R"; echo "system $(uname -sm)"; '
             f'echo "python $({py} -c "import sys; print(\'%d.%d.%d\' % sys.version_info[:3])" 2>/dev/null '
             '|| echo none)"; '
-            'if command -v nvidia-smi >/dev/null 2>&1; then '
+            "if command -v nvidia-smi >/dev/null 2>&1; then "
             'echo "gpu $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"; fi; '
             'mkdir -p "$R"/cache "$R"/run && chmod 700 "$R"/run || exit 4; '
             f'I={interp}; ( [ -x "$I" ] || command -v "$I" >/dev/null 2>&1 ) && echo "interpreter ok"; '
@@ -250,8 +252,11 @@ class Provisioner:
         )
         res = self.t.run(script, timeout=60, check=False, step="inspect the host")
         if res.rc == 4:
-            raise self.t.error("create " + self.opts.remote_dir, res.stderr.strip() or "mkdir failed",
-                               "set remote_dir to a directory the user may write")
+            raise self.t.error(
+                "create " + self.opts.remote_dir,
+                res.stderr.strip() or "mkdir failed",
+                "set remote_dir to a directory the user may write",
+            )
         if res.rc != 0:
             raise self.t.error("inspect the host", res.stderr.strip() or f"exit status {res.rc}")
         head, _, stamp_text = res.stdout.partition("\nstamp\n")
@@ -268,10 +273,18 @@ class Provisioner:
             stamp = {}
         info["stamp"] = stamp if stamp.get("version") == STAMP_VERSION else {}
         if info.get("python", "none") == "none":
-            raise self.t.error("inspect the host", f"no Python interpreter {self.opts.python!r} on the host",
-                               "install python3 and python3-venv, or set python = '/path/to/python3'")
-        self._facts = HostFacts(home=info["home"], system=info.get("system", ""), python_version=info["python"],
-                                cuda=bool(info["gpu"]), gpu=info["gpu"])
+            raise self.t.error(
+                "inspect the host",
+                f"no Python interpreter {self.opts.python!r} on the host",
+                "install python3 and python3-venv, or set python = '/path/to/python3'",
+            )
+        self._facts = HostFacts(
+            home=info["home"],
+            system=info.get("system", ""),
+            python_version=info["python"],
+            cuda=bool(info["gpu"]),
+            gpu=info["gpu"],
+        )
         self._layout = HostLayout(info["root"].rstrip("/") or "/")
         return info
 
@@ -299,8 +312,10 @@ class Provisioner:
         weights_rel = f"cache/weights-{local_weights[1][:16]}-{local_weights[0].name}" if local_weights else None
         info = self.probe([weights_rel] if weights_rel else [])
         facts, L, stamp = self._facts, self._layout, info["stamp"]
-        self.on_line(f"provisioning {self.t.host}: {facts.system}, Python {facts.python_version}, "
-                     f"{'GPU ' + facts.gpu if facts.cuda else 'no GPU'}, in {L.root}")
+        self.on_line(
+            f"provisioning {self.t.host}: {facts.system}, Python {facts.python_version}, "
+            f"{'GPU ' + facts.gpu if facts.cuda else 'no GPU'}, in {L.root}"
+        )
         before = json.dumps(stamp, sort_keys=True)
         steps: dict[str, str] = {}
 
@@ -318,8 +333,14 @@ class Provisioner:
             step("weights", lambda: self._weights(stamp, local_weights, weights_path, weights_rel in info["files"]))
         if json.dumps(stamp, sort_keys=True) != before:
             self.write_stamp(stamp)
-        report = ProvisionReport(python=self._python(), layout=L, facts=facts, weights=weights_path, steps=steps,
-                                 seconds=time.monotonic() - t0)
+        report = ProvisionReport(
+            python=self._python(),
+            layout=L,
+            facts=facts,
+            weights=weights_path,
+            steps=steps,
+            seconds=time.monotonic() - t0,
+        )
         self.on_line(f"provisioned in {report.seconds:.1f} s")
         return report
 
@@ -344,32 +365,48 @@ class Provisioner:
             flags = " --system-site-packages" if self.opts.system_site_packages else ""
             self.t.run(
                 f"[ -x {q(venv)}/bin/python ] || {q(self.opts.python)} -m venv{flags} {q(venv)}",
-                timeout=300, step="create the virtual environment",
+                timeout=300,
+                step="create the virtual environment",
             )
             pip = f"{q(python)} -m pip install --disable-pip-version-check --no-input"
             args = " ".join(q(a) for a in [*index, *packages])
             self.on_line(f"installing {', '.join(packages)}")
             try:
-                self.t.run(f"{pip} {args}", timeout=self.opts.install_timeout_s, on_line=self.on_line,
-                           step="install " + " ".join(packages))
+                self.t.run(
+                    f"{pip} {args}",
+                    timeout=self.opts.install_timeout_s,
+                    on_line=self.on_line,
+                    step="install " + " ".join(packages),
+                )
             except TargetError as exc:
-                raise TargetError(exc.target, exc.step, str(exc).split(": ", 2)[-1],
-                                  "check the host reaches the package index (install.index_url) and has disk space"
-                                  ) from None
+                raise TargetError(
+                    exc.target,
+                    exc.step,
+                    str(exc).split(": ", 2)[-1],
+                    "check the host reaches the package index (install.index_url) and has disk space",
+                ) from None
         else:
             modules = sorted({IMPORT_NAMES.get(p, re.split(r"[\[<>=!~ ]", p)[0]) for p in packages})
             # find_spec, not import: proves the packages are there without paying for importing torch
-            check = (f"import importlib.util, sys; missing = [m for m in {modules!r} if importlib.util.find_spec(m) "
-                     "is None]; print(*missing, file=sys.stderr); sys.exit(1 if missing else 0)")
-            res = self.t.run(f"{q(python)} -c {q(check)}", timeout=300, check=False,
-                             step="check the interpreter's packages")
+            check = (
+                f"import importlib.util, sys; missing = [m for m in {modules!r} if importlib.util.find_spec(m) "
+                "is None]; print(*missing, file=sys.stderr); sys.exit(1 if missing else 0)"
+            )
+            res = self.t.run(
+                f"{q(python)} -c {q(check)}", timeout=300, check=False, step="check the interpreter's packages"
+            )
             if res.rc in (126, 127):
-                raise self.t.error("check the interpreter", f"no interpreter {python} on the host",
-                                   'set venv to an existing interpreter, or to "venv" to let perfdesk make one')
+                raise self.t.error(
+                    "check the interpreter",
+                    f"no interpreter {python} on the host",
+                    'set venv to an existing interpreter, or to "venv" to let perfdesk make one',
+                )
             if res.rc != 0:
-                raise self.t.error("check the interpreter's packages",
-                                   f"{python} lacks {res.stderr.strip()[-300:] or ', '.join(modules)}",
-                                   'install them into that interpreter, or set venv = "venv" to let perfdesk do it')
+                raise self.t.error(
+                    "check the interpreter's packages",
+                    f"{python} lacks {res.stderr.strip()[-300:] or ', '.join(modules)}",
+                    'install them into that interpreter, or set venv = "venv" to let perfdesk do it',
+                )
         stamp["environment"] = key
         stamp["packages"] = packages
         return True
@@ -385,7 +422,8 @@ class Provisioner:
         self.t.run(
             f"rm -rf {q(L.app)}.new && mkdir -p {q(L.app)}.new && tar -xzf {q(tarball)} -C {q(L.app)}.new && "
             f"rm -rf {q(L.app)} && mv {q(L.app)}.new {q(L.app)} && rm -f {q(tarball)}",
-            timeout=120, step="unpack the agent code",
+            timeout=120,
+            step="unpack the agent code",
         )
         stamp["code"] = key
         return True
@@ -443,9 +481,22 @@ def agent_command(
 ) -> str:
     """The agent's command line on the host. It carries no secret: the token is read from a 0600 file."""
     args = [
-        python, "-m", "perfdesk.shipped.agent", "--host", host, "--port", str(port),
-        "--token-file", layout.token, "--pid-file", layout.agent_pid,
-        *engine.to_argv(), "--workers", str(workers), "--wsgi-threads", str(wsgi_threads),
+        python,
+        "-m",
+        "perfdesk.shipped.agent",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--token-file",
+        layout.token,
+        "--pid-file",
+        layout.agent_pid,
+        *engine.to_argv(),
+        "--workers",
+        str(workers),
+        "--wsgi-threads",
+        str(wsgi_threads),
     ]
     # no --log-file: stdout and stderr already go to layout.log (start_detached), one writer, one stream
     return " ".join(shlex.quote(a) for a in args)
@@ -457,18 +508,25 @@ def start_agent(transport: Transport, layout: HostLayout, command: str, token: s
     An agent left by an earlier, interrupted session is stopped first.
     """
     transport.stop(layout.pid, timeout=10)
-    transport.run(f"mkdir -p {shlex.quote(layout.run)} && chmod 700 {shlex.quote(layout.run)} && "
-                  f": > {shlex.quote(layout.log)}", timeout=30, step="prepare " + layout.run)
+    transport.run(
+        f"mkdir -p {shlex.quote(layout.run)} && chmod 700 {shlex.quote(layout.run)} && : > {shlex.quote(layout.log)}",
+        timeout=30,
+        step="prepare " + layout.run,
+    )
     transport.put_bytes(token.encode(), layout.token, 0o600)
-    return transport.start_detached(command, layout.log, layout.pid, env={"PYTHONPATH": layout.app,
-                                                                          "PYTHONUNBUFFERED": "1"},
-                                    cwd=layout.app)
+    return transport.start_detached(
+        command, layout.log, layout.pid, env={"PYTHONPATH": layout.app, "PYTHONUNBUFFERED": "1"}, cwd=layout.app
+    )
 
 
 def stop_agent(transport: Transport, layout: HostLayout, timeout: float = 15.0) -> bool:
     """Stop the agent's process group and remove the token; True when one was running."""
     # INT is gunicorn's quick shutdown (TERM would wait out graceful_timeout for idle keep-alive connections)
     was = transport.stop(layout.pid, timeout=timeout, signal="INT")
-    transport.run(f"rm -f {shlex.quote(layout.token)} {shlex.quote(layout.agent_pid)}", timeout=30, check=False,
-                  step="remove the token")
+    transport.run(
+        f"rm -f {shlex.quote(layout.token)} {shlex.quote(layout.agent_pid)}",
+        timeout=30,
+        check=False,
+        step="remove the token",
+    )
     return was

@@ -24,8 +24,8 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from perfdesk.controllers.target import TargetError
 from perfdesk.remote.transport import CommandResult, LineSplitter, Transport, _failure, local_path
@@ -105,7 +105,7 @@ class _UnknownHostKey(Exception):
 class _HostKeyPolicy:
     """paramiko's missing-host-key hook: refuse (default), or trust on first use and remember the key."""
 
-    def __init__(self, transport: "SshTransport"):
+    def __init__(self, transport: SshTransport):
         self.t = transport
 
     def missing_host_key(self, client, hostname, key) -> None:
@@ -166,7 +166,7 @@ class SshTransport(Transport):
         if self.on_log is not None:
             self.on_log(message)
 
-    def connect(self) -> "SshTransport":
+    def connect(self) -> SshTransport:
         """Connect now (otherwise the first operation does); raises TargetError with what to do."""
         with self._lock:
             self._closed = False
@@ -197,17 +197,25 @@ class SshTransport(Transport):
         name = known_hosts_name(ep.hostname, ep.port)
         try:
             client.connect(
-                ep.hostname, ep.port, username=ep.user, key_filename=ep.identity_files or None,
-                timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
-                auth_timeout=self.connect_timeout_s, channel_timeout=self.connect_timeout_s,
-                allow_agent=self.allow_agent, look_for_keys=not ep.identity_files, sock=sock,
+                ep.hostname,
+                ep.port,
+                username=ep.user,
+                key_filename=ep.identity_files or None,
+                timeout=self.connect_timeout_s,
+                banner_timeout=self.connect_timeout_s,
+                auth_timeout=self.connect_timeout_s,
+                channel_timeout=self.connect_timeout_s,
+                allow_agent=self.allow_agent,
+                look_for_keys=not ep.identity_files,
+                sock=sock,
             )
         except _UnknownHostKey as exc:
             client.close()
             raise self.error(
                 "verify host key",
                 f"host key for {name} is not known ({exc.key.get_name()} {fingerprint(exc.key)})",
-                f"check the fingerprint, then add it with `ssh-keyscan -p {ep.port} {ep.hostname} >> {self.known_hosts}`"
+                "check the fingerprint, then add it with "
+                f"`ssh-keyscan -p {ep.port} {ep.hostname} >> {self.known_hosts}`"
                 " or set trust_on_first_use = true in the profile",
             ) from None
         except paramiko.BadHostKeyException as exc:
@@ -222,13 +230,15 @@ class SshTransport(Transport):
             client.close()
             who = ep.user or "the current user"
             raise self.error(
-                "authenticate", f"login as {who} refused ({exc})",
+                "authenticate",
+                f"login as {who} refused ({exc})",
                 "check user, identity_file (or the keys in ssh-agent) and the host's authorized_keys",
             ) from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             client.close()
             raise self.error(
-                "connect", f"cannot connect to {ep.hostname} port {ep.port}: {exc or exc.__class__.__name__}",
+                "connect",
+                f"cannot connect to {ep.hostname} port {ep.port}: {exc or exc.__class__.__name__}",
                 "check that the host is up, the port is right and a firewall or security group admits you",
             ) from None
         self._client = client
@@ -238,8 +248,12 @@ class SshTransport(Transport):
         """A direct-tcpip channel through the ProxyJump host(s) to ``ep`` (the last hop of a chain is nearest)."""
         hops = [h.strip() for h in ep.proxy_jump.split(",") if h.strip()]
         jump = SshTransport(
-            hops[-1], known_hosts=self.known_hosts, trust_on_first_use=self.trust_on_first_use,
-            allow_agent=self.allow_agent, ssh_config=self.ssh_config, connect_timeout_s=self.connect_timeout_s,
+            hops[-1],
+            known_hosts=self.known_hosts,
+            trust_on_first_use=self.trust_on_first_use,
+            allow_agent=self.allow_agent,
+            ssh_config=self.ssh_config,
+            connect_timeout_s=self.connect_timeout_s,
             on_log=self.on_log,
         )
         if len(hops) > 1 and not jump.endpoint.proxy_jump:
@@ -251,8 +265,11 @@ class SshTransport(Transport):
                 "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=self.connect_timeout_s
             )
         except Exception as exc:  # noqa: BLE001 - paramiko raises several kinds here
-            raise self.error("connect through " + jump.host, f"jump host cannot reach {ep.label}: {exc}",
-                             "check ProxyJump and that the jump host can reach the target") from None
+            raise self.error(
+                "connect through " + jump.host,
+                f"jump host cannot reach {ep.label}: {exc}",
+                "check ProxyJump and that the jump host can reach the target",
+            ) from None
 
     def _drop(self) -> None:
         if self._sftp is not None:
@@ -298,8 +315,11 @@ class SshTransport(Transport):
         except TargetError:
             raise
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise self.error(step, f"failed after reconnecting: {exc or exc.__class__.__name__}",
-                             "check the network path to the host") from None
+            raise self.error(
+                step,
+                f"failed after reconnecting: {exc or exc.__class__.__name__}",
+                "check the network path to the host",
+            ) from None
 
     # -- primitives --------------------------------------------------------------------------------------------
     def run(self, cmd, *, timeout=None, check=True, on_line=None, stop_event=None, step="run") -> CommandResult:
@@ -334,11 +354,17 @@ class SshTransport(Transport):
                     stopped = True
                     break
                 if time.monotonic() > deadline:
-                    raise self.error(step, f"timed out after {timeout:g} s",
-                                     "raise command_timeout_s in the profile if the step is slow")
+                    raise self.error(
+                        step,
+                        f"timed out after {timeout:g} s",
+                        "raise command_timeout_s in the profile if the step is slow",
+                    )
                 if not chan.get_transport().is_active():
-                    raise self.error(step, "connection lost while the command ran (it may have partly run)",
-                                     "run again; the step is safe to repeat")
+                    raise self.error(
+                        step,
+                        "connection lost while the command ran (it may have partly run)",
+                        "run again; the step is safe to repeat",
+                    )
                 chan.status_event.wait(0.005)
             rc = -1 if stopped else chan.recv_exit_status()
         finally:
@@ -377,7 +403,9 @@ class SshTransport(Transport):
         try:
             self._retry(step, op)
         except FileNotFoundError as exc:
-            raise self.error(step, f"no such directory on the host ({exc})", "create the parent directory first") from None
+            raise self.error(
+                step, f"no such directory on the host ({exc})", "create the parent directory first"
+            ) from None
         except PermissionError as exc:
             raise self.error(step, f"permission denied ({exc})", "check remote_dir is writable by the user") from None
 
@@ -387,7 +415,7 @@ class SshTransport(Transport):
             self._drop()
 
     # -- port forwarding ---------------------------------------------------------------------------------------
-    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> "LocalForward":
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> LocalForward:
         """Listen on 127.0.0.1:<free port> here and carry each connection to ``remote_host:remote_port`` there."""
         return LocalForward(self, remote_host, remote_port)
 
@@ -437,7 +465,7 @@ class LocalForward:
         while not self._stop.is_set():
             try:
                 conn, addr = self._sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

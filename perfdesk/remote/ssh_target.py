@@ -37,7 +37,8 @@ class InstallSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     packages: list[str] | None = Field(
-        None, description="Packages to install instead of the runtime's defaults (torch+torchvision, onnxruntime, "
+        None,
+        description="Packages to install instead of the runtime's defaults (torch+torchvision, onnxruntime, "
         "tensorflow-cpu; CUDA builds where nvidia-smi is present) plus flask gunicorn psutil pillow numpy.",
     )
     index_url: str | None = Field(None, description="pip --index-url (a mirror).")
@@ -53,17 +54,21 @@ class SshSpec(TargetSpec):
     host: str = Field(min_length=1, description="Host name, address or ~/.ssh/config alias.")
     port: int | None = Field(None, ge=1, le=65535, description="SSH port (default: ssh config, else 22).")
     user: str | None = Field(None, description="Login user (default: ssh config, else the local user).")
-    identity_file: str | None = Field(None, description="Private key file (default: ssh config, ssh-agent, ~/.ssh/id_*).")
+    identity_file: str | None = Field(
+        None, description="Private key file (default: ssh config, ssh-agent, ~/.ssh/id_*)."
+    )
     use_ssh_agent: bool = Field(True, description="Offer the keys held by ssh-agent.")
     known_hosts: str = Field("~/.ssh/known_hosts", description="known_hosts file the host key is verified against.")
     trust_on_first_use: bool = Field(
-        False, description="Accept an unknown host key once (fingerprint logged, key saved to known_hosts).",
+        False,
+        description="Accept an unknown host key once (fingerprint logged, key saved to known_hosts).",
     )
     ssh_config: str | None = Field("~/.ssh/config", description="OpenSSH client config for aliases ('' for none).")
     python: str = Field("python3", description="Interpreter on the host that creates the venv (or runs the agent).")
     remote_dir: str = Field("~/.perfdesk", description="Directory on the host for perfdesk's files.")
     venv: str = Field(
-        "venv", description="'venv': a virtual environment in remote_dir; 'system': run `python` as is; or the path "
+        "venv",
+        description="'venv': a virtual environment in remote_dir; 'system': run `python` as is; or the path "
         "of an interpreter that already has the packages.",
     )
     system_site_packages: bool = Field(False, description="Create the venv with --system-site-packages.")
@@ -74,7 +79,8 @@ class SshSpec(TargetSpec):
     startup_timeout_s: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for the agent's health.")
     agent_port: int = Field(0, ge=0, le=65535, description="Agent port on the host (0: a free one).")
     expose: bool = Field(
-        False, description="Listen on all interfaces and connect directly instead of an SSH forward "
+        False,
+        description="Listen on all interfaces and connect directly instead of an SSH forward "
         "(only behind a firewall that admits just you, e.g. the ec2 security group).",
     )
     workers: int = Field(1, ge=1, le=64, description="gunicorn worker processes (each loads the model).")
@@ -113,9 +119,16 @@ class SshTarget(AgentTarget):
             host, port = self._ssh_host()
             s = self.spec
             self.transport = SshTransport(
-                host, port=port, user=s.user, identity_file=s.identity_file, known_hosts=s.known_hosts,
-                trust_on_first_use=s.trust_on_first_use, allow_agent=s.use_ssh_agent, ssh_config=s.ssh_config or None,
-                connect_timeout_s=s.connect_timeout_s, command_timeout_s=s.command_timeout_s,
+                host,
+                port=port,
+                user=s.user,
+                identity_file=s.identity_file,
+                known_hosts=s.known_hosts,
+                trust_on_first_use=s.trust_on_first_use,
+                allow_agent=s.use_ssh_agent,
+                ssh_config=s.ssh_config or None,
+                connect_timeout_s=s.connect_timeout_s,
+                command_timeout_s=s.command_timeout_s,
                 on_log=lambda line: self.log(line, stream="ssh"),
             )
         return self.transport
@@ -123,9 +136,16 @@ class SshTarget(AgentTarget):
     def _options(self) -> ProvisionOptions:
         s = self.spec
         return ProvisionOptions(
-            remote_dir=s.remote_dir, python=s.python, venv=s.venv, system_site_packages=s.system_site_packages,
-            packages=s.install.packages, index_url=s.install.index_url, extra_index_url=s.install.extra_index_url,
-            pip_args=list(s.install.pip_args), keep_cache=s.keep_cache, install_timeout_s=s.install.timeout_s,
+            remote_dir=s.remote_dir,
+            python=s.python,
+            venv=s.venv,
+            system_site_packages=s.system_site_packages,
+            packages=s.install.packages,
+            index_url=s.install.index_url,
+            extra_index_url=s.install.extra_index_url,
+            pip_args=list(s.install.pip_args),
+            keep_cache=s.keep_cache,
+            install_timeout_s=s.install.timeout_s,
         )
 
     def provision(self, workload: WorkloadSpec) -> ProvisionReport:
@@ -135,7 +155,9 @@ class SshTarget(AgentTarget):
             return self.report
         self.set_state("deploying", f"provisioning {self._transport().host}")
         if self.provisioner is None:
-            self.provisioner = Provisioner(self._transport(), self._options(), on_line=lambda l: self.log(l, "ssh"))
+            self.provisioner = Provisioner(
+                self._transport(), self._options(), on_line=lambda line: self.log(line, "ssh")
+            )
         t0 = time.monotonic()
         self.report = self.provisioner.provision(workload.runtime, workload.weights)
         self.provision_s = time.monotonic() - t0
@@ -155,8 +177,13 @@ class SshTarget(AgentTarget):
             engine.weights, engine.weights_sha256 = report.weights, None
         engine.cache_dir = layout.cache
         cmd = agent_command(
-            report.python, layout, host="0.0.0.0" if self.spec.expose else "127.0.0.1", port=port, engine=engine,
-            workers=self.spec.workers, wsgi_threads=self.spec.wsgi_threads,
+            report.python,
+            layout,
+            host="0.0.0.0" if self.spec.expose else "127.0.0.1",
+            port=port,
+            engine=engine,
+            workers=self.spec.workers,
+            wsgi_threads=self.spec.wsgi_threads,
         )
         self.log(f"starting agent on {t.host}: {cmd}")
         started = time.time()
@@ -215,11 +242,23 @@ class SshTarget(AgentTarget):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         host, port = self._ssh_host()
-        d.update(host=host, port=port, user=self.spec.user, workers=self.spec.workers,
-                 wsgi_threads=self.spec.wsgi_threads, expose=self.spec.expose)
+        d.update(
+            host=host,
+            port=port,
+            user=self.spec.user,
+            workers=self.spec.workers,
+            wsgi_threads=self.spec.wsgi_threads,
+            expose=self.spec.expose,
+        )
         if self.report is not None:
             f = self.report.facts
-            d.update(python=self.report.python, python_version=f.python_version, system=f.system, gpu=f.gpu,
-                     remote_dir=self.report.layout.root, provision_steps=self.report.steps,
-                     provision_s=round(self.provision_s or 0.0, 2))
+            d.update(
+                python=self.report.python,
+                python_version=f.python_version,
+                system=f.system,
+                gpu=f.gpu,
+                remote_dir=self.report.layout.root,
+                provision_steps=self.report.steps,
+                provision_s=round(self.provision_s or 0.0, 2),
+            )
         return d

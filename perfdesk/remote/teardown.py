@@ -7,7 +7,7 @@ deleted), then elastic IPs, security groups and key pairs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from perfdesk.remote.ec2 import TAG_SESSION, Ec2Lifecycle, clients, session_filters
 
@@ -41,8 +41,11 @@ def teardown_session(
 
     live = ["pending", "running", "stopping", "stopped", "shutting-down"]
     instances = [
-        i for r in ec2.describe_instances(Filters=filters + [{"Name": "instance-state-name", "Values": live}])
-        ["Reservations"] for i in r["Instances"]
+        i
+        for r in ec2.describe_instances(Filters=filters + [{"Name": "instance-state-name", "Values": live}])[
+            "Reservations"
+        ]
+        for i in r["Instances"]
     ]
     if instances:
         ids = [i["InstanceId"] for i in instances]
@@ -79,6 +82,9 @@ def teardown_session(
     for line in removed:
         say("removed " + line)
     if problems:
-        raise RuntimeError("teardown left resources behind: " + "; ".join(problems)
-                           + " (run `perfdesk teardown` again, or remove them in the EC2 console)")
+        raise RuntimeError(
+            "teardown left resources behind: "
+            + "; ".join(problems)
+            + " (run `perfdesk teardown` again, or remove them in the EC2 console)"
+        )
     return removed

@@ -20,9 +20,9 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from perfdesk.controllers.target import TargetError
 
@@ -117,7 +117,9 @@ class Transport(ABC):
     def read_text(self, path: str, *, timeout: float = 30.0) -> str | None:
         """The content of a small text file on the host, or None when it does not exist."""
         q = shlex.quote(path)
-        res = self.run(f"if [ -f {q} ]; then cat {q}; else exit 3; fi", timeout=timeout, check=False, step="read " + path)
+        res = self.run(
+            f"if [ -f {q} ]; then cat {q}; else exit 3; fi", timeout=timeout, check=False, step="read " + path
+        )
         if res.rc == 3:
             return None
         if res.rc != 0:
@@ -170,7 +172,9 @@ class Transport(ABC):
         """Whether the process named by ``pid_path`` is alive (False when the file is missing or stale)."""
         q = shlex.quote(pid_path)
         res = self.run(
-            f'[ -f {q} ] && p=$(cat {q}) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null', timeout=30, check=False,
+            f'[ -f {q} ] && p=$(cat {q}) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null',
+            timeout=30,
+            check=False,
             step="check " + pid_path,
         )
         return res.rc == 0
@@ -191,8 +195,11 @@ class Transport(ABC):
         )
         res = self.run(script, timeout=timeout + 30, check=False, step="stop " + pid_path)
         if res.rc not in (0, 3):
-            raise self.error("stop " + pid_path, res.stderr.strip() or f"exit status {res.rc}",
-                             "stop it by hand: kill -TERM -<pid from the pid file>")
+            raise self.error(
+                "stop " + pid_path,
+                res.stderr.strip() or f"exit status {res.rc}",
+                "stop it by hand: kill -TERM -<pid from the pid file>",
+            )
         return res.rc == 0
 
     def follow(
@@ -215,8 +222,9 @@ class Transport(ABC):
 
         def pump() -> None:
             try:
-                self.run(cmd, timeout=10**7, check=False, on_line=on_line, stop_event=stop_event,
-                         step="follow " + log_path)
+                self.run(
+                    cmd, timeout=10**7, check=False, on_line=on_line, stop_event=stop_event, step="follow " + log_path
+                )
             except Exception as exc:  # noqa: BLE001 - the stream is best effort; say why it ended
                 on_line(f"[log stream ended: {exc}]")
 
@@ -224,7 +232,7 @@ class Transport(ABC):
         thread.start()
         return thread
 
-    def __enter__(self) -> "Transport":
+    def __enter__(self) -> Transport:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -249,7 +257,10 @@ class LocalTransport(Transport):
     def run(self, cmd, *, timeout=None, check=True, on_line=None, stop_event=None, step="run") -> CommandResult:
         timeout = self.command_timeout_s if timeout is None else timeout
         proc = subprocess.Popen(
-            ["sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            ["sh", "-c", cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,
         )
         out, err = LineSplitter(on_line), LineSplitter(on_line)

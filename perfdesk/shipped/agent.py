@@ -133,8 +133,9 @@ def create_app(engine, token: str, *, max_body_bytes: int = MAX_BODY_BYTES, read
             return _json_error(401, "missing or wrong bearer token")
         if (request.content_length or 0) > max_body_bytes:
             _drain()
-            return _json_error(413, f"body of {request.content_length} bytes is larger than the limit of "
-                                    f"{max_body_bytes} bytes")
+            return _json_error(
+                413, f"body of {request.content_length} bytes is larger than the limit of {max_body_bytes} bytes"
+            )
         return None
 
     @app.errorhandler(HTTPException)
@@ -173,8 +174,9 @@ def create_app(engine, token: str, *, max_body_bytes: int = MAX_BODY_BYTES, read
                     threshold = float(args.get("score_threshold", 0.5))
                 except ValueError:
                     return _json_error(400, "top_k must be an integer and score_threshold a number")
-                result = engine.predict([data], top_k=top_k, score_threshold=threshold,
-                                        annotate=args.get("annotate", "") in ("1", "true"))
+                result = engine.predict(
+                    [data], top_k=top_k, score_threshold=threshold, annotate=args.get("annotate", "") in ("1", "true")
+                )
             else:
                 return _json_error(
                     415, f"unsupported content type {ctype or '(none)'}: send application/json or image/jpeg|png|webp"
@@ -196,8 +198,9 @@ def _read_token(path: str | None) -> str:
     else:
         token = os.environ.pop("PERFDESK_AGENT_TOKEN", "")
     if len(token) < 16:
-        raise SystemExit("perfdesk agent: a token of at least 16 characters is required (--token-file or "
-                         "PERFDESK_AGENT_TOKEN)")
+        raise SystemExit(
+            "perfdesk agent: a token of at least 16 characters is required (--token-file or PERFDESK_AGENT_TOKEN)"
+        )
     return token
 
 
@@ -210,8 +213,13 @@ def build_app_from_args(args, token: str):
     engine = load_engine(EngineConfig.from_args(args))
     loaded = time.perf_counter()
     info = {"agent_import_ms": (imported - t0) * 1000.0, "agent_load_ms": (loaded - t0) * 1000.0}
-    log.info("model %s on %s loaded in %.0f ms (random weights: %s)", args.model, args.runtime,
-             info["agent_load_ms"], engine.info.get("random_weights"))
+    log.info(
+        "model %s on %s loaded in %.0f ms (random weights: %s)",
+        args.model,
+        args.runtime,
+        info["agent_load_ms"],
+        engine.info.get("random_weights"),
+    )
     return create_app(engine, token, max_body_bytes=args.max_body_mb * 2**20, ready_info=info)
 
 
@@ -270,8 +278,9 @@ def serve(args) -> None:
                     self.cfg.set(key, value)
 
         def load(self):
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(message)s",
-                                stream=sys.stderr)
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(message)s", stream=sys.stderr
+            )
             return build_app_from_args(args, token)
 
     AgentApplication().run()
@@ -294,8 +303,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def parser() -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(
-        prog="perfdesk agent", description="perfdesk inference agent (Flask under gunicorn)"))
+    return add_arguments(
+        argparse.ArgumentParser(prog="perfdesk agent", description="perfdesk inference agent (Flask under gunicorn)")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

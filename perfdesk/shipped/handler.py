@@ -72,18 +72,23 @@ def _load() -> None:
         engine.predict([sample_jpeg()], top_k=1)
         first_ms = (time.perf_counter() - t2) * 1000.0
     t3 = time.perf_counter()
-    _INIT.update({
-        "module_import_ms": (t0 - _T_START) * 1000.0,
-        "inference_import_ms": (t1 - t0) * 1000.0,
-        "runtime_import_ms": engine.info.get("import_ms"),
-        "weight_load_ms": (t2 - t1) * 1000.0,
-        "engine_load_ms": engine.info.get("load_ms"),
-        "first_inference_ms": first_ms,
-        "total_ms": (t3 - _T_START) * 1000.0,
-        "started_at": _EPOCH_START,
-        "engine": {k: v for k, v in engine.info.items() if k in ("model", "task", "runtime", "device", "threads",
-                                                                  "random_weights", "weights_sha256")},
-    })
+    _INIT.update(
+        {
+            "module_import_ms": (t0 - _T_START) * 1000.0,
+            "inference_import_ms": (t1 - t0) * 1000.0,
+            "runtime_import_ms": engine.info.get("import_ms"),
+            "weight_load_ms": (t2 - t1) * 1000.0,
+            "engine_load_ms": engine.info.get("load_ms"),
+            "first_inference_ms": first_ms,
+            "total_ms": (t3 - _T_START) * 1000.0,
+            "started_at": _EPOCH_START,
+            "engine": {
+                k: v
+                for k, v in engine.info.items()
+                if k in ("model", "task", "runtime", "device", "threads", "random_weights", "weights_sha256")
+            },
+        }
+    )
     _ENGINE = engine
 
 
@@ -136,7 +141,8 @@ def _predict(event: dict) -> dict:
                 if size > MAX_SYNC_PAYLOAD:
                     raise _BadRequest(
                         f"the images are {size} bytes of base64, above Lambda's {MAX_SYNC_PAYLOAD}-byte synchronous "
-                        "payload limit; send fewer or smaller images, or S3 keys ({'s3': {'bucket', 'keys'}})")
+                        "payload limit; send fewer or smaller images, or S3 keys ({'s3': {'bucket', 'keys'}})"
+                    )
             body = event
         return _ENGINE.predict_request(body)
     except BadInput as exc:
@@ -150,14 +156,16 @@ def _handle(event: dict, context) -> dict:
     cold = _INVOCATIONS == 1
     _load()
     result = _predict(event)
-    result.update({
-        "cold": cold,
-        "init": dict(_INIT),
-        "invocation": _INVOCATIONS,
-        "request_id": getattr(context, "aws_request_id", ""),
-        "memory": {**_memory(), "limit_mb": int(getattr(context, "memory_limit_in_mb", 0) or 0) or None},
-        "handler_ms": (time.perf_counter() - t0) * 1000.0,
-    })
+    result.update(
+        {
+            "cold": cold,
+            "init": dict(_INIT),
+            "invocation": _INVOCATIONS,
+            "request_id": getattr(context, "aws_request_id", ""),
+            "memory": {**_memory(), "limit_mb": int(getattr(context, "memory_limit_in_mb", 0) or 0) or None},
+            "handler_ms": (time.perf_counter() - t0) * 1000.0,
+        }
+    )
     return result
 
 
@@ -172,8 +180,11 @@ def lambda_handler(event, context):
                 raise _BadRequest(f"request body of {len(raw)} bytes is above Lambda's 6 MB limit")
             inner = json.loads(raw or b"{}")
         except (ValueError, _BadRequest) as exc:
-            return {"statusCode": 400, "headers": {"content-type": "application/json"},
-                    "body": json.dumps({"error": f"bad request body: {exc}", "status": 400})}
+            return {
+                "statusCode": 400,
+                "headers": {"content-type": "application/json"},
+                "body": json.dumps({"error": f"bad request body: {exc}", "status": 400}),
+            }
         try:
             out, code = _handle(inner, context), 200
         except _BadRequest as exc:

@@ -60,7 +60,7 @@ class EngineConfig:
             self.weights_sha256 = sha
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EngineConfig":
+    def from_dict(cls, d: dict) -> EngineConfig:
         """Build from ``WorkloadSpec.model_options()`` (or any dict with these keys); unknown keys are an error."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
@@ -92,15 +92,26 @@ class EngineConfig:
         g.add_argument("--cache-dir", default=None, help="where downloaded weights and exports go")
 
     @classmethod
-    def from_args(cls, ns: argparse.Namespace) -> "EngineConfig":
-        return cls(model=ns.model, runtime=ns.runtime, device=ns.device, threads=ns.threads, weights=ns.weights,
-                   weights_sha256=ns.weights_sha256, cache_dir=ns.cache_dir)
+    def from_args(cls, ns: argparse.Namespace) -> EngineConfig:
+        return cls(
+            model=ns.model,
+            runtime=ns.runtime,
+            device=ns.device,
+            threads=ns.threads,
+            weights=ns.weights,
+            weights_sha256=ns.weights_sha256,
+            cache_dir=ns.cache_dir,
+        )
 
     # -- environment (a function) -------------------------------------------------------------------------
     def to_env(self) -> dict[str, str]:
         """The function's environment variables for these options (read back by :meth:`from_env`)."""
-        env = {"PERFDESK_MODEL": self.model, "PERFDESK_RUNTIME": self.runtime, "PERFDESK_DEVICE": self.device,
-               "PERFDESK_WEIGHTS": self.weights}
+        env = {
+            "PERFDESK_MODEL": self.model,
+            "PERFDESK_RUNTIME": self.runtime,
+            "PERFDESK_DEVICE": self.device,
+            "PERFDESK_WEIGHTS": self.weights,
+        }
         if self.threads is not None:
             env["PERFDESK_THREADS"] = str(self.threads)
         if self.weights_sha256:
@@ -110,16 +121,21 @@ class EngineConfig:
         return env
 
     @classmethod
-    def from_env(cls, environ=os.environ) -> "EngineConfig":
+    def from_env(cls, environ=os.environ) -> EngineConfig:
         """Options from a function's environment; relative weights are under the task root (``LAMBDA_TASK_ROOT``)."""
         weights = environ.get("PERFDESK_WEIGHTS", "random")
         if weights != "random" and "://" not in weights and not os.path.isabs(weights):
             weights = os.path.join(environ.get("LAMBDA_TASK_ROOT", os.getcwd()), weights)
         threads = environ.get("PERFDESK_THREADS")
-        return cls(model=environ.get("PERFDESK_MODEL", "resnet50"), runtime=environ.get("PERFDESK_RUNTIME", "torch"),
-                   device=environ.get("PERFDESK_DEVICE", "cpu"), threads=int(threads) if threads else None,
-                   weights=weights, weights_sha256=environ.get("PERFDESK_WEIGHTS_SHA256") or None,
-                   cache_dir=environ.get("PERFDESK_CACHE_DIR") or None)
+        return cls(
+            model=environ.get("PERFDESK_MODEL", "resnet50"),
+            runtime=environ.get("PERFDESK_RUNTIME", "torch"),
+            device=environ.get("PERFDESK_DEVICE", "cpu"),
+            threads=int(threads) if threads else None,
+            weights=weights,
+            weights_sha256=environ.get("PERFDESK_WEIGHTS_SHA256") or None,
+            cache_dir=environ.get("PERFDESK_CACHE_DIR") or None,
+        )
 
     @property
     def cache_path(self) -> Path:

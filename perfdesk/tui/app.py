@@ -10,8 +10,8 @@ panes. Workers report their end with :class:`JobFinished` messages (``post_messa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -105,8 +105,10 @@ class PerfdeskApp(App):
         self.targets_pane.set_targets(self.experiment.targets)
         self.trials_pane.set_trials(self.trials)
         self.logs_pane.set_sources(list(self.experiment.targets))
-        self.experiment.log(f"session {self.experiment.path} opened on {self.profile.path}; "
-                            f"workload {self.workload.name}; ? shows the keys")
+        self.experiment.log(
+            f"session {self.experiment.path} opened on {self.profile.path}; "
+            f"workload {self.workload.name}; ? shows the keys"
+        )
         self.set_interval(TICK_S, self.tick)
         self.query_one("#targets-table").focus()
 
@@ -171,8 +173,11 @@ class PerfdeskApp(App):
     def on_job_finished(self, message: JobFinished) -> None:
         self.job = None
         severity = {"failed": "error", "stopped": "warning"}.get(message.status, "information")
-        self.notify(f"{message.job}: {message.status}{': ' + message.detail if message.detail else ''}",
-                    severity=severity, timeout=6)
+        self.notify(
+            f"{message.job}: {message.status}{': ' + message.detail if message.detail else ''}",
+            severity=severity,
+            timeout=6,
+        )
         self.tick()
 
     def _ensure_deployed(self, target) -> bool:
@@ -347,22 +352,35 @@ class PerfdeskApp(App):
         yield SystemCommand("Try one image", "Predictions and timings of every ready target", self.action_try_image)
         yield SystemCommand("Open session", "View a saved session or compare two", self.action_open_session)
         yield SystemCommand("Export session", "This session's CSVs and combined.csv to a folder", self.action_export)
-        yield SystemCommand("Verdict", "Cost per 1k inferences, break-even and monthly cost of this session",
-                            self.action_verdict)
+        yield SystemCommand(
+            "Verdict", "Cost per 1k inferences, break-even and monthly cost of this session", self.action_verdict
+        )
         yield SystemCommand("Help", "Keys and panes", self.action_help)
         for name in self.experiment.targets:
             yield SystemCommand(f"Deploy {name}", "Deploy / provision the target", lambda n=name: self.action_deploy(n))
-            yield SystemCommand(f"Force cold start {name}", "Retire warm instances; time the fresh start",
-                                lambda n=name: self.action_force_cold(n))
-            yield SystemCommand(f"Tear down {name}", "Stop and remove what the target started",
-                                lambda n=name: self.action_teardown(n))
+            yield SystemCommand(
+                f"Force cold start {name}",
+                "Retire warm instances; time the fresh start",
+                lambda n=name: self.action_force_cold(n),
+            )
+            yield SystemCommand(
+                f"Tear down {name}", "Stop and remove what the target started", lambda n=name: self.action_teardown(n)
+            )
         for spec in self.trials:
-            yield SystemCommand(f"Run trial {spec.name}", f"{spec.kind} trial", lambda n=spec.name: self.action_run_trial(n))
-            yield SystemCommand(f"Edit trial {spec.name}", "Change its parameters before running",
-                                lambda n=spec.name: self.action_edit_trial(n))
+            yield SystemCommand(
+                f"Run trial {spec.name}", f"{spec.kind} trial", lambda n=spec.name: self.action_run_trial(n)
+            )
+            yield SystemCommand(
+                f"Edit trial {spec.name}",
+                "Change its parameters before running",
+                lambda n=spec.name: self.action_edit_trial(n),
+            )
         for workload in self.profile.workloads:
-            yield SystemCommand(f"Use workload {workload.name}", f"{workload.model} on {workload.runtime}",
-                                lambda n=workload.name: self.action_use_workload(n))
+            yield SystemCommand(
+                f"Use workload {workload.name}",
+                f"{workload.model} on {workload.runtime}",
+                lambda n=workload.name: self.action_use_workload(n),
+            )
 
 
 def run_app(profile: Profile, output: str | Path | None = None) -> int:

@@ -8,8 +8,8 @@ sessions are drawn by the same code. ``version`` changes whenever the data chang
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class ChartData:
             self.version += 1
 
     @classmethod
-    def from_frames(cls, requests, trials) -> "ChartData":
+    def from_frames(cls, requests, trials) -> ChartData:
         """From pandas frames of requests.csv and trials.csv (either may be None)."""
         data = cls()
         if requests is not None and len(requests):
@@ -80,7 +80,7 @@ class ChartData:
         return data
 
     @classmethod
-    def from_session(cls, path: Path) -> "ChartData":
+    def from_session(cls, path: Path) -> ChartData:
         requests, trials = read_session(path)
         return cls.from_frames(requests, trials)
 
@@ -100,7 +100,10 @@ class ChartData:
             if not samples:
                 continue
             qs = np.linspace(0, 100, 101)
-            out[target] = ([float(v) for v in np.percentile(np.asarray(samples, dtype=float), qs)], [float(q) for q in qs])
+            out[target] = (
+                [float(v) for v in np.percentile(np.asarray(samples, dtype=float), qs)],
+                [float(q) for q in qs],
+            )
         return out
 
     def _by_kind(self, kind: str) -> list[dict]:

@@ -79,8 +79,12 @@ class LiveFeed:
     def drain(self) -> Batch:
         with self._lock:
             batch = Batch(
-                rows=list(self._rows), logs=list(self._logs), states=dict(self._states), started=self._started,
-                finished=self._finished, session_finished=self._session_finished,
+                rows=list(self._rows),
+                logs=list(self._logs),
+                states=dict(self._states),
+                started=self._started,
+                finished=self._finished,
+                session_finished=self._session_finished,
                 dropped_rows=self._received_rows - len(self._rows),
             )
             self._rows.clear()

@@ -33,8 +33,20 @@ class Verdict:
 
     def table_rows(self) -> list[tuple[str, ...]]:
         """One row of text cells per trial x target x level (see :data:`COLUMNS`)."""
-        return [(c.trial, c.level, c.target, c.model, str(c.ok), _num(c.duration_s, 2), _usd(c.cost_usd),
-                 _usd(c.cost_per_1k_usd), c.note if c.cost_usd is None else "") for c in self.costs]
+        return [
+            (
+                c.trial,
+                c.level,
+                c.target,
+                c.model,
+                str(c.ok),
+                _num(c.duration_s, 2),
+                _usd(c.cost_usd),
+                _usd(c.cost_per_1k_usd),
+                c.note if c.cost_usd is None else "",
+            )
+            for c in self.costs
+        ]
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -63,17 +75,22 @@ def verdict_lines(result: BreakEven) -> list[str]:
     lines: list[str] = []
     if not servers or not functions:
         have = "a server" if servers else ("a function" if functions else "no target")
-        lines.append(f"No break-even: the session has {have} only; it needs both a server and a function target "
-                     "measured in the same session.")
+        lines.append(
+            f"No break-even: the session has {have} only; it needs both a server and a function target "
+            "measured in the same session."
+        )
     for c in result.crossovers:
         source = c.cold_fraction_source
-        cold = (f"assuming {c.function_cold_start_fraction:.1%} of {c.function}'s requests start cold "
-                + (f"({source})" if source == "assumed" else f"[{source}]"))
+        cold = f"assuming {c.function_cold_start_fraction:.1%} of {c.function}'s requests start cold " + (
+            f"({source})" if source == "assumed" else f"[{source}]"
+        )
         if c.break_even_rps is None:
             lines.append(f"No break-even between {c.server} and {c.function}: {c.note}.")
             continue
-        line = (f"The server {c.server} becomes cheaper than {c.function} above {c.break_even_rps:.1f} req/s "
-                f"({per_month(c.break_even_rps, hours)} req/month)")
+        line = (
+            f"The server {c.server} becomes cheaper than {c.function} above {c.break_even_rps:.1f} req/s "
+            f"({per_month(c.break_even_rps, hours)} req/month)"
+        )
         if c.monthly_usd_at_break_even is not None:
             line += f" (there each costs ${c.monthly_usd_at_break_even:,.0f}/month)"
         always = c.server_always_cheaper_from_rps
@@ -97,8 +114,9 @@ def compute_verdict(path: str | Path) -> Verdict:
     try:
         session = load_session(folder)
         if not len(session.requests):
-            out.error = (f"no requests yet in {folder / 'requests.csv'}: run a trial (r or a), then press v "
-                         "(or r here) again")
+            out.error = (
+                f"no requests yet in {folder / 'requests.csv'}: run a trial (r or a), then press v (or r here) again"
+            )
             return out
         book = PriceBook.for_session(session)
         out.costs = trial_costs(session, book)

@@ -17,25 +17,31 @@ COMMANDS = ("report", "compare")
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` and ``compare`` subcommands to the main parser's subparsers."""
     report = subparsers.add_parser(
-        "report", help="write a self-contained HTML report of a session",
+        "report",
+        help="write a self-contained HTML report of a session",
         description="Write an HTML report (charts inlined) of a session folder: latency distributions, throughput "
-                    "against concurrency, cold against warm, memory sweep, cost per 1,000 inferences, break-even, "
-                    "the trials and the manifest.")
+        "against concurrency, cold against warm, memory sweep, cost per 1,000 inferences, break-even, "
+        "the trials and the manifest.",
+    )
     report.add_argument("session", metavar="SESSION", help="session folder")
     report.add_argument("-o", "--output", metavar="FILE", help="output file (default: SESSION/report.html)")
     report.set_defaults(func=run, verdict_command="report")
     compare = subparsers.add_parser(
-        "compare", help="compare two sessions with significance tests",
+        "compare",
+        help="compare two sessions with significance tests",
         description="Compare session B against baseline A per trial x target x level: p50, p99, throughput, "
-                    "error rate and cost per 1k, each with a test saying whether the change is real.")
+        "error rate and cost per 1k, each with a test saying whether the change is real.",
+    )
     compare.add_argument("baseline", metavar="A", help="baseline session folder")
     compare.add_argument("current", metavar="B", help="session folder compared against A")
-    compare.add_argument("--alpha", type=float, default=None,
-                         help="significance level (default: B's [thresholds] alpha, else 0.01)")
+    compare.add_argument(
+        "--alpha", type=float, default=None, help="significance level (default: B's [thresholds] alpha, else 0.01)"
+    )
     compare.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     compare.add_argument("-v", "--verbose", action="store_true", help="show baseline values and p-values")
-    compare.add_argument("--gate", action="store_true",
-                         help="also apply B's [thresholds] (or the defaults) and exit 1 on a regression")
+    compare.add_argument(
+        "--gate", action="store_true", help="also apply B's [thresholds] (or the defaults) and exit 1 on a regression"
+    )
     compare.set_defaults(func=run, verdict_command="compare")
 
 
@@ -84,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     except ValidationError as exc:
-        err.print(f"[red]error:[/] bad [prices] or [thresholds] section in the session's profile: {exc}",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]error:[/] bad [prices] or [thresholds] section in the session's profile: {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 2
 
 

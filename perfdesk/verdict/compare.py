@@ -89,8 +89,9 @@ def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
 
-def bootstrap_p99_ratio(a: np.ndarray, b: np.ndarray, *, alpha: float, seed: int, n_boot: int = 2000
-                        ) -> tuple[float, float, float, float] | None:
+def bootstrap_p99_ratio(
+    a: np.ndarray, b: np.ndarray, *, alpha: float, seed: int, n_boot: int = 2000
+) -> tuple[float, float, float, float] | None:
     """(ratio, ci_low, ci_high, p) of p99(b) / p99(a): resample each side with replacement ``n_boot`` times.
 
     The interval is the percentile interval at 1 - alpha; p is twice the smaller share of ratios on either side
@@ -105,7 +106,7 @@ def bootstrap_p99_ratio(a: np.ndarray, b: np.ndarray, *, alpha: float, seed: int
         n = min(chunk, n_boot - start)
         pa = np.quantile(a[rng.integers(0, len(a), size=(n, len(a)))], 0.99, axis=1)
         pb = np.quantile(b[rng.integers(0, len(b), size=(n, len(b)))], 0.99, axis=1)
-        ratios[start:start + n] = pb / np.where(pa > 0, pa, np.nan)
+        ratios[start : start + n] = pb / np.where(pa > 0, pa, np.nan)
     ratios = ratios[np.isfinite(ratios)]
     if not len(ratios):
         return None
@@ -164,8 +165,14 @@ def _as_session(value: str | Path | Session) -> Session:
     return value if isinstance(value, Session) else load_session(value)
 
 
-def compare_sessions(baseline: str | Path | Session, current: str | Path | Session, *, alpha: float = 0.01,
-                     seed: int = 0, n_boot: int = 2000) -> Comparison:
+def compare_sessions(
+    baseline: str | Path | Session,
+    current: str | Path | Session,
+    *,
+    alpha: float = 0.01,
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> Comparison:
     """Compare ``current`` against ``baseline`` group by group (see the module docstring for the tests)."""
     base, cur = _as_session(baseline), _as_session(current)
     book = PriceBook.for_session(cur)
@@ -188,31 +195,45 @@ def compare_sessions(baseline: str | Path | Session, current: str | Path | Sessi
         p = mann_whitney_p(a, b)
         p50a = float(np.median(a)) if len(a) else None
         p50b = float(np.median(b)) if len(b) else None
-        metrics["p50_ms"] = MetricChange("p50_ms", p50a, p50b, _pct(p50a, p50b), p,
-                                         p is not None and p < alpha, "Mann-Whitney U")
+        metrics["p50_ms"] = MetricChange(
+            "p50_ms", p50a, p50b, _pct(p50a, p50b), p, p is not None and p < alpha, "Mann-Whitney U"
+        )
 
         p99a = float(np.quantile(a, 0.99)) if len(a) else None
         p99b = float(np.quantile(b, 0.99)) if len(b) else None
         boot = bootstrap_p99_ratio(a, b, alpha=alpha, seed=seed + index, n_boot=n_boot)
-        change = metrics["p99_ms"] = MetricChange("p99_ms", p99a, p99b, _pct(p99a, p99b), None, False,
-                                                  "bootstrap p99 ratio")
+        change = metrics["p99_ms"] = MetricChange(
+            "p99_ms", p99a, p99b, _pct(p99a, p99b), None, False, "bootstrap p99 ratio"
+        )
         if boot is not None:
             _, change.ci_low, change.ci_high, change.p_value = boot
             change.significant = change.p_value < alpha
 
         tput_p = mann_whitney_p(window_counts(base_rows), window_counts(cur_rows))
         ta, tb = _throughput(base_rows, _trial_row(base, key)), _throughput(cur_rows, _trial_row(cur, key))
-        metrics["throughput_rps"] = MetricChange("throughput_rps", ta, tb, _pct(ta, tb), tput_p,
-                                                 tput_p is not None and tput_p < alpha,
-                                                 "Mann-Whitney U on completions per window")
+        metrics["throughput_rps"] = MetricChange(
+            "throughput_rps",
+            ta,
+            tb,
+            _pct(ta, tb),
+            tput_p,
+            tput_p is not None and tput_p < alpha,
+            "Mann-Whitney U on completions per window",
+        )
 
         (ea, na), (eb, nb) = _error_rate(base_rows), _error_rate(cur_rows)
         ra = ea / na * 100 if na else None
         rb = eb / nb * 100 if nb else None
         fisher = float(stats.fisher_exact([[ea, na - ea], [eb, nb - eb]]).pvalue) if na and nb else None
         metrics["error_rate_pct"] = MetricChange(
-            "error_rate_pct", ra, rb, None if ra is None or rb is None else rb - ra, fisher,
-            fisher is not None and fisher < alpha, "Fisher exact (change in points)")
+            "error_rate_pct",
+            ra,
+            rb,
+            None if ra is None or rb is None else rb - ra,
+            fisher,
+            fisher is not None and fisher < alpha,
+            "Fisher exact (change in points)",
+        )
 
         ca, cb = costs["base"].get(key), costs["cur"].get(key)
         va = ca.cost_per_1k_usd if ca else None
@@ -220,17 +241,35 @@ def compare_sessions(baseline: str | Path | Session, current: str | Path | Sessi
         pricing = target_pricing(cur, key[2], book)
         if pricing.model == FUNCTION and pricing.priced:
             ok_a, ok_b = base_rows[base_rows["status"] == "ok"], cur_rows[cur_rows["status"] == "ok"]
-            cost_p = mann_whitney_p(row_costs(ok_a, pricing, book.bill_init)["cost_usd"].to_numpy(),
-                                    row_costs(ok_b, pricing, book.bill_init)["cost_usd"].to_numpy())
+            cost_p = mann_whitney_p(
+                row_costs(ok_a, pricing, book.bill_init)["cost_usd"].to_numpy(),
+                row_costs(ok_b, pricing, book.bill_init)["cost_usd"].to_numpy(),
+            )
             test = "Mann-Whitney U on per-request cost"
         else:
             cost_p, test = tput_p, "throughput test (server cost = price / throughput)"
-        metrics["cost_per_1k_usd"] = MetricChange("cost_per_1k_usd", va, vb, _pct(va, vb), cost_p,
-                                                  cost_p is not None and cost_p < alpha and va is not None, test)
+        metrics["cost_per_1k_usd"] = MetricChange(
+            "cost_per_1k_usd",
+            va,
+            vb,
+            _pct(va, vb),
+            cost_p,
+            cost_p is not None and cost_p < alpha and va is not None,
+            test,
+        )
 
-        result.groups.append(GroupComparison(
-            workload=key[0], trial=key[1], trial_kind=str(cur_rows["trial_kind"].iloc[0]), target=key[2],
-            level=key[3], n_baseline=len(a), n_current=len(b), metrics=metrics))
+        result.groups.append(
+            GroupComparison(
+                workload=key[0],
+                trial=key[1],
+                trial_kind=str(cur_rows["trial_kind"].iloc[0]),
+                target=key[2],
+                level=key[3],
+                n_baseline=len(a),
+                n_current=len(b),
+                metrics=metrics,
+            )
+        )
     return result
 
 
@@ -276,8 +315,14 @@ class GateResult:
 
 def gate_comparison(comparison: Comparison, thresholds: Thresholds) -> GateResult:
     """Apply thresholds to a comparison (see :func:`gate`)."""
-    result = GateResult(regressions=[], checked=0, alpha=thresholds.alpha, baseline=comparison.baseline,
-                        current=comparison.current, not_compared=list(comparison.only_baseline))
+    result = GateResult(
+        regressions=[],
+        checked=0,
+        alpha=thresholds.alpha,
+        baseline=comparison.baseline,
+        current=comparison.current,
+        not_compared=list(comparison.only_baseline),
+    )
     for group in comparison.groups:
         for name, (metric, sign) in _CHECKS.items():
             limit = getattr(thresholds, name)
@@ -286,16 +331,31 @@ def gate_comparison(comparison: Comparison, thresholds: Thresholds) -> GateResul
                 continue
             result.checked += 1
             if sign * change.change_pct > limit and change.p_value < thresholds.alpha:
-                result.regressions.append(Regression(
-                    workload=group.workload, trial=group.trial, target=group.target, level=group.level,
-                    metric=metric, baseline=float(change.baseline), current=float(change.current),
-                    change_pct=float(change.change_pct), threshold_pct=float(limit), p_value=float(change.p_value),
-                    test=change.test))
+                result.regressions.append(
+                    Regression(
+                        workload=group.workload,
+                        trial=group.trial,
+                        target=group.target,
+                        level=group.level,
+                        metric=metric,
+                        baseline=float(change.baseline),
+                        current=float(change.current),
+                        change_pct=float(change.change_pct),
+                        threshold_pct=float(limit),
+                        p_value=float(change.p_value),
+                        test=change.test,
+                    )
+                )
     return result
 
 
-def gate(current_dir: str | Path | Session, baseline_dir: str | Path | Session,
-         thresholds: Thresholds | dict[str, Any] | None = None, *, seed: int = 0) -> GateResult:
+def gate(
+    current_dir: str | Path | Session,
+    baseline_dir: str | Path | Session,
+    thresholds: Thresholds | dict[str, Any] | None = None,
+    *,
+    seed: int = 0,
+) -> GateResult:
     """Did ``current_dir`` regress against ``baseline_dir``?
 
     ``thresholds``: a :class:`Thresholds`, a dict like the profile's ``[thresholds]`` section, or None to take
@@ -310,9 +370,13 @@ def gate(current_dir: str | Path | Session, baseline_dir: str | Path | Session,
     return gate_comparison(comparison, limits)
 
 
-_UNITS = {"p50_ms": ("p50 latency", "{:.1f} ms"), "p99_ms": ("p99 latency", "{:.1f} ms"),
-          "throughput_rps": ("throughput", "{:.2f} req/s"), "error_rate_pct": ("error rate", "{:.2f}%"),
-          "cost_per_1k_usd": ("cost per 1k inferences", "${:.5f}")}
+_UNITS = {
+    "p50_ms": ("p50 latency", "{:.1f} ms"),
+    "p99_ms": ("p99 latency", "{:.1f} ms"),
+    "throughput_rps": ("throughput", "{:.2f} req/s"),
+    "error_rate_pct": ("error rate", "{:.2f}%"),
+    "cost_per_1k_usd": ("cost per 1k inferences", "${:.5f}"),
+}
 
 
 def format_regressions(result: GateResult) -> list[str]:
@@ -326,5 +390,6 @@ def format_regressions(result: GateResult) -> list[str]:
         lines.append(
             f"REGRESSION {what} of {r.target!r} in trial {workload}{r.trial}{level}: "
             f"{fmt.format(r.baseline)} -> {fmt.format(r.current)} ({r.change_pct:+.1f}{unit}, "
-            f"threshold {r.threshold_pct:g}{unit}, p={r.p_value:.2g} < {result.alpha:g}, {r.test})")
+            f"threshold {r.threshold_pct:g}{unit}, p={r.p_value:.2g} < {result.alpha:g}, {r.test})"
+        )
     return lines

@@ -74,7 +74,7 @@ class PriceBook:
         self.table = _deep_merge(table, override or {})
 
     @classmethod
-    def for_session(cls, session: Session, table: dict[str, Any] | None = None) -> "PriceBook":
+    def for_session(cls, session: Session, table: dict[str, Any] | None = None) -> PriceBook:
         return cls(table if table is not None else load_price_table(), session.profile.get("prices"))
 
     as_of = property(lambda self: str(self.table.get("as_of", "unknown date")))
@@ -94,8 +94,10 @@ class PriceBook:
         """(USD per GB-second, USD per request) of Lambda in ``region`` for ``architecture``."""
         regions = self.table.get("lambda") or {}
         if region not in regions:
-            raise PriceError(f"no Lambda prices for region {region!r} (known: {', '.join(sorted(regions))}); "
-                             f"add [prices.lambda.{region}.x86_64] gb_second/request to the profile")
+            raise PriceError(
+                f"no Lambda prices for region {region!r} (known: {', '.join(sorted(regions))}); "
+                f"add [prices.lambda.{region}.x86_64] gb_second/request to the profile"
+            )
         archs = regions[region]
         arch = normalise_arch(architecture)
         if arch not in archs:
@@ -106,8 +108,10 @@ class PriceBook:
     def ec2_hourly(self, region: str, instance_type: str) -> float:
         prices = (self.table.get("ec2") or {}).get(region) or {}
         if instance_type not in prices:
-            raise PriceError(f"no hourly price for {instance_type!r} in {region} (known: {', '.join(sorted(prices))});"
-                             f" add it under [prices.ec2.{region}] in the profile or to prices.json")
+            raise PriceError(
+                f"no hourly price for {instance_type!r} in {region} (known: {', '.join(sorted(prices))});"
+                f" add it under [prices.ec2.{region}] in the profile or to prices.json"
+            )
         return float(prices[instance_type])
 
 
@@ -171,8 +175,9 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
         except PriceError as exc:
             pricing.note = str(exc)
     else:
-        pricing.note = (f"no price for server {name!r}: set [prices.targets.{name}] hourly_usd or instance_type "
-                        "in the profile")
+        pricing.note = (
+            f"no price for server {name!r}: set [prices.targets.{name}] hourly_usd or instance_type in the profile"
+        )
     return pricing
 
 
@@ -254,9 +259,19 @@ def trial_costs(session: Session, book: PriceBook | None = None) -> list[TrialCo
                 trial_row = trial_row.iloc[-1]
         ok = int((rows["status"] == "ok").sum())
         item = TrialCost(
-            workload=workload, trial=trial, trial_kind=str(rows["trial_kind"].iloc[0]), target=target,
-            target_kind=price.kind, level=level, model=price.model, requests=len(rows), ok=ok,
-            duration_s=_duration_s(rows, trial_row), cost_usd=None, cost_per_1k_usd=None, note=price.note,
+            workload=workload,
+            trial=trial,
+            trial_kind=str(rows["trial_kind"].iloc[0]),
+            target=target,
+            target_kind=price.kind,
+            level=level,
+            model=price.model,
+            requests=len(rows),
+            ok=ok,
+            duration_s=_duration_s(rows, trial_row),
+            cost_usd=None,
+            cost_per_1k_usd=None,
+            note=price.note,
         )
         if price.model == FUNCTION:
             costs = row_costs(rows, price, book.bill_init)
@@ -330,8 +345,9 @@ class TargetCost:
 SUSTAINED_KINDS = ("warm", "concurrency", "rate", "stream")
 
 
-def target_costs(session: Session, book: PriceBook | None = None,
-                 cold_start_fraction: float | None = None) -> dict[str, TargetCost]:
+def target_costs(
+    session: Session, book: PriceBook | None = None, cold_start_fraction: float | None = None
+) -> dict[str, TargetCost]:
     """Unit costs of every target. The cold-start fraction is ``cold_start_fraction``, else the price table's
     (an assumption), else measured: cold rows / all rows of the target's warm, concurrency, rate and stream trials.
     """
@@ -364,9 +380,14 @@ def target_costs(session: Session, book: PriceBook | None = None,
         else:
             sustained = rows[rows["trial_kind"].isin(SUSTAINED_KINDS)]
             item.cold_start_fraction = float(sustained["cold"].mean()) if len(sustained) else 0.0
-            item.cold_fraction_source = (f"measured ({int(sustained['cold'].sum())} cold of {len(sustained)} "
-                                         "requests in warm/concurrency/rate trials)") if len(sustained) else \
-                "no sustained trial: assumed 0"
+            item.cold_fraction_source = (
+                (
+                    f"measured ({int(sustained['cold'].sum())} cold of {len(sustained)} "
+                    "requests in warm/concurrency/rate trials)"
+                )
+                if len(sustained)
+                else "no sustained trial: assumed 0"
+            )
         out[name] = item
     return out
 
@@ -414,20 +435,28 @@ def crossover(server: TargetCost, function: TargetCost, hours_per_month: float) 
     equal at ``b = H / (3600 c)``; with ``k`` instances the server wins on ``[k b, k s]`` (s: saturation), which is
     non-empty for every k exactly when ``b <= s``. The function wins on ``(k s, (k+1) b)``, empty once
     ``k >= b / (s - b)``."""
-    base = Crossover(server=server.pricing.target, function=function.pricing.target, break_even_rps=None,
-                     server_always_cheaper_from_rps=None, monthly_usd_at_break_even=None,
-                     function_cold_start_fraction=function.cold_start_fraction,
-                     cold_fraction_source=function.cold_fraction_source)
+    base = Crossover(
+        server=server.pricing.target,
+        function=function.pricing.target,
+        break_even_rps=None,
+        server_always_cheaper_from_rps=None,
+        monthly_usd_at_break_even=None,
+        function_cold_start_fraction=function.cold_start_fraction,
+        cold_fraction_source=function.cold_fraction_source,
+    )
     per_request, hourly, sat = function.cost_per_request_usd, server.pricing.hourly_usd, server.saturation_rps
     if per_request is None or hourly is None or not sat:
-        missing = [w for w, v in (("function cost", per_request), ("server price", hourly), ("saturation", sat))
-                   if not v]
+        missing = [
+            w for w, v in (("function cost", per_request), ("server price", hourly), ("saturation", sat)) if not v
+        ]
         base.note = "cannot compute: no " + ", ".join(missing)
         return base
     b = hourly / (3600.0 * per_request)
     if b > sat:
-        base.note = (f"the function is cheaper at every rate: one saturated instance costs "
-                     f"${hourly / (sat * 3.6):.4f} per 1k against ${per_request * 1000:.4f}")
+        base.note = (
+            f"the function is cheaper at every rate: one saturated instance costs "
+            f"${hourly / (sat * 3.6):.4f} per 1k against ${per_request * 1000:.4f}"
+        )
         return base
     base.break_even_rps = b
     base.monthly_usd_at_break_even = hourly * hours_per_month
@@ -443,8 +472,12 @@ def crossover(server: TargetCost, function: TargetCost, hours_per_month: float) 
     return base
 
 
-def break_even(session: Session, book: PriceBook | None = None, rates_rps: list[float] | None = None,
-               cold_start_fraction: float | None = None) -> BreakEven:
+def break_even(
+    session: Session,
+    book: PriceBook | None = None,
+    rates_rps: list[float] | None = None,
+    cold_start_fraction: float | None = None,
+) -> BreakEven:
     """Monthly cost against sustained rate for every target, and each server x function crossover."""
     book = book or PriceBook.for_session(session)
     targets = target_costs(session, book, cold_start_fraction)
@@ -453,20 +486,37 @@ def break_even(session: Session, book: PriceBook | None = None, rates_rps: list[
     functions = [t for t in targets.values() if t.pricing.model == FUNCTION]
     crossovers = [crossover(s, f, hours) for s in servers for f in functions]
     if rates_rps is None:
-        marks = [c.break_even_rps for c in crossovers if c.break_even_rps] + \
-                [c.server_always_cheaper_from_rps for c in crossovers if c.server_always_cheaper_from_rps] + \
-                [t.saturation_rps for t in servers if t.saturation_rps]
+        marks = (
+            [c.break_even_rps for c in crossovers if c.break_even_rps]
+            + [c.server_always_cheaper_from_rps for c in crossovers if c.server_always_cheaper_from_rps]
+            + [t.saturation_rps for t in servers if t.saturation_rps]
+        )
         top = max([100.0] + [3.0 * m for m in marks])
         rates_rps = [float(r) for r in np.unique(np.concatenate([np.geomspace(0.01, top, 240), marks]))]
-    curves = [CostCurve(target=name, model=t.pricing.model, monthly_usd=[t.monthly_usd(r, hours) for r in rates_rps])
-              for name, t in targets.items()]
+    curves = [
+        CostCurve(target=name, model=t.pricing.model, monthly_usd=[t.monthly_usd(r, hours) for r in rates_rps])
+        for name, t in targets.items()
+    ]
     notes = [f"{name}: {t.note}" for name, t in targets.items() if t.note]
-    return BreakEven(rates_rps=list(rates_rps), curves=curves, crossovers=crossovers, hours_per_month=hours,
-                     prices_as_of=book.as_of, targets=targets, notes=notes)
+    return BreakEven(
+        rates_rps=list(rates_rps),
+        curves=curves,
+        crossovers=crossovers,
+        hours_per_month=hours,
+        prices_as_of=book.as_of,
+        targets=targets,
+        notes=notes,
+    )
 
 
-def lambda_cost_per_million(memory_mb: float, billed_ms: float, *, region: str = "us-east-1",
-                            architecture: str = "x86_64", book: PriceBook | None = None) -> float:
+def lambda_cost_per_million(
+    memory_mb: float,
+    billed_ms: float,
+    *,
+    region: str = "us-east-1",
+    architecture: str = "x86_64",
+    book: PriceBook | None = None,
+) -> float:
     """USD per million invocations of a function of ``memory_mb`` billed ``billed_ms`` each (the price table's
     GB-second price and request fee; the TUI's cost-against-memory chart uses it)."""
     book = book or PriceBook(load_price_table())

@@ -128,8 +128,17 @@ def load_session(path: str | Path) -> Session:
             frame[col] = frame[col].fillna("").astype(str)
     requests["cold"] = _as_bool(requests["cold"])
     requests["status"] = requests["status"].fillna("").astype(str)
-    for col in ("latency_ms", "billed_ms", "init_ms", "duration_ms", "memory_size_mb", "receive", "actual_send",
-                "intended_send", "service_ms"):
+    for col in (
+        "latency_ms",
+        "billed_ms",
+        "init_ms",
+        "duration_ms",
+        "memory_size_mb",
+        "receive",
+        "actual_send",
+        "intended_send",
+        "service_ms",
+    ):
         requests[col] = pd.to_numeric(requests[col], errors="coerce")
     for col in ("throughput_rps", "duration_s", "count", "ok", "errors"):
         trials[col] = pd.to_numeric(trials[col], errors="coerce")

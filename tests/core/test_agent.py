@@ -22,9 +22,26 @@ def agent(tmp_path_factory):
     token_file = tmp_path_factory.mktemp("agent") / "token"
     token_file.write_text(TOKEN)
     proc = subprocess.Popen(
-        [PYTHON, "-m", "perfdesk.shipped.agent", "--port", str(port), "--token-file", str(token_file),
-         "--model", "mobilenet_v2", "--threads", "1", "--max-body-mb", "1", "--wsgi-threads", "2"],
-        env=agent_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            PYTHON,
+            "-m",
+            "perfdesk.shipped.agent",
+            "--port",
+            str(port),
+            "--token-file",
+            str(token_file),
+            "--model",
+            "mobilenet_v2",
+            "--threads",
+            "1",
+            "--max-body-mb",
+            "1",
+            "--wsgi-threads",
+            "2",
+        ],
+        env=agent_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     http = urllib3.HTTPConnectionPool("127.0.0.1", port, retries=False, timeout=30)
     deadline = time.time() + 120
@@ -136,7 +153,12 @@ def test_unknown_path_is_json_404(agent):
 
 
 def test_agent_refuses_to_start_without_token(tmp_path):
-    out = subprocess.run([PYTHON, "-m", "perfdesk.shipped.agent", "--port", str(free_port())],
-                         env={**agent_env(), "PERFDESK_AGENT_TOKEN": ""}, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [PYTHON, "-m", "perfdesk.shipped.agent", "--port", str(free_port())],
+        env={**agent_env(), "PERFDESK_AGENT_TOKEN": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0
     assert "token" in out.stderr

@@ -77,9 +77,21 @@ def _modules_after(imports: list[str]) -> set[str]:
     return set(out.stdout.split())
 
 
-CORE = ["perfdesk.controllers." + m for m in
-        ("target", "results", "events", "workload", "profile", "stats", "loadgen", "trials", "session",
-         "experiment")]
+CORE = [
+    "perfdesk.controllers." + m
+    for m in (
+        "target",
+        "results",
+        "events",
+        "workload",
+        "profile",
+        "stats",
+        "loadgen",
+        "trials",
+        "session",
+        "experiment",
+    )
+]
 
 
 def test_core_does_not_load_the_front_ends_or_the_verdict():
@@ -91,8 +103,9 @@ def test_core_does_not_load_the_front_ends_or_the_verdict():
 
 
 def test_shipped_code_does_not_load_the_client_side():
-    mods = _modules_after(["perfdesk.shipped.agent", "perfdesk.shipped.handler", "perfdesk.shipped.wire",
-                           "perfdesk.shipped.inference"])
+    mods = _modules_after(
+        ["perfdesk.shipped.agent", "perfdesk.shipped.handler", "perfdesk.shipped.wire", "perfdesk.shipped.inference"]
+    )
     client = {m for m in mods if m.startswith("perfdesk.") and not m.startswith("perfdesk.shipped")}
     assert not client
     assert not {m for m in mods if m.split(".")[0] in ("pydantic", "pandas", "textual", "rich")}

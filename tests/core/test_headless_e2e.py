@@ -67,8 +67,13 @@ def _session(tmp_path: Path) -> Path:
 
 def test_headless_run_writes_every_csv(tiny_profile, tmp_path):
     profile = tiny_profile(TRIALS)
-    proc = subprocess.Popen([PYTHON, "-m", "perfdesk", "--headless", str(profile)], env=agent_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
+        env=agent_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-5000:]
     assert "Summary" in out
@@ -149,8 +154,13 @@ def _wait_rows(path: Path, n: int, timeout: float = 120) -> None:
 
 def test_sigint_keeps_rows_and_leaves_nothing_running(tiny_profile, tmp_path):
     profile = tiny_profile('[[trials]]\nkind = "concurrency"\nlevels = [2]\nduration_s = 120\n')
-    proc = subprocess.Popen([PYTHON, "-m", "perfdesk", "--headless", str(profile)], env=agent_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
+        env=agent_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         sessions = tmp_path / "sessions"
         deadline = time.time() + 60
@@ -177,10 +187,16 @@ def test_sigint_keeps_rows_and_leaves_nothing_running(tiny_profile, tmp_path):
 
 
 def test_killed_agent_marks_the_trial_failed_and_keeps_rows(tiny_profile, tmp_path):
-    profile = tiny_profile('[[trials]]\nkind = "concurrency"\nlevels = [2]\nduration_s = 6\n',
-                           extra_target="request_timeout_s = 5")
-    proc = subprocess.Popen([PYTHON, "-m", "perfdesk", "--headless", str(profile)], env=agent_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    profile = tiny_profile(
+        '[[trials]]\nkind = "concurrency"\nlevels = [2]\nduration_s = 6\n', extra_target="request_timeout_s = 5"
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
+        env=agent_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         sessions = tmp_path / "sessions"
@@ -203,4 +219,3 @@ def test_killed_agent_marks_the_trial_failed_and_keeps_rows(tiny_profile, tmp_pa
     trials = pd.read_csv(session / "trials.csv")
     assert trials.iloc[0]["status"] == "failed"
     assert "failed" in out
-

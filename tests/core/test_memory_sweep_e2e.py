@@ -16,7 +16,7 @@ def test_memory_sweep_then_warm_at_the_configured_size(tmp_path):
     profile.write_text(f"""
 [session]
 name = "fn"
-output = "{tmp_path / 'sessions'}"
+output = "{tmp_path / "sessions"}"
 
 [[targets]]
 name = "fn"
@@ -42,8 +42,13 @@ kind = "warm"
 warmup = 1
 count = 3
 """)
-    proc = subprocess.run([PYTHON, "-m", "perfdesk", "--headless", str(profile)], env=agent_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     session = next((tmp_path / "sessions").iterdir())
     req = pd.read_csv(session / "requests.csv")

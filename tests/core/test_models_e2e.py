@@ -32,7 +32,7 @@ def test_detection_on_onnx_and_keras_on_tensorflow(tmp_path):
     profile.write_text(f"""
 [session]
 name = "models"
-output = "{tmp_path / 'sessions'}"
+output = "{tmp_path / "sessions"}"
 
 [[targets]]
 name = "server"
@@ -69,8 +69,13 @@ frames = 8
 mode = "async"
 max_in_flight = 2
 """)
-    proc = subprocess.run([PYTHON, "-m", "perfdesk", "--headless", str(profile)], env=agent_env(),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     session = next((tmp_path / "sessions").iterdir())
     req = pd.read_csv(session / "requests.csv")

@@ -39,8 +39,12 @@ def ssd_weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engines(ssd_weights, cache_dir):
-    return {rt: load_engine(EngineConfig(model=MODEL, runtime=rt, weights=str(ssd_weights), cache_dir=str(cache_dir),
-                                         threads=2)) for rt in ("torch", "onnx")}
+    return {
+        rt: load_engine(
+            EngineConfig(model=MODEL, runtime=rt, weights=str(ssd_weights), cache_dir=str(cache_dir), threads=2)
+        )
+        for rt in ("torch", "onnx")
+    }
 
 
 def check_boxes(prediction, size, threshold):
@@ -80,7 +84,8 @@ def test_torch_and_onnx_detections_agree(engines, chelsea_jpeg):
     # near-equal scores may swap places between runtimes: match each torch box to an onnx box
     for x in a:
         assert any(
-            x["index"] == y["index"] and x["box"] == pytest.approx(y["box"], abs=0.05)
+            x["index"] == y["index"]
+            and x["box"] == pytest.approx(y["box"], abs=0.05)
             and x["score"] == pytest.approx(y["score"], abs=1e-4)
             for y in b
         ), x

@@ -24,9 +24,6 @@ def test_tensorflow_engine_then_torch_in_one_process():
 
     if importlib.util.find_spec("tensorflow") is None:
         pytest.skip("TensorFlow is not installed")
-    code = (
-        "from perfdesk.shipped.inference.runtime_tf import import_tf; import_tf();"
-        "import torchvision; print('ok')"
-    )
+    code = "from perfdesk.shipped.inference.runtime_tf import import_tf; import_tf();import torchvision; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]

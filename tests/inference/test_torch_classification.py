@@ -62,8 +62,18 @@ def test_random_weights_are_reproducible(mobilenet_torch, chelsea_jpeg):
 
 @pytest.mark.slow
 def test_resnet50_on_a_photo(chelsea_jpeg):
-    engine = load_engine(EngineConfig.from_dict({"model": "resnet50", "runtime": "torch", "device": "cpu",
-                                                "threads": None, "weights": "random", "weights_sha256": None}))
+    engine = load_engine(
+        EngineConfig.from_dict(
+            {
+                "model": "resnet50",
+                "runtime": "torch",
+                "device": "cpu",
+                "threads": None,
+                "weights": "random",
+                "weights_sha256": None,
+            }
+        )
+    )
     assert engine.info["model"] == "resnet50" and engine.info["threads"] == default_threads("torch")
     check_classification(engine.predict([chelsea_jpeg]), 1, 5)
 

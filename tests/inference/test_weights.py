@@ -16,8 +16,9 @@ from perfdesk.shipped.inference import EngineConfig, InferenceError, load_engine
 
 def test_file_weights_with_sha(spread_weights, tmp_path, chelsea_jpeg):
     path, sha = spread_weights
-    engine = load_engine(EngineConfig(model="mobilenet_v2", weights=str(path), weights_sha256=sha.upper(),
-                                      cache_dir=str(tmp_path)))
+    engine = load_engine(
+        EngineConfig(model="mobilenet_v2", weights=str(path), weights_sha256=sha.upper(), cache_dir=str(tmp_path))
+    )
     assert engine.info["weights_sha256"] == sha and engine.info["random_weights"] is False
     assert engine.predict([chelsea_jpeg])["random_weights"] is False
 
@@ -101,8 +102,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def moto_s3():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -123,14 +127,19 @@ def test_s3_weights(spread_weights, moto_s3, tmp_path, monkeypatch):
     import boto3
 
     path, sha = spread_weights
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                 "PERFDESK_S3_ENDPOINT_URL": moto_s3}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PERFDESK_S3_ENDPOINT_URL": moto_s3,
+    }.items():
         monkeypatch.setenv(k, v)
     s3 = boto3.client("s3", endpoint_url=moto_s3)
     s3.create_bucket(Bucket="models")
     s3.upload_file(str(path), "models", "mobilenet/w.pth")
-    cfg = EngineConfig(model="mobilenet_v2", weights="s3://models/mobilenet/w.pth", weights_sha256=sha,
-                       cache_dir=str(tmp_path))
+    cfg = EngineConfig(
+        model="mobilenet_v2", weights="s3://models/mobilenet/w.pth", weights_sha256=sha, cache_dir=str(tmp_path)
+    )
     assert load_engine(cfg).info["weights_sha256"] == sha
     with pytest.raises(InferenceError, match="could not download weights from s3://models/nope.pth"):
         load_engine(EngineConfig(model="mobilenet_v2", weights="s3://models/nope.pth", cache_dir=str(tmp_path)))

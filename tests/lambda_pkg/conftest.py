@@ -18,9 +18,14 @@ def lambda_client(endpoint: str):
     import boto3
     from botocore.config import Config
 
-    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test",
-                        config=Config(retries={"total_max_attempts": 1}, read_timeout=60, max_pool_connections=32))
+    return boto3.client(
+        "lambda",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=60, max_pool_connections=32),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,11 +49,25 @@ def client(emulator):
     return lambda_client(emulator.url)
 
 
-def create_tiny(client, name: str, zip_bytes: bytes, handler: str = "tiny.echo", memory: int = 256,
-                timeout: int = 10, env: dict | None = None) -> dict:
-    return client.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler=handler,
-                                  Code={"ZipFile": zip_bytes}, MemorySize=memory, Timeout=timeout,
-                                  Environment={"Variables": env or {}})
+def create_tiny(
+    client,
+    name: str,
+    zip_bytes: bytes,
+    handler: str = "tiny.echo",
+    memory: int = 256,
+    timeout: int = 10,
+    env: dict | None = None,
+) -> dict:
+    return client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler=handler,
+        Code={"ZipFile": zip_bytes},
+        MemorySize=memory,
+        Timeout=timeout,
+        Environment={"Variables": env or {}},
+    )
 
 
 def free_port() -> int:
@@ -76,8 +95,9 @@ def moto_server():
     port = free_port()
     exe = Path(sys.executable).parent / "moto_server"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    proc = subprocess.Popen(cmd + ["-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd + ["-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}"

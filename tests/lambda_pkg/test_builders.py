@@ -50,20 +50,43 @@ def test_dependency_layer_from_wheels(tmp_path, arch):
     wheels = tmp_path / "index"
     wheels.mkdir()
     _wheel(wheels)
-    z = builders.build_dependency_layer(tmp_path / "deps.zip", ["tinydep"], "3.12", arch, find_links=str(wheels),
-                                        no_index=True, work_dir=tmp_path / "work")
+    z = builders.build_dependency_layer(
+        tmp_path / "deps.zip",
+        ["tinydep"],
+        "3.12",
+        arch,
+        find_links=str(wheels),
+        no_index=True,
+        work_dir=tmp_path / "work",
+    )
     assert "python/tinydep/__init__.py" in zipfile.ZipFile(z).namelist()
     with pytest.raises(builders.PackageTooLarge, match="python/tinydep"):
-        builders.build_dependency_layer(tmp_path / "big.zip", ["tinydep"], "3.12", arch, find_links=str(wheels),
-                                        no_index=True, work_dir=tmp_path / "work2", limit=10)
+        builders.build_dependency_layer(
+            tmp_path / "big.zip",
+            ["tinydep"],
+            "3.12",
+            arch,
+            find_links=str(wheels),
+            no_index=True,
+            work_dir=tmp_path / "work2",
+            limit=10,
+        )
     with pytest.raises(RuntimeError, match="pip could not get"):
-        builders.build_dependency_layer(tmp_path / "none.zip", ["no-such-dep-xyz"], "3.12", arch,
-                                        find_links=str(wheels), no_index=True, work_dir=tmp_path / "work3")
+        builders.build_dependency_layer(
+            tmp_path / "none.zip",
+            ["no-such-dep-xyz"],
+            "3.12",
+            arch,
+            find_links=str(wheels),
+            no_index=True,
+            work_dir=tmp_path / "work3",
+        )
 
 
 def test_container_context(tmp_path):
-    ctx = builders.write_container_context(tmp_path / "image", model="resnet50", runtime="torch",
-                                           architecture="arm64", python_version="3.12")
+    ctx = builders.write_container_context(
+        tmp_path / "image", model="resnet50", runtime="torch", architecture="arm64", python_version="3.12"
+    )
     docker = (ctx / "Dockerfile").read_text()
     assert "FROM --platform=linux/arm64 public.ecr.aws/lambda/python:3.12" in docker
     assert 'CMD ["perfdesk.shipped.handler.lambda_handler"]' in docker
@@ -72,8 +95,10 @@ def test_container_context(tmp_path):
 
 
 def test_handler_imports_nothing_of_the_controller_side():
-    code = ("import sys, perfdesk.shipped.handler as h; "
-            "bad = [m for m in sys.modules if m.startswith('perfdesk.controllers') or m in "
-            "('torch', 'boto3', 'onnxruntime', 'tensorflow', 'textual', 'rich')]; print(bad); assert not bad")
+    code = (
+        "import sys, perfdesk.shipped.handler as h; "
+        "bad = [m for m in sys.modules if m.startswith('perfdesk.controllers') or m in "
+        "('torch', 'boto3', 'onnxruntime', 'tensorflow', 'textual', 'rich')]; print(bad); assert not bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -26,9 +26,17 @@ def test_cold_then_warm_then_forced_cold(client, tiny_zip, tmp_path):
     zpath = tmp_path / "code.zip"
     zpath.write_bytes(tiny_zip)
     mgr = FunctionManager(client, "sess-1")
-    cfg = mgr.deploy_function("coldwarm", zip_path=zpath, role_arn=ROLE, handler="tiny.echo", runtime="python3.11",
-                              memory_mb=256, timeout_s=10, architecture="x86_64",
-                              variables={"PERFDESK_COLD_NONCE": "a", "TINY_INIT_SLEEP": "0.2"})
+    cfg = mgr.deploy_function(
+        "coldwarm",
+        zip_path=zpath,
+        role_arn=ROLE,
+        handler="tiny.echo",
+        runtime="python3.11",
+        memory_mb=256,
+        timeout_s=10,
+        architecture="x86_64",
+        variables={"PERFDESK_COLD_NONCE": "a", "TINY_INIT_SLEEP": "0.2"},
+    )
     assert cfg["State"] == "Active" and cfg["MemorySize"] == 256
     _, first, text, rep1 = invoke(client, "coldwarm", {"n": 1})
     _, second, _, rep2 = invoke(client, "coldwarm", {"n": 2})
@@ -139,12 +147,22 @@ def test_cpu_share_follows_memory(client, tiny_zip, emulator):
 def test_layers_tags_and_listing(client, tiny_zip):
     from perfdesk.lambda_pkg.builders import in_memory_zip
 
-    layer = client.publish_layer_version(LayerName="helpers", Content={"ZipFile": in_memory_zip(
-        {"python/helper_mod.py": b"VALUE = 42\n"})}, CompatibleRuntimes=["python3.11"])
+    layer = client.publish_layer_version(
+        LayerName="helpers",
+        Content={"ZipFile": in_memory_zip({"python/helper_mod.py": b"VALUE = 42\n"})},
+        CompatibleRuntimes=["python3.11"],
+    )
     assert layer["Version"] == 1 and layer["LayerVersionArn"].endswith(":layer:helpers:1")
     code = in_memory_zip({"uses_layer.py": b"import helper_mod\n\ndef handler(e, c):\n    return helper_mod.VALUE\n"})
-    fn = client.create_function(FunctionName="layered", Runtime="python3.11", Role=ROLE, Handler="uses_layer.handler",
-                                Code={"ZipFile": code}, Layers=[layer["LayerVersionArn"]], Tags={"a": "1"})
+    fn = client.create_function(
+        FunctionName="layered",
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="uses_layer.handler",
+        Code={"ZipFile": code},
+        Layers=[layer["LayerVersionArn"]],
+        Tags={"a": "1"},
+    )
     assert json.loads(client.invoke(FunctionName="layered")["Payload"].read()) == 42
     client.tag_resource(Resource=fn["FunctionArn"], Tags={"b": "2"})
     client.untag_resource(Resource=fn["FunctionArn"], TagKeys=["a"])
@@ -160,8 +178,12 @@ def test_layers_tags_and_listing(client, tiny_zip):
 def test_init_error_is_reported(client):
     from perfdesk.lambda_pkg.builders import in_memory_zip
 
-    create_tiny(client, "broken", in_memory_zip({"broken.py": b"raise RuntimeError('weights missing')\n"}),
-                handler="broken.handler")
+    create_tiny(
+        client,
+        "broken",
+        in_memory_zip({"broken.py": b"raise RuntimeError('weights missing')\n"}),
+        handler="broken.handler",
+    )
     resp, body, _, _ = invoke(client, "broken")
     assert resp["FunctionError"] == "Unhandled" and "weights missing" in body["errorMessage"]
     client.delete_function(FunctionName="broken")
@@ -176,16 +198,25 @@ def test_no_orphans_after_shutdown(tmp_path, tiny_zip):
     from .conftest import free_port, lambda_client, wait_port
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "perfdesk.lambda_pkg.cli", "--port", str(port), "--quiet",
-                             "--no-cpu-limits"], cwd=Path(__file__).resolve().parents[2],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perfdesk.lambda_pkg.cli", "--port", str(port), "--quiet", "--no-cpu-limits"],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port, proc)
         c = lambda_client(f"http://127.0.0.1:{port}")
         create_tiny(c, "orphan", tiny_zip)
         with ThreadPoolExecutor(2) as pool:
-            bodies = list(pool.map(lambda _: json.loads(c.invoke(FunctionName="orphan", Payload=json.dumps(
-                {"sleep_s": 0.5}))["Payload"].read()), range(2)))
+            bodies = list(
+                pool.map(
+                    lambda _: json.loads(
+                        c.invoke(FunctionName="orphan", Payload=json.dumps({"sleep_s": 0.5}))["Payload"].read()
+                    ),
+                    range(2),
+                )
+            )
         pids = {b["pid"] for b in bodies}
         assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
         proc.send_signal(signal.SIGTERM)

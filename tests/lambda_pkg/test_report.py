@@ -4,14 +4,22 @@ import base64
 
 from perfdesk.lambda_pkg.report import format_report, parse_log_result, parse_report
 
-COLD = ("REPORT RequestId: 3604209a-e9a3-11e6-939a-754dd98c7be3\tDuration: 12.34 ms\tBilled Duration: 13 ms\t"
-        "Memory Size: 128 MB\tMax Memory Used: 18 MB\tInit Duration: 130.50 ms\t")
-WARM = ("REPORT RequestId: 9f8d1c9e-1111-4a2b-8c3d-aaaaaaaaaaaa  Duration: 401.72 ms  Billed Duration: 402 ms  "
-        "Memory Size: 3008 MB  Max Memory Used: 512 MB")
-TIMEOUT = ("REPORT RequestId: b5a3ee31-2222-4b4b-9c9c-bbbbbbbbbbbb\tDuration: 3000.00 ms\tBilled Duration: 3000 ms\t"
-           "Memory Size: 128 MB\tMax Memory Used: 41 MB\tStatus: timeout")
-OOM = ("REPORT RequestId: c1c1c1c1-3333-4c4c-8d8d-cccccccccccc\tDuration: 812.00 ms\tBilled Duration: 812 ms\t"
-       "Memory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error\tError Type: Runtime.OutOfMemory")
+COLD = (
+    "REPORT RequestId: 3604209a-e9a3-11e6-939a-754dd98c7be3\tDuration: 12.34 ms\tBilled Duration: 13 ms\t"
+    "Memory Size: 128 MB\tMax Memory Used: 18 MB\tInit Duration: 130.50 ms\t"
+)
+WARM = (
+    "REPORT RequestId: 9f8d1c9e-1111-4a2b-8c3d-aaaaaaaaaaaa  Duration: 401.72 ms  Billed Duration: 402 ms  "
+    "Memory Size: 3008 MB  Max Memory Used: 512 MB"
+)
+TIMEOUT = (
+    "REPORT RequestId: b5a3ee31-2222-4b4b-9c9c-bbbbbbbbbbbb\tDuration: 3000.00 ms\tBilled Duration: 3000 ms\t"
+    "Memory Size: 128 MB\tMax Memory Used: 41 MB\tStatus: timeout"
+)
+OOM = (
+    "REPORT RequestId: c1c1c1c1-3333-4c4c-8d8d-cccccccccccc\tDuration: 812.00 ms\tBilled Duration: 812 ms\t"
+    "Memory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error\tError Type: Runtime.OutOfMemory"
+)
 
 
 def test_cold_line():
@@ -44,4 +52,9 @@ def test_format_roundtrip_through_base64():
     text, rep = parse_log_result(base64.b64encode(("END RequestId: abc-123\n" + line + "\n").encode()).decode())
     assert "END RequestId" in text
     assert (rep.duration_ms, rep.billed_ms, rep.memory_size_mb, rep.max_memory_used_mb, rep.init_ms) == (
-        41.23, 42, 1536, 300, 2871.03)
+        41.23,
+        42,
+        1536,
+        300,
+        2871.03,
+    )

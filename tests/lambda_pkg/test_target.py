@@ -19,11 +19,13 @@ def deployed(tmp_path_factory):
     events = []
     ctx = TargetContext(session_id="t-sess", emit=events.append, work_dir=str(tmp_path_factory.mktemp("work")))
     cls = target_class("local-lambda")
-    spec = cls.spec_model(name="fn", kind="local-lambda", memory_mb=3538, timeout_s=60, reserved_concurrency=1,
-                          idle_s=120)
+    spec = cls.spec_model(
+        name="fn", kind="local-lambda", memory_mb=3538, timeout_s=60, reserved_concurrency=1, idle_s=120
+    )
     target = cls(spec, ctx)
-    workload = WorkloadSpec(name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic",
-                            synthetic_size=(160, 120), image_count=2)
+    workload = WorkloadSpec(
+        name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic", synthetic_size=(160, 120), image_count=2
+    )
     target.deploy(workload)
     yield target, build_payloads(workload), events
     target.teardown()

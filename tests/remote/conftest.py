@@ -47,7 +47,9 @@ def ensure_sshd() -> None:
     res = subprocess.run(["apt-get", "install", "-y", "-q", "openssh-server"], env=env, capture_output=True, text=True)
     if res.returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-        res = subprocess.run(["apt-get", "install", "-y", "-q", "openssh-server"], env=env, capture_output=True, text=True)
+        res = subprocess.run(
+            ["apt-get", "install", "-y", "-q", "openssh-server"], env=env, capture_output=True, text=True
+        )
     if res.returncode != 0 or not os.path.exists(SSHD):
         pytest.skip(f"could not install openssh-server: {res.stderr[-500:]}")
 
@@ -71,8 +73,16 @@ class Sshd:
     def transport(self, **kw):
         from perfdesk.remote.ssh import SshTransport
 
-        opts = dict(port=self.port, user=self.user, identity_file=self.identity_file, known_hosts=self.known_hosts,
-                    allow_agent=False, ssh_config=None, connect_timeout_s=10, command_timeout_s=60)
+        opts = dict(
+            port=self.port,
+            user=self.user,
+            identity_file=self.identity_file,
+            known_hosts=self.known_hosts,
+            allow_agent=False,
+            ssh_config=None,
+            connect_timeout_s=10,
+            command_timeout_s=60,
+        )
         opts.update(kw)
         return SshTransport(self.host, **opts)
 
@@ -118,8 +128,9 @@ def moto_endpoint(tmp_path_factory) -> str:
     exe = Path(sys.executable).with_name("moto_server")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=open(log, "ab"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=open(log, "ab"), stderr=subprocess.STDOUT
+    )
     try:
         wait_port(port, proc, timeout=60)
         yield f"http://127.0.0.1:{port}"
@@ -134,6 +145,10 @@ def moto_endpoint(tmp_path_factory) -> str:
 @pytest.fixture(autouse=True)
 def _fake_aws_credentials(monkeypatch):
     # boto3 needs credentials to sign; these reach only the moto server on loopback
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)

@@ -12,7 +12,7 @@ from perfdesk.remote.ec2 import Ec2Lifecycle, LaunchSpec, hourly_price
 from perfdesk.remote.teardown import teardown_session
 
 REGION = "us-east-1"
-PUBKEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGt2lHhKXgkDQ4b0aEpEXWjyKk6XsKpdO3Z3n2n6b4z4 test@perfdesk")
+PUBKEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGt2lHhKXgkDQ4b0aEpEXWjyKk6XsKpdO3Z3n2n6b4z4 test@perfdesk"
 
 
 @pytest.fixture
@@ -31,8 +31,12 @@ def lifecycle(aws, session: str) -> Ec2Lifecycle:
 
 def left(ec2, session: str) -> dict[str, list]:
     f = [{"Name": "tag:perfdesk:session", "Values": [session]}]
-    live = [i["InstanceId"] for r in ec2.describe_instances(Filters=f)["Reservations"] for i in r["Instances"]
-            if i["State"]["Name"] != "terminated"]
+    live = [
+        i["InstanceId"]
+        for r in ec2.describe_instances(Filters=f)["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
     return {
         "instances": live,
         "addresses": ec2.describe_addresses(Filters=f)["Addresses"],
@@ -46,8 +50,16 @@ def test_launch_from_ssm_parameter_with_elastic_ip_then_teardown_leaves_nothing(
     lines: list[str] = []
     lc = lifecycle(aws, "s1")
     lc.on_line = lines.append
-    inst = lc.launch(LaunchSpec(name="box", instance_type="t2.small", ssm_parameter="/perfdesk-test/ubuntu/ami-id",
-                                public_key=PUBKEY, agent_port=8750, elastic_ip=True))
+    inst = lc.launch(
+        LaunchSpec(
+            name="box",
+            instance_type="t2.small",
+            ssm_parameter="/perfdesk-test/ubuntu/ami-id",
+            public_key=PUBKEY,
+            agent_port=8750,
+            elastic_ip=True,
+        )
+    )
     assert inst.ami == ami and inst.instance_type == "t2.small"
     desc = ec2.describe_instances(InstanceIds=[inst.instance_id])["Reservations"][0]["Instances"][0]
     assert desc["State"]["Name"] == "running" and desc["KeyName"] == inst.key_name
@@ -87,8 +99,9 @@ def test_failed_launch_removes_what_it_made(aws):
     with pytest.raises(TargetError, match="find the AMI.*check ssm_parameter"):
         lifecycle(aws, "bad").launch(LaunchSpec(name="x", ssm_parameter="/no/such/param", public_key=PUBKEY))
     with pytest.raises(TargetError, match="launch t3.medium"):
-        lifecycle(aws, "bad").launch(LaunchSpec(name="x", ami="ami-00000000", public_key=PUBKEY,
-                                                subnet_id="subnet-nope"))
+        lifecycle(aws, "bad").launch(
+            LaunchSpec(name="x", ami="ami-00000000", public_key=PUBKEY, subnet_id="subnet-nope")
+        )
     assert left(ec2, "bad") == {"instances": [], "addresses": [], "groups": [], "keys": []}
 
 
@@ -127,13 +140,27 @@ def test_ec2_target_launches_provisions_serves_and_leaves_nothing(aws, sshd, tmp
     ec2, ssm, ami, endpoint = aws
     pub = tmp_path / "id.pub"
     pub.write_text(PUBKEY + "\n")
-    spec = Ec2Spec(name="cloud", kind="ec2", region=REGION, instance_type="t2.small", ami=ami, public_key=str(pub),
-                   identity_file=sshd.identity_file, user=sshd.user, use_ssh_agent=False, ssh_config="",
-                   venv=sys.executable, remote_dir=str(tmp_path / "host"), endpoint_url=endpoint, elastic_ip=True)
+    spec = Ec2Spec(
+        name="cloud",
+        kind="ec2",
+        region=REGION,
+        instance_type="t2.small",
+        ami=ami,
+        public_key=str(pub),
+        identity_file=sshd.identity_file,
+        user=sshd.user,
+        use_ssh_agent=False,
+        ssh_config="",
+        venv=sys.executable,
+        remote_dir=str(tmp_path / "host"),
+        endpoint_url=endpoint,
+        elastic_ip=True,
+    )
     ctx = TargetContext(session_id="e2e", emit=lambda e: None, work_dir=str(tmp_path))
     target = Ec2Target(spec, ctx, lifecycle=lifecycle(aws, "e2e"), address=lambda inst: (sshd.host, sshd.port))
-    wl = WorkloadSpec(name="m", model="mobilenet_v2", images="synthetic", synthetic_size=(96, 96), image_count=1,
-                      threads=1)
+    wl = WorkloadSpec(
+        name="m", model="mobilenet_v2", images="synthetic", synthetic_size=(96, 96), image_count=1, threads=1
+    )
     try:
         target.deploy(wl)
         assert target.send(build_payloads(wl)[0]).status == OK

@@ -22,7 +22,12 @@ from perfdesk.remote.provision import (
 
 def test_bundle_ships_exactly_the_agent_and_inference_code():
     files = shipped_files(source_root())
-    assert {"perfdesk/__init__.py", "perfdesk/shipped/__init__.py", "perfdesk/shipped/agent.py", "perfdesk/shipped/wire.py"} <= set(files)
+    assert {
+        "perfdesk/__init__.py",
+        "perfdesk/shipped/__init__.py",
+        "perfdesk/shipped/agent.py",
+        "perfdesk/shipped/wire.py",
+    } <= set(files)
     assert any(f.startswith("perfdesk/shipped/inference/") for f in files)
     assert not any("controllers" in f or f.endswith(".pyc") or "ssh" in f for f in files)
     assert code_bundle()[0] == code_bundle()[0]  # reproducible: same bytes, same key
@@ -32,8 +37,9 @@ def test_provision_then_skip_then_clean(sshd, tmp_path):
     weights = tmp_path / "w.bin"
     weights.write_bytes(os.urandom(1000))
     remote_dir = str(tmp_path / "host")
-    opts = ProvisionOptions(remote_dir=remote_dir, venv=sys.executable, packages=["flask", "gunicorn", "psutil"],
-                            keep_cache=True)
+    opts = ProvisionOptions(
+        remote_dir=remote_dir, venv=sys.executable, packages=["flask", "gunicorn", "psutil"], keep_cache=True
+    )
     lines: list[str] = []
     with sshd.transport() as t:
         first = Provisioner(t, opts, on_line=lines.append).provision("torch", str(weights))
@@ -66,7 +72,7 @@ def test_provision_then_skip_then_clean(sshd, tmp_path):
         with pytest.raises(TargetError, match="no interpreter /nonexistent/python on the host"):
             p.provision("torch")
         p = Provisioner(t, ProvisionOptions(remote_dir=remote_dir, venv=sys.executable, packages=["no_such_pkg_x"]))
-        with pytest.raises(TargetError, match="lacks no_such_pkg_x.*set venv = \"venv\""):
+        with pytest.raises(TargetError, match='lacks no_such_pkg_x.*set venv = "venv"'):
             p.provision("torch")
 
         removed = Provisioner(t, opts).clean(keep_cache=True)
@@ -88,8 +94,14 @@ def test_missing_python_is_a_clear_error(sshd, tmp_path):
 def test_real_venv_install(sshd, tmp_path):
     """Creates a real venv over SSH and pip-installs a small package into it (needs PyPI)."""
     remote_dir = str(tmp_path / "host")
-    opts = ProvisionOptions(remote_dir=remote_dir, python=sys.executable, venv="venv", system_site_packages=True,
-                            packages=["iniconfig"], install_timeout_s=300)
+    opts = ProvisionOptions(
+        remote_dir=remote_dir,
+        python=sys.executable,
+        venv="venv",
+        system_site_packages=True,
+        packages=["iniconfig"],
+        install_timeout_s=300,
+    )
     lines: list[str] = []
     with sshd.transport() as t:
         try:

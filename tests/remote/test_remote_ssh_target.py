@@ -15,17 +15,37 @@ from perfdesk.controllers.workload import WorkloadSpec
 
 pytestmark = pytest.mark.slow
 
-WORKLOAD = WorkloadSpec(name="mnv2", model="mobilenet_v2", runtime="torch", weights="random", images="synthetic",
-                        synthetic_size=(160, 120), image_count=2, threads=1)
+WORKLOAD = WorkloadSpec(
+    name="mnv2",
+    model="mobilenet_v2",
+    runtime="torch",
+    weights="random",
+    images="synthetic",
+    synthetic_size=(160, 120),
+    image_count=2,
+    threads=1,
+)
 
 
 def ssh_spec(sshd, remote_dir: Path, **kw):
     from perfdesk.remote.ssh_target import SshSpec
 
-    opts = dict(name="box", kind="ssh", host=sshd.host, port=sshd.port, user=sshd.user,
-                identity_file=sshd.identity_file, known_hosts=sshd.known_hosts, use_ssh_agent=False, ssh_config="",
-                venv=sys.executable, remote_dir=str(remote_dir), keep_cache=False, startup_timeout_s=120,
-                request_timeout_s=30)
+    opts = dict(
+        name="box",
+        kind="ssh",
+        host=sshd.host,
+        port=sshd.port,
+        user=sshd.user,
+        identity_file=sshd.identity_file,
+        known_hosts=sshd.known_hosts,
+        use_ssh_agent=False,
+        ssh_config="",
+        venv=sys.executable,
+        remote_dir=str(remote_dir),
+        keep_cache=False,
+        startup_timeout_s=120,
+        request_timeout_s=30,
+    )
     opts.update(kw)
     return SshSpec(**opts)
 
@@ -56,7 +76,7 @@ def test_profile_with_an_ssh_target_runs_end_to_end_headless(sshd, tmp_path):
     profile.write_text(f"""
 [session]
 name = "ssh-e2e"
-output = "{tmp_path / 'sessions'}"
+output = "{tmp_path / "sessions"}"
 metrics_interval_s = 0.2  # the trials last seconds: sample often enough to catch them
 
 [[targets]]

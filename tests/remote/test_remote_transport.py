@@ -63,10 +63,12 @@ def test_put_and_put_bytes_set_modes(transport, tmp_path):
 def test_start_detached_outlives_the_connection_and_stops(transport, tmp_path):
     log, pid = str(tmp_path / "p.log"), str(tmp_path / "p.pid")
     # a parent with a child: stop() must end the whole process group
-    started = transport.start_detached("sh -c 'sleep 300 & echo ready $GREETING; wait'", log, pid,
-                                       env={"GREETING": "hello"}, cwd=str(tmp_path))
+    started = transport.start_detached(
+        "sh -c 'sleep 300 & echo ready $GREETING; wait'", log, pid, env={"GREETING": "hello"}, cwd=str(tmp_path)
+    )
     assert int(open(pid).read()) == started
     transport.close()  # the process must not depend on the session that started it
+
     def log_text() -> str:
         return open(log).read() if os.path.exists(log) else ""
 

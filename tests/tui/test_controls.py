@@ -45,8 +45,16 @@ def test_log_filter_and_commands(profile, tmp_path):
             await pilot.press("l")
             assert logs.filter == "server"
             titles = {c.title for c in app.get_system_commands(app.screen)}
-            assert {"Deploy server", "Run trial long", "Edit trial warm", "Stop", "Export session",
-                    "Open session", "Try one image", "Use workload mobilenet_v2"} <= titles
+            assert {
+                "Deploy server",
+                "Run trial long",
+                "Edit trial warm",
+                "Stop",
+                "Export session",
+                "Open session",
+                "Try one image",
+                "Use workload mobilenet_v2",
+            } <= titles
             await pilot.press("s")  # nothing running: a notice, no error
             assert app.job is None
 

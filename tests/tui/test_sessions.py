@@ -81,8 +81,9 @@ def test_export_to_an_unwritable_place_says_so(profile, saved_sessions, tmp_path
             await app.push_screen(ExportScreen(saved_sessions[:1], blocker / "sub"))
             screen = app.screen
             await pilot.press("enter")
-            await wait_for(pilot, lambda: "failed" in str(screen.query_one("#export-status").render()), 10,
-                           "the export error")
+            await wait_for(
+                pilot, lambda: "failed" in str(screen.query_one("#export-status").render()), 10, "the export error"
+            )
             assert not screen.written
 
     run(scenario())

@@ -72,8 +72,11 @@ def test_verdict_of_a_recorded_session_priced_in_its_manifest(profile, saved_ses
 
 def test_verdict_of_a_server_and_a_function_states_the_break_even(profile, tmp_path):
     # sigma 0: every warm function request is billed 85 ms at 1 GB; the cold-start share is assumed 0
-    path = write_session(tmp_path / "sessions" / "synth", sigma=0.0, prices={
-        "targets": {"srv": {"instance_type": "c5.xlarge"}}, "cold_start_fraction": 0.0})
+    path = write_session(
+        tmp_path / "sessions" / "synth",
+        sigma=0.0,
+        prices={"targets": {"srv": {"instance_type": "c5.xlarge"}}, "cold_start_fraction": 0.0},
+    )
     table = load_price_table()
     fn_rate = table["lambda"]["us-east-1"]["x86_64"]
     per_request = 0.085 * fn_rate["gb_second"] + fn_rate["request"]
@@ -85,8 +88,9 @@ def test_verdict_of_a_server_and_a_function_states_the_break_even(profile, tmp_p
             screen = await _open_verdict(pilot, app, path)
             text = _text(screen)
             month = rate * 3600 * 730 / 1e6
-            assert (f"The server srv becomes cheaper than fn above {rate:.1f} req/s ({month:.1f} million req/month)"
-                    in text)
+            assert (
+                f"The server srv becomes cheaper than fn above {rate:.1f} req/s ({month:.1f} million req/month)" in text
+            )
             assert "assuming 0.0% of fn's requests start cold (assumed)" in text
             requests = pd.read_csv(path / "requests.csv", dtype={"level": str})
             groups = requests.groupby(["trial", "target", requests["level"].fillna("")]).ngroups
@@ -134,7 +138,7 @@ def test_unpriced_and_empty_sessions_show_why_as_text(profile, tmp_path):
 
 def test_live_verdict_reads_rows_flushed_mid_trial(tmp_path):
     register_target("instant", "tests.tui.instant_target:InstantTarget")
-    toml = (DATA / "instant.toml").read_text() + '\n[prices.targets.instant]\nhourly_usd = 1.0\n'
+    toml = (DATA / "instant.toml").read_text() + "\n[prices.targets.instant]\nhourly_usd = 1.0\n"
     (tmp_path / "instant.toml").write_text(toml)
     app = PerfdeskApp(load_profile(tmp_path / "instant.toml"), output=tmp_path / "sessions")
 

@@ -35,24 +35,62 @@ class SynthTarget:
 
 
 def default_targets() -> list[SynthTarget]:
-    return [SynthTarget("srv", "local-server", median_ms=20.0, cores=2),
-            SynthTarget("fn", "lambda", median_ms=100.0, memory_mb=1024,
-                        describe={"memory_mb": 1024, "architecture": "x86_64", "region": "us-east-1"})]
+    return [
+        SynthTarget("srv", "local-server", median_ms=20.0, cores=2),
+        SynthTarget(
+            "fn",
+            "lambda",
+            median_ms=100.0,
+            memory_mb=1024,
+            describe={"memory_mb": 1024, "architecture": "x86_64", "region": "us-east-1"},
+        ),
+    ]
 
 
-def _row(session: str, target: SynthTarget, trial: str, kind: str, level: Any, seq: int, worker: int,
-         send: float, latency_ms: float, cold: bool = False) -> dict[str, Any]:
+def _row(
+    session: str,
+    target: SynthTarget,
+    trial: str,
+    kind: str,
+    level: Any,
+    seq: int,
+    worker: int,
+    send: float,
+    latency_ms: float,
+    cold: bool = False,
+) -> dict[str, Any]:
     row = {c: "" for c in REQUEST_COLUMNS}
     receive = send + latency_ms / 1000.0
-    row.update(session=session, workload="resnet50", trial=trial, trial_kind=kind, target=target.name,
-               target_kind=target.kind, level=level, seq=seq, worker=worker, intended_send=send, actual_send=send,
-               receive=receive, latency_ms=latency_ms, service_ms=latency_ms, late_ms=0.0, cold=cold,
-               status="ok", http_status=200, payload_bytes=20000, response_bytes=300, batch_size=1, top1="tabby")
+    row.update(
+        session=session,
+        workload="resnet50",
+        trial=trial,
+        trial_kind=kind,
+        target=target.name,
+        target_kind=target.kind,
+        level=level,
+        seq=seq,
+        worker=worker,
+        intended_send=send,
+        actual_send=send,
+        receive=receive,
+        latency_ms=latency_ms,
+        service_ms=latency_ms,
+        late_ms=0.0,
+        cold=cold,
+        status="ok",
+        http_status=200,
+        payload_bytes=20000,
+        response_bytes=300,
+        batch_size=1,
+        top1="tabby",
+    )
     if target.kind in ("lambda", "local-lambda"):
         memory = level if kind == "memory" else target.memory_mb
         duration = max(1.0, latency_ms - target.overhead_ms)
-        row.update(duration_ms=round(duration, 2), billed_ms=math.ceil(duration), memory_size_mb=memory,
-                   max_memory_used_mb=400)
+        row.update(
+            duration_ms=round(duration, 2), billed_ms=math.ceil(duration), memory_size_mb=memory, max_memory_used_mb=400
+        )
         if cold:
             row["init_ms"] = target.init_ms
     else:
@@ -79,20 +117,52 @@ def _summary(rows: list[dict[str, Any]], duration_s: float) -> dict[str, Any]:
     out = {c: "" for c in TRIAL_COLUMNS}
     started = min(r["intended_send"] for r in rows)
     out.update({k: first[k] for k in ("session", "workload", "trial", "trial_kind", "target", "target_kind", "level")})
-    out.update(status="completed", loop="closed", count=len(rows), ok=len(rows), errors=0, throttled=0, timeouts=0,
-               cancelled=0, late_sends=0, cold_starts=sum(bool(r["cold"]) for r in rows), started=started,
-               finished=started + duration_s, duration_s=duration_s, throughput_rps=len(rows) / duration_s,
-               images_per_s=len(rows) / duration_s, p50_ms=np.quantile(lat, 0.5), p90_ms=np.quantile(lat, 0.9),
-               p95_ms=np.quantile(lat, 0.95), p99_ms=np.quantile(lat, 0.99), p999_ms=np.quantile(lat, 0.999),
-               max_ms=lat.max(), mean_ms=lat.mean(), mean_ci_low_ms=lat.mean(), mean_ci_high_ms=lat.mean())
+    out.update(
+        status="completed",
+        loop="closed",
+        count=len(rows),
+        ok=len(rows),
+        errors=0,
+        throttled=0,
+        timeouts=0,
+        cancelled=0,
+        late_sends=0,
+        cold_starts=sum(bool(r["cold"]) for r in rows),
+        started=started,
+        finished=started + duration_s,
+        duration_s=duration_s,
+        throughput_rps=len(rows) / duration_s,
+        images_per_s=len(rows) / duration_s,
+        p50_ms=np.quantile(lat, 0.5),
+        p90_ms=np.quantile(lat, 0.9),
+        p95_ms=np.quantile(lat, 0.95),
+        p99_ms=np.quantile(lat, 0.99),
+        p999_ms=np.quantile(lat, 0.999),
+        max_ms=lat.max(),
+        mean_ms=lat.mean(),
+        mean_ci_low_ms=lat.mean(),
+        mean_ci_high_ms=lat.mean(),
+    )
     return out
 
 
-def write_session(path: Path, *, seed: int = 0, targets: list[SynthTarget] | None = None,
-                  slow: dict[str, float] | None = None, levels=(1, 2, 4), duration_s: float = 4.0,
-                  warm_n: int = 150, cold_n: int = 5, memory_levels=(512, 1024, 2048), memory_n: int = 40,
-                  prices: dict[str, Any] | None = None, thresholds: dict[str, Any] | None = None,
-                  sigma: float = 0.25, cold_sweep: bool = True) -> Path:
+def write_session(
+    path: Path,
+    *,
+    seed: int = 0,
+    targets: list[SynthTarget] | None = None,
+    slow: dict[str, float] | None = None,
+    levels=(1, 2, 4),
+    duration_s: float = 4.0,
+    warm_n: int = 150,
+    cold_n: int = 5,
+    memory_levels=(512, 1024, 2048),
+    memory_n: int = 40,
+    prices: dict[str, Any] | None = None,
+    thresholds: dict[str, Any] | None = None,
+    sigma: float = 0.25,
+    cold_sweep: bool = True,
+) -> Path:
     """Write a session folder (requests.csv, trials.csv, metrics.csv, manifest.json) and return its path.
 
     ``slow``: target name -> factor every latency of that target is multiplied by (a planted regression).
@@ -133,8 +203,9 @@ def write_session(path: Path, *, seed: int = 0, targets: list[SynthTarget] | Non
         # concurrency sweep, closed loop
         for level in levels:
             median = target.median_ms * (max(1.0, level / target.cores) if not fn else 1.0)
-            rows = _closed_loop(rng, sid, target, "sweep", "concurrency", level, level, t, duration_s, median,
-                                sigma, factor)
+            rows = _closed_loop(
+                rng, sid, target, "sweep", "concurrency", level, level, t, duration_s, median, sigma, factor
+            )
             if fn and cold_sweep:  # each extra worker's first request starts a new execution environment
                 for worker in range(1, level):
                     row = next(r for r in rows if r["worker"] == worker)
@@ -156,12 +227,15 @@ def write_session(path: Path, *, seed: int = 0, targets: list[SynthTarget] | Non
                 t = clock + 1.0
     _write_csv(path / "requests.csv", REQUEST_COLUMNS, requests)
     _write_csv(path / "trials.csv", TRIAL_COLUMNS, trials)
-    (path / "metrics.csv").write_text("session,workload,trial,target,time,cpu_percent,cpu_per_core,rss_mb,"
-                                      "mem_percent,load1,load5,load15,threads\n")
+    (path / "metrics.csv").write_text(
+        "session,workload,trial,target,time,cpu_percent,cpu_per_core,rss_mb,mem_percent,load1,load5,load15,threads\n"
+    )
     profile: dict[str, Any] = {
         "session": {"name": "synthetic", "output": str(path.parent)},
-        "targets": [{"name": tg.name, "kind": tg.kind, **({"memory_mb": tg.memory_mb} if tg.kind == "lambda" else {})}
-                    for tg in targets],
+        "targets": [
+            {"name": tg.name, "kind": tg.kind, **({"memory_mb": tg.memory_mb} if tg.kind == "lambda" else {})}
+            for tg in targets
+        ],
         "workloads": [{"name": "resnet50", "model": "resnet50"}],
         "trials": [{"kind": "cold"}, {"kind": "warm"}, {"kind": "concurrency", "levels": list(levels)}],
     }
@@ -170,10 +244,18 @@ def write_session(path: Path, *, seed: int = 0, targets: list[SynthTarget] | Non
     if thresholds is not None:
         profile["thresholds"] = thresholds
     manifest = {
-        "session_id": sid, "profile_path": "synthetic.toml", "profile": profile,
+        "session_id": sid,
+        "profile_path": "synthetic.toml",
+        "profile": profile,
         "targets": {tg.name: {"name": tg.name, "kind": tg.kind, **tg.describe} for tg in targets},
-        "perfdesk_version": "0.1.0", "python": "3.11", "os": "Linux", "cpu_model": "synthetic", "cores": 2,
-        "packages": {"numpy": np.__version__}, "started": T0, "finished": t,
+        "perfdesk_version": "0.1.0",
+        "python": "3.11",
+        "os": "Linux",
+        "cpu_model": "synthetic",
+        "cores": 2,
+        "packages": {"numpy": np.__version__},
+        "started": T0,
+        "finished": t,
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return path

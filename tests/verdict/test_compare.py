@@ -32,8 +32,9 @@ def sessions(tmp_path_factory):
         "baseline": write_session(root / "baseline", seed=1, prices=PRICES),
         "same": write_session(root / "same", seed=2, prices=PRICES),
         "slow_fn": write_session(root / "slow_fn", seed=3, prices=PRICES, slow={"fn": 1.3}),
-        "slow_srv": write_session(root / "slow_srv", seed=4, prices=PRICES, slow={"srv": 1.3},
-                                  thresholds={"p99_increase_pct": 10}),
+        "slow_srv": write_session(
+            root / "slow_srv", seed=4, prices=PRICES, slow={"srv": 1.3}, thresholds={"p99_increase_pct": 10}
+        ),
     }
 
 

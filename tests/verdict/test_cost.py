@@ -32,8 +32,9 @@ X86_GBS, ARM_GBS, REQ = 0.0000166667, 0.0000133334, 0.0000002
 
 def _rows(*rows: dict) -> pd.DataFrame:
     base = {c: None for c in REQUEST_COLUMNS}
-    frame = pd.DataFrame([{**base, "status": "ok", "cold": False, "trial_kind": "warm", "level": "", **r}
-                          for r in rows])
+    frame = pd.DataFrame(
+        [{**base, "status": "ok", "cold": False, "trial_kind": "warm", "level": "", **r} for r in rows]
+    )
     for col in ("billed_ms", "duration_ms", "init_ms", "memory_size_mb"):
         frame[col] = pd.to_numeric(frame[col])
     return frame
@@ -49,7 +50,8 @@ def test_price_table_is_dated_and_has_the_promised_entries():
     for region in ("us-east-1", "eu-west-1"):
         assert set(table["lambda"][region]) == {"x86_64", "arm64"}
         assert {"t2.small", "t3.medium", "c5.xlarge", "c6i.xlarge", "g4dn.xlarge", "inf1.xlarge"} <= set(
-            table["ec2"][region])
+            table["ec2"][region]
+        )
 
 
 def test_function_row_costs_by_hand():
@@ -66,8 +68,14 @@ def test_function_row_costs_by_hand():
     out = row_costs(rows, _fn_pricing(), bill_init=True)
     assert out["gb_seconds"].tolist() == pytest.approx([0.1, 0.125, 0.901, 0.901, 0.0, 0.084])
     assert out["billed_init_ms"].tolist() == [0, 0, 800, 0, 0, 0]
-    expected = [0.1 * X86_GBS + REQ, 0.125 * X86_GBS + REQ, 0.901 * X86_GBS + REQ, 0.901 * X86_GBS + REQ, 0.0,
-                0.084 * X86_GBS + REQ]
+    expected = [
+        0.1 * X86_GBS + REQ,
+        0.125 * X86_GBS + REQ,
+        0.901 * X86_GBS + REQ,
+        0.901 * X86_GBS + REQ,
+        0.0,
+        0.084 * X86_GBS + REQ,
+    ]
     assert out["cost_usd"].tolist() == pytest.approx(expected, rel=1e-9)
     # INIT billing is a price-table flag
     free_init = row_costs(rows, _fn_pricing(), bill_init=False)
@@ -103,8 +111,10 @@ def test_server_trial_cost_over_wall_time(tmp_path):
 
 
 def test_hourly_in_manifest_wins_and_missing_price_is_explained(tmp_path):
-    targets = [SynthTarget("srv", "local-server", 20.0, describe={"hourly_usd": 1.0, "instance_type": "c5.xlarge"}),
-               SynthTarget("box", "ssh", 20.0)]
+    targets = [
+        SynthTarget("srv", "local-server", 20.0, describe={"hourly_usd": 1.0, "instance_type": "c5.xlarge"}),
+        SynthTarget("box", "ssh", 20.0),
+    ]
     session = load_session(write_session(tmp_path / "s", targets=targets))
     costs = {(c.target, c.trial, c.level): c for c in trial_costs(session)}
     assert costs[("srv", "sweep", "1")].cost_usd == pytest.approx(1.0 * 4.0 / 3600)
@@ -114,8 +124,10 @@ def test_hourly_in_manifest_wins_and_missing_price_is_explained(tmp_path):
 
 
 def test_profile_prices_merge_over_the_table_and_are_validated():
-    book = PriceBook(load_price_table(), {"lambda": {"us-east-1": {"arm64": {"gb_second": 0.00001}}},
-                                          "bill_init": False, "hours_per_month": 720})
+    book = PriceBook(
+        load_price_table(),
+        {"lambda": {"us-east-1": {"arm64": {"gb_second": 0.00001}}}, "bill_init": False, "hours_per_month": 720},
+    )
     assert book.lambda_rates("us-east-1", "aarch64") == (0.00001, REQ)  # request fee kept from the table
     assert book.lambda_rates("us-east-1", "x86_64") == (X86_GBS, REQ)
     assert not book.bill_init and book.hours_per_month == 720
@@ -163,8 +175,11 @@ def test_crossover_by_hand():
 
 def test_break_even_on_a_synthetic_session_with_a_known_answer(tmp_path):
     # sigma 0: every warm function request takes 100 ms, billed 85 ms at 1024 MB; cold fraction assumed 0
-    path = write_session(tmp_path / "s", sigma=0.0, prices={"targets": {"srv": {"instance_type": "c5.xlarge"}},
-                                                            "cold_start_fraction": 0.0})
+    path = write_session(
+        tmp_path / "s",
+        sigma=0.0,
+        prices={"targets": {"srv": {"instance_type": "c5.xlarge"}}, "cold_start_fraction": 0.0},
+    )
     result = break_even(load_session(path))
     per_request = 0.085 * X86_GBS + REQ  # $0.0000016167
     assert result.targets["fn"].warm_cost_per_request_usd == pytest.approx(per_request)
@@ -176,8 +191,9 @@ def test_break_even_on_a_synthetic_session_with_a_known_answer(tmp_path):
     assert c.break_even_rps == pytest.approx(29.21, abs=0.01)
     curves = {curve.target: curve for curve in result.curves}
     i = next(i for i, r in enumerate(result.rates_rps) if r > 150)
-    assert curves["srv"].monthly_usd[i] == pytest.approx(math.ceil(result.rates_rps[i] / result.targets[
-        "srv"].saturation_rps) * 0.17 * 730)
+    assert curves["srv"].monthly_usd[i] == pytest.approx(
+        math.ceil(result.rates_rps[i] / result.targets["srv"].saturation_rps) * 0.17 * 730
+    )
     assert curves["fn"].monthly_usd[i] == pytest.approx(result.rates_rps[i] * 730 * 3600 * per_request)
 
 

@@ -35,7 +35,7 @@ def test_report_has_every_chart_inline(session, tmp_path):
         assert f"<section id='{section}'>" in text
     assert 'class="missing"' not in text
     assert "srv becomes cheaper than fn from" in text  # the verdict names the crossover
-    assert "src=\"http" not in text and "<script" not in text  # self-contained
+    assert 'src="http' not in text and "<script" not in text  # self-contained
     assert session.name in text and "t3.medium" in text  # manifest and profile shown
 
 
@@ -80,9 +80,11 @@ def test_cli_reports_a_bad_folder_clearly(tmp_path, capsys):
 
 
 def test_core_verdict_modules_do_not_import_front_end_libraries():
-    code = ("import sys; import perfdesk.verdict.cost, perfdesk.verdict.compare, "
-            "perfdesk.controllers.provenance, perfdesk.verdict.session_data; "
-            "bad = [m for m in ('rich', 'textual', 'matplotlib') if m in sys.modules]; print(bad); "
-            "raise SystemExit(1 if bad else 0)")
+    code = (
+        "import sys; import perfdesk.verdict.cost, perfdesk.verdict.compare, "
+        "perfdesk.controllers.provenance, perfdesk.verdict.session_data; "
+        "bad = [m for m in ('rich', 'textual', 'matplotlib') if m in sys.modules]; print(bad); "
+        "raise SystemExit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

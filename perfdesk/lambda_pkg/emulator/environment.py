@@ -26,10 +26,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
@@ -101,7 +101,8 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         super().setup()
         # headers and body leave in separate writes: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    server: "_RuntimeApiServer"
+
+    server: _RuntimeApiServer
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - keep stderr quiet; debug log instead
         log.debug("runtime api %s: " + format, self.server.env.env_id, *args)
@@ -149,7 +150,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
             self._reply(202, b'{"status":"OK"}')
             return
         if path.startswith(_RUNTIME_PREFIX + "invocation/"):
-            rest = path[len(_RUNTIME_PREFIX + "invocation/"):]
+            rest = path[len(_RUNTIME_PREFIX + "invocation/") :]
             request_id, _, what = rest.partition("/")
             if what == "response":
                 ok = env._complete(request_id, body, None)
@@ -184,7 +185,7 @@ class _RuntimeApiServer(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
 
-    def __init__(self, env: "ExecutionEnvironment"):
+    def __init__(self, env: ExecutionEnvironment):
         self.env = env
         super().__init__(("127.0.0.1", 0), _RuntimeApiHandler)
 
@@ -199,7 +200,7 @@ class ExecutionEnvironment:
         limiter: CpuLimiter,
         spawn: Callable[[Callable[[], subprocess.Popen]], subprocess.Popen],
         python: str = sys.executable,
-        on_dead: Callable[["ExecutionEnvironment"], None] | None = None,
+        on_dead: Callable[[ExecutionEnvironment], None] | None = None,
         poll_s: float = 0.02,
     ):
         self.snapshot = snapshot
@@ -262,15 +263,21 @@ class ExecutionEnvironment:
             "AWS_DEFAULT_REGION": snap.region,
         }
         env.update({k: v for k, v in snap.variables.items() if k not in ("AWS_LAMBDA_RUNTIME_API", "_HANDLER")})
-        env["PYTHONPATH"] = os.pathsep.join(pythonpath + ([env["PYTHONPATH"]] if "PYTHONPATH" in snap.variables else []))
+        env["PYTHONPATH"] = os.pathsep.join(
+            pythonpath + ([env["PYTHONPATH"]] if "PYTHONPATH" in snap.variables else [])
+        )
         env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self._server.server_address[1]}"
         return env
 
     def start(self) -> None:
         """Start the Runtime API and the handler process (returns at once; init runs in the background)."""
         (self.dir / "tmp").mkdir(parents=True, exist_ok=True)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                         name=f"{self.env_id}-runtime-api", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"{self.env_id}-runtime-api",
+            daemon=True,
+        ).start()
         env = self.process_env()
         log_path = self.dir / "output.log"
         cmd = [self.python, "-m", "awslambdaric", self.snapshot.handler]
@@ -278,8 +285,14 @@ class ExecutionEnvironment:
         def popen() -> subprocess.Popen:
             with open(log_path, "wb") as out:
                 return subprocess.Popen(
-                    cmd, cwd=str(self.snapshot.task_dir), env=env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_set_pdeathsig,
+                    cmd,
+                    cwd=str(self.snapshot.task_dir),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_set_pdeathsig,
                 )
 
         self._started = time.monotonic()
@@ -314,8 +327,11 @@ class ExecutionEnvironment:
                 return
             code = proc.poll()
             if code is not None:
-                self._died(f"Runtime exited with error: exit status {code}" if code >= 0
-                           else f"Runtime exited with error: signal: {signal.Signals(-code).name[3:].lower()}")
+                self._died(
+                    f"Runtime exited with error: exit status {code}"
+                    if code >= 0
+                    else f"Runtime exited with error: signal: {signal.Signals(-code).name[3:].lower()}"
+                )
                 return
             rss = self.rss_bytes()
             self.peak_rss = max(self.peak_rss, rss)
@@ -337,8 +353,7 @@ class ExecutionEnvironment:
             inv.finished = time.monotonic()
             inv.status = "error"
             etype = "Runtime.OutOfMemory" if self.oom else "Runtime.ExitError"
-            inv.error = {"errorType": etype,
-                         "errorMessage": f"RequestId: {inv.request_id} Error: {self.death_reason}"}
+            inv.error = {"errorType": etype, "errorMessage": f"RequestId: {inv.request_id} Error: {self.death_reason}"}
             inv.done.set()
         self._cleanup()
         if self.on_dead:
@@ -402,15 +417,20 @@ class ExecutionEnvironment:
         timeout = inv.timeout_s
         if not self._ready.wait(INIT_GRACE_S + timeout):
             self.kill("init timed out")
-            inv.status, inv.error = "timeout", {
-                "errorType": "Sandbox.Timedout",
-                "errorMessage": f"RequestId: {inv.request_id} Error: Task timed out after {timeout:.2f} seconds"}
+            inv.status, inv.error = (
+                "timeout",
+                {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {inv.request_id} Error: Task timed out after {timeout:.2f} seconds",
+                },
+            )
             inv.delivered = inv.finished = time.monotonic()
         elif self.init_error is not None or self.state == "dead":
             inv.status = "error"
             inv.error = self.init_error or {
                 "errorType": "Runtime.OutOfMemory" if self.oom else "Runtime.ExitError",
-                "errorMessage": f"RequestId: {inv.request_id} Error: {self.death_reason or 'Runtime exited'}"}
+                "errorMessage": f"RequestId: {inv.request_id} Error: {self.death_reason or 'Runtime exited'}",
+            }
             inv.delivered = inv.finished = time.monotonic()
             self.kill("init failed")
         else:
@@ -424,9 +444,11 @@ class ExecutionEnvironment:
                     if timed_out:
                         inv.status = "timeout"
                         inv.finished = (inv.delivered or time.monotonic()) + timeout
-                        inv.error = {"errorType": "Sandbox.Timedout",
-                                     "errorMessage": f"RequestId: {inv.request_id} Error: Task timed out after "
-                                                     f"{timeout:.2f} seconds"}
+                        inv.error = {
+                            "errorType": "Sandbox.Timedout",
+                            "errorMessage": f"RequestId: {inv.request_id} Error: Task timed out after "
+                            f"{timeout:.2f} seconds",
+                        }
                         inv.done.set()
                 if timed_out:
                     self.kill(f"Task timed out after {timeout:.2f} seconds")

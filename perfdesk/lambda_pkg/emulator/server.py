@@ -28,10 +28,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from perfdesk.lambda_pkg.emulator.cgroups import CpuLimiter
@@ -97,7 +98,7 @@ class Emulator:
         self.stats = {"cold_starts": 0, "invocations": 0, "throttles": 0, "timeouts": 0, "oom": 0}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         self._httpd = _ControlServer((self.host, self.port), self)
         self.port = self._httpd.server_address[1]
         for target, name in ((self._httpd.serve_forever, "emulator-api"), (self._reap_loop, "emulator-reaper")):
@@ -127,7 +128,7 @@ class Emulator:
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start() if self._httpd is None else self
 
     def __exit__(self, *exc) -> None:
@@ -161,9 +162,17 @@ class Emulator:
 
     def _snapshot(self, fn: FunctionRecord) -> FunctionSnapshot:
         return FunctionSnapshot(
-            name=fn.name, arn=fn.arn, handler=fn.handler, runtime=fn.runtime, memory_mb=fn.memory,
-            timeout_s=fn.timeout, variables=dict(fn.variables), revision=fn.revision, task_dir=fn.task_dir,
-            layer_dirs=tuple(lv.directory for lv in fn.layers), region=fn.region,
+            name=fn.name,
+            arn=fn.arn,
+            handler=fn.handler,
+            runtime=fn.runtime,
+            memory_mb=fn.memory,
+            timeout_s=fn.timeout,
+            variables=dict(fn.variables),
+            revision=fn.revision,
+            task_dir=fn.task_dir,
+            layer_dirs=tuple(lv.directory for lv in fn.layers),
+            region=fn.region,
         )
 
     def _acquire(self, name: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
@@ -174,20 +183,31 @@ class Emulator:
                 raise not_found(f"Function arn:aws:lambda:{self.region}:123456789012:function:{name}")
             if fn.reserved_concurrency is not None and self._inflight.get(name, 0) >= fn.reserved_concurrency:
                 self.stats["throttles"] += 1
-                raise ApiError(429, "TooManyRequestsException", "Rate Exceeded.",
-                               {"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
+                raise ApiError(
+                    429,
+                    "TooManyRequestsException",
+                    "Rate Exceeded.",
+                    {"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
+                )
             if sum(self._inflight.values()) >= self.account_concurrency:
                 self.stats["throttles"] += 1
-                raise ApiError(429, "TooManyRequestsException", "Rate Exceeded.",
-                               {"Reason": "ConcurrentInvocationLimitExceeded"})
+                raise ApiError(
+                    429, "TooManyRequestsException", "Rate Exceeded.", {"Reason": "ConcurrentInvocationLimitExceeded"}
+                )
             self._inflight[name] = self._inflight.get(name, 0) + 1
             idle = [e for e in self._envs.get(name, []) if e.state == "idle" and e.snapshot.revision == fn.revision]
             if idle:
                 env = max(idle, key=lambda e: e.last_used)
                 env.state = "busy"
                 return env, fn, False
-            env = ExecutionEnvironment(self._snapshot(fn), self.work_dir / "envs", self.limiter, self._spawn,
-                                       python=self.python, on_dead=self._forget)
+            env = ExecutionEnvironment(
+                self._snapshot(fn),
+                self.work_dir / "envs",
+                self.limiter,
+                self._spawn,
+                python=self.python,
+                on_dead=self._forget,
+            )
             self._envs.setdefault(name, []).append(env)
             self.stats["cold_starts"] += 1
         try:
@@ -217,8 +237,11 @@ class Emulator:
         """Kill the function's idle environments of older revisions (busy ones go when their invocation ends)."""
         with self._lock:
             fn = self.functions.get(name)
-            doomed = [e for e in self._envs.get(name, [])
-                      if all_envs or fn is None or (e.state == "idle" and e.snapshot.revision != fn.revision)]
+            doomed = [
+                e
+                for e in self._envs.get(name, [])
+                if all_envs or fn is None or (e.state == "idle" and e.snapshot.revision != fn.revision)
+            ]
         for env in doomed:
             env.kill("configuration changed")
 
@@ -226,8 +249,12 @@ class Emulator:
         while not self._stop.wait(0.25):
             now = time.monotonic()
             with self._lock:
-                doomed = [e for lst in self._envs.values() for e in lst
-                          if e.state == "idle" and now - e.last_used > self.idle_s]
+                doomed = [
+                    e
+                    for lst in self._envs.values()
+                    for e in lst
+                    if e.state == "idle" and now - e.last_used > self.idle_s
+                ]
             for env in doomed:
                 env.kill("idle environment reclaimed")
 
@@ -235,13 +262,18 @@ class Emulator:
     def invoke(self, name: str, payload: bytes, tail: bool) -> tuple[int, dict[str, str], bytes]:
         """Run one synchronous invocation; return (HTTP status, headers, body) as Lambda's Invoke answers."""
         if len(payload) > MAX_SYNC_PAYLOAD:
-            raise ApiError(413, "RequestTooLargeException",
-                           f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation")
+            raise ApiError(
+                413,
+                "RequestTooLargeException",
+                f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation",
+            )
         if payload:
             try:
                 json.loads(payload)
             except ValueError:
-                raise ApiError(400, "InvalidRequestContentException", "Could not parse request body into json")
+                raise ApiError(
+                    400, "InvalidRequestContentException", "Could not parse request body into json"
+                ) from None
         env, fn, cold = self._acquire(name)
         request_id = str(uuid.uuid4())
         inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s)
@@ -255,9 +287,11 @@ class Emulator:
         response = inv.response if inv.error is None else json.dumps(inv.error).encode()
         if inv.error is None and response is not None and len(response) > MAX_SYNC_PAYLOAD:
             inv.status = "error"
-            inv.error = {"errorType": "Function.ResponseSizeTooLarge",
-                         "errorMessage": f"Response payload size exceeded maximum allowed payload size "
-                                         f"({MAX_SYNC_PAYLOAD} bytes)."}
+            inv.error = {
+                "errorType": "Function.ResponseSizeTooLarge",
+                "errorMessage": f"Response payload size exceeded maximum allowed payload size "
+                f"({MAX_SYNC_PAYLOAD} bytes).",
+            }
             response = json.dumps(inv.error).encode()
         status, error_type = "", ""
         if inv.status == "timeout":
@@ -267,12 +301,14 @@ class Emulator:
             status, error_type = "error", inv.error["errorType"]
             if error_type == "Runtime.OutOfMemory":
                 self.stats["oom"] += 1
-        report = format_report(request_id, inv.duration_ms, env.snapshot.memory_mb, env.peak_rss_mb(), init_ms,
-                               status, error_type)
+        report = format_report(
+            request_id, inv.duration_ms, env.snapshot.memory_mb, env.peak_rss_mb(), init_ms, status, error_type
+        )
         text = f"START RequestId: {request_id} Version: $LATEST\n{inv.log_text}"
         if inv.status == "timeout":
-            text += f"{time.strftime('%Y-%m-%dT%H:%M:%S')}Z {request_id} Task timed out after " \
-                    f"{inv.timeout_s:.2f} seconds\n"
+            text += (
+                f"{time.strftime('%Y-%m-%dT%H:%M:%S')}Z {request_id} Task timed out after {inv.timeout_s:.2f} seconds\n"
+            )
         text += f"END RequestId: {request_id}\n{report}\n"
         if self.log_sink:
             self.log_sink(name, text)
@@ -308,17 +344,23 @@ class Emulator:
 
     def _check_config(self, body: dict) -> None:
         if "MemorySize" in body and not MEMORY_RANGE[0] <= int(body["MemorySize"]) <= MEMORY_RANGE[1]:
-            raise invalid(f"'MemorySize' value failed to satisfy constraint: Member must have value between "
-                          f"{MEMORY_RANGE[0]} and {MEMORY_RANGE[1]}, inclusive")
+            raise invalid(
+                f"'MemorySize' value failed to satisfy constraint: Member must have value between "
+                f"{MEMORY_RANGE[0]} and {MEMORY_RANGE[1]}, inclusive"
+            )
         if "Timeout" in body and not TIMEOUT_RANGE[0] <= int(body["Timeout"]) <= TIMEOUT_RANGE[1]:
-            raise invalid(f"'Timeout' value failed to satisfy constraint: Member must have value between "
-                          f"{TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]}, inclusive")
+            raise invalid(
+                f"'Timeout' value failed to satisfy constraint: Member must have value between "
+                f"{TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]}, inclusive"
+            )
 
     def _check_unzipped(self, task_dir: Path, layers: list[LayerVersion]) -> None:
         total = dir_size(task_dir) + sum(dir_size(lv.directory) for lv in layers)
         if total > MAX_UNZIPPED:
-            raise invalid(f"Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED}"
-                          f" bytes. The actual size is {total} bytes.")
+            raise invalid(
+                f"Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED}"
+                f" bytes. The actual size is {total} bytes."
+            )
 
     def create_function(self, body: dict) -> dict:
         name = body.get("FunctionName") or ""
@@ -338,11 +380,21 @@ class Emulator:
         sha, size = unpack_zip(base64.b64decode(code["ZipFile"]), task_dir)
         self._check_unzipped(task_dir, layers)
         fn = FunctionRecord(
-            name=name, region=self.region, runtime=body["Runtime"], role=body["Role"], handler=body["Handler"],
-            task_dir=task_dir, code_sha256=sha, code_size=size, description=body.get("Description", ""),
-            timeout=int(body.get("Timeout", 3)), memory=int(body.get("MemorySize", 128)),
-            variables=dict((body.get("Environment") or {}).get("Variables") or {}), layers=layers,
-            architectures=body.get("Architectures") or ["x86_64"], tags=dict(body.get("Tags") or {}),
+            name=name,
+            region=self.region,
+            runtime=body["Runtime"],
+            role=body["Role"],
+            handler=body["Handler"],
+            task_dir=task_dir,
+            code_sha256=sha,
+            code_size=size,
+            description=body.get("Description", ""),
+            timeout=int(body.get("Timeout", 3)),
+            memory=int(body.get("MemorySize", 128)),
+            variables=dict((body.get("Environment") or {}).get("Variables") or {}),
+            layers=layers,
+            architectures=body.get("Architectures") or ["x86_64"],
+            tags=dict(body.get("Tags") or {}),
         )
         with self._lock:
             if name in self.functions:
@@ -355,15 +407,22 @@ class Emulator:
         self._check_config(body)
         with fn.lock:
             if body.get("RevisionId") and body["RevisionId"] != fn.revision_id:
-                raise ApiError(412, "PreconditionFailedException",
-                               "The Revision Id provided does not match the latest Revision Id.")
+                raise ApiError(
+                    412,
+                    "PreconditionFailedException",
+                    "The Revision Id provided does not match the latest Revision Id.",
+                )
             if "Layers" in body:
                 fn.layers = self._layers_for(body["Layers"] or [])
             for key, attr in (("MemorySize", "memory"), ("Timeout", "timeout")):
                 if key in body:
                     setattr(fn, attr, int(body[key]))
-            for key, attr in (("Handler", "handler"), ("Runtime", "runtime"), ("Role", "role"),
-                              ("Description", "description")):
+            for key, attr in (
+                ("Handler", "handler"),
+                ("Runtime", "runtime"),
+                ("Role", "role"),
+                ("Description", "description"),
+            ):
                 if key in body:
                     setattr(fn, attr, body[key])
             if "Environment" in body:
@@ -403,9 +462,17 @@ class Emulator:
             version = self._layer_seq[name] = self._layer_seq.get(name, 0) + 1
         directory = self.work_dir / "layers" / name / str(version)
         sha, size = unpack_zip(base64.b64decode(content["ZipFile"]), directory)
-        lv = LayerVersion(name, version, directory, sha, size, body.get("Description", ""),
-                          body.get("CompatibleRuntimes") or [], body.get("CompatibleArchitectures") or [],
-                          body.get("LicenseInfo"))
+        lv = LayerVersion(
+            name,
+            version,
+            directory,
+            sha,
+            size,
+            body.get("Description", ""),
+            body.get("CompatibleRuntimes") or [],
+            body.get("CompatibleArchitectures") or [],
+            body.get("LicenseInfo"),
+        )
         with self._lock:
             self.layers.setdefault(name, {})[version] = lv
         return lv.to_api(self.region, self.url)
@@ -425,7 +492,8 @@ class Emulator:
 
 # -- HTTP ------------------------------------------------------------------------------------------------------
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
-    (m, re.compile("^" + p + "$"), h) for m, p, h in [
+    (m, re.compile("^" + p + "$"), h)
+    for m, p, h in [
         ("POST", r"/2015-03-31/functions/?", "create_function"),
         ("GET", r"/2015-03-31/functions/?", "list_functions"),
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)", "get_function"),
@@ -477,13 +545,19 @@ class _ControlHandler(BaseHTTPRequestHandler):
         super().setup()
         # headers and body leave in separate writes: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     server: _ControlServer
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002
         log.debug("emulator api: " + format, *args)
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -520,8 +594,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
                     body = {"Type": "Service", "Message": f"emulator internal error: {exc!r}"}
                     self._send(500, json.dumps(body).encode(), {"x-amzn-ErrorType": "ServiceException"})
                 return
-        self._send(404, json.dumps({"Type": "User", "Message": f"no such API: {self.command} {path}"}).encode(),
-                   {"x-amzn-ErrorType": "ResourceNotFoundException"})
+        self._send(
+            404,
+            json.dumps({"Type": "User", "Message": f"no such API: {self.command} {path}"}).encode(),
+            {"x-amzn-ErrorType": "ResourceNotFoundException"},
+        )
 
     do_GET = do_POST = do_PUT = do_DELETE = _dispatch  # noqa: N815
 
@@ -534,7 +611,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
         try:
             return json.loads(raw or b"{}")
         except ValueError:
-            raise invalid("request body is not JSON")
+            raise invalid("request body is not JSON") from None
 
     # functions
     def h_create_function(self, raw, query):
@@ -545,7 +622,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
             fns = sorted(self.emu.functions.values(), key=lambda f: f.name)
         start = int(query.get("Marker", ["0"])[0] or 0)
         size = int(query.get("MaxItems", ["50"])[0] or 50)
-        page = fns[start:start + size]
+        page = fns[start : start + size]
         out: dict[str, Any] = {"Functions": [f.configuration() for f in page]}
         if start + size < len(fns):
             out["NextMarker"] = str(start + size)
@@ -553,9 +630,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
     def h_get_function(self, raw, query, fn):
         rec = self.emu._function(fn)
-        out = {"Configuration": rec.configuration(),
-               "Code": {"RepositoryType": "S3", "Location": f"{self.emu.url}/code/{rec.name}"},
-               "Tags": dict(rec.tags)}
+        out = {
+            "Configuration": rec.configuration(),
+            "Code": {"RepositoryType": "S3", "Location": f"{self.emu.url}/code/{rec.name}"},
+            "Tags": dict(rec.tags),
+        }
         if rec.reserved_concurrency is not None:
             out["Concurrency"] = {"ReservedConcurrentExecutions": rec.reserved_concurrency}
         self._json(200, out)
@@ -596,9 +675,13 @@ class _ControlHandler(BaseHTTPRequestHandler):
     def h_add_permission(self, raw, query, fn):
         body = self._body(raw)
         rec = self.emu._function(fn)
-        statement = {"Sid": body.get("StatementId", "perm"), "Effect": "Allow",
-                     "Principal": body.get("Principal", "*"), "Action": body.get("Action", ""),
-                     "Resource": rec.arn}
+        statement = {
+            "Sid": body.get("StatementId", "perm"),
+            "Effect": "Allow",
+            "Principal": body.get("Principal", "*"),
+            "Action": body.get("Action", ""),
+            "Resource": rec.arn,
+        }
         self._json(201, {"Statement": json.dumps(statement)})
 
     # concurrency
@@ -608,8 +691,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
         if value is None or int(value) < 0:
             raise invalid("ReservedConcurrentExecutions must be a number >= 0")
         if int(value) > self.emu.account_concurrency:
-            raise invalid(f"Specified ReservedConcurrentExecutions for function exceeds the account's "
-                          f"concurrency limit ({self.emu.account_concurrency}).")
+            raise invalid(
+                f"Specified ReservedConcurrentExecutions for function exceeds the account's "
+                f"concurrency limit ({self.emu.account_concurrency})."
+            )
         rec.reserved_concurrency = int(value)
         self._json(200, {"ReservedConcurrentExecutions": rec.reserved_concurrency})
 
@@ -628,9 +713,14 @@ class _ControlHandler(BaseHTTPRequestHandler):
         if rec.url_config is not None:
             raise ApiError(409, "ResourceConflictException", f"Function URL already exists for {rec.name}")
         body = self._body(raw)
-        rec.url_config = {"FunctionUrl": f"{self.emu.url}/lambda-url/{rec.name}/", "FunctionArn": rec.arn,
-                          "AuthType": body.get("AuthType", "NONE"), "InvokeMode": body.get("InvokeMode", "BUFFERED"),
-                          "CreationTime": rec.last_modified, "LastModifiedTime": rec.last_modified}
+        rec.url_config = {
+            "FunctionUrl": f"{self.emu.url}/lambda-url/{rec.name}/",
+            "FunctionArn": rec.arn,
+            "AuthType": body.get("AuthType", "NONE"),
+            "InvokeMode": body.get("InvokeMode", "BUFFERED"),
+            "CreationTime": rec.last_modified,
+            "LastModifiedTime": rec.last_modified,
+        }
         self._json(201, rec.url_config)
 
     def h_get_url(self, raw, query, fn):
@@ -653,10 +743,13 @@ class _ControlHandler(BaseHTTPRequestHandler):
             self._send(404, b'{"Message":"Function URL not found"}')
             return
         event = {
-            "version": "2.0", "rawPath": rest or "/", "rawQueryString": urlsplit(self.path).query,
+            "version": "2.0",
+            "rawPath": rest or "/",
+            "rawQueryString": urlsplit(self.path).query,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "requestContext": {"http": {"method": self.command, "path": rest or "/"}},
-            "body": base64.b64encode(raw).decode(), "isBase64Encoded": True,
+            "body": base64.b64encode(raw).decode(),
+            "isBase64Encoded": True,
         }
         try:
             _, headers, body = self.emu.invoke(rec.name, json.dumps(event).encode(), False)
@@ -673,8 +766,12 @@ class _ControlHandler(BaseHTTPRequestHandler):
         if isinstance(result, dict) and "statusCode" in result:
             out = result.get("body") or ""
             data = base64.b64decode(out) if result.get("isBase64Encoded") else str(out).encode()
-            self._send(int(result["statusCode"]), data, result.get("headers") or {},
-                       (result.get("headers") or {}).get("content-type", "application/json"))
+            self._send(
+                int(result["statusCode"]),
+                data,
+                result.get("headers") or {},
+                (result.get("headers") or {}).get("content-type", "application/json"),
+            )
         else:
             self._send(200, json.dumps(result).encode())
 

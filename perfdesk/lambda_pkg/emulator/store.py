@@ -11,7 +11,7 @@ import threading
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def invalid(message: str) -> ApiError:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
 
 def dir_size(path: Path) -> int:
@@ -52,13 +52,18 @@ def dir_size(path: Path) -> int:
 def unpack_zip(data: bytes, dest: Path) -> tuple[str, int]:
     """Unpack a zip (checked, path-safe) into ``dest``; return (base64 sha256, zip size)."""
     if len(data) > MAX_ZIP_UPLOAD:
-        raise ApiError(413, "RequestEntityTooLargeException",
-                       f"Zipped size must be smaller than {MAX_ZIP_UPLOAD} bytes (got {len(data)}).")
+        raise ApiError(
+            413,
+            "RequestEntityTooLargeException",
+            f"Zipped size must be smaller than {MAX_ZIP_UPLOAD} bytes (got {len(data)}).",
+        )
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         unzipped = sum(i.file_size for i in zf.infolist())
     except zipfile.BadZipFile as exc:
-        raise invalid(f"Could not unzip uploaded file: {exc}. Please check your file, then try to upload again.")
+        raise invalid(
+            f"Could not unzip uploaded file: {exc}. Please check your file, then try to upload again."
+        ) from None
     if unzipped > MAX_UNZIPPED:
         raise invalid(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")
     if dest.exists():
@@ -92,8 +97,11 @@ class LayerVersion:
     def to_api(self, region: str, host: str) -> dict[str, Any]:
         layer_arn = self.layer_arn.format(region=region)
         out = {
-            "Content": {"Location": f"{host}/layer-content/{self.name}/{self.version}",
-                        "CodeSha256": self.code_sha256, "CodeSize": self.code_size},
+            "Content": {
+                "Location": f"{host}/layer-content/{self.name}/{self.version}",
+                "CodeSha256": self.code_sha256,
+                "CodeSize": self.code_size,
+            },
             "LayerArn": layer_arn,
             "LayerVersionArn": f"{layer_arn}:{self.version}",
             "Description": self.description,
@@ -158,8 +166,9 @@ class FunctionRecord:
             "Environment": {"Variables": dict(self.variables)},
             "TracingConfig": {"Mode": "PassThrough"},
             "RevisionId": self.revision_id,
-            "Layers": [{"Arn": lv.to_api(self.region, "")["LayerVersionArn"], "CodeSize": lv.code_size}
-                       for lv in self.layers],
+            "Layers": [
+                {"Arn": lv.to_api(self.region, "")["LayerVersionArn"], "CodeSize": lv.code_size} for lv in self.layers
+            ],
             "State": "Active",
             "LastUpdateStatus": "Successful",
             "PackageType": "Zip",

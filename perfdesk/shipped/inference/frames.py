@@ -41,8 +41,13 @@ def _to_jpeg(img, size: tuple[int, int] | None, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def video_frames(path: Path, fps: float | None = None, max_frames: int | None = None,
-                 size: tuple[int, int] | None = None, quality: int = 90) -> Iterator[Frame]:
+def video_frames(
+    path: Path,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    quality: int = 90,
+) -> Iterator[Frame]:
     """Frames of a video file; ``fps`` resamples (None: every frame at its own time); ``size`` = (width, height)."""
     path = Path(path)
     if not path.is_file():
@@ -97,8 +102,13 @@ def video_frames(path: Path, fps: float | None = None, max_frames: int | None = 
                 count += 1
 
 
-def sequence_frames(folder: Path, fps: float = 10.0, max_frames: int | None = None,
-                    size: tuple[int, int] | None = None, quality: int = 90) -> Iterator[Frame]:
+def sequence_frames(
+    folder: Path,
+    fps: float = 10.0,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    quality: int = 90,
+) -> Iterator[Frame]:
     """The JPEG/PNG/WebP images of a folder in name order, one every ``1 / fps`` seconds; others skipped with a
     warning. JPEG files are passed through as they are unless ``size`` asks for a resize."""
     from PIL import Image, UnidentifiedImageError

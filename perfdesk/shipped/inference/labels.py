@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 _HERE = Path(__file__).parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names, index = class id."""
     return tuple((_HERE / "imagenet_classes.txt").read_text().splitlines())
 
 
-@lru_cache(maxsize=None)
+@cache
 def coco_labels() -> tuple[str, ...]:
     """torchvision's 91 COCO category names, index = category id (0 is ``__background__``, gaps are ``N/A``)."""
     return tuple((_HERE / "coco_classes.txt").read_text().splitlines())

@@ -132,8 +132,25 @@ def _export(model, spec: ModelSpec, dest: Path, opset: int) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings are noise to a perfdesk user
         try:
-            torch.onnx.export(module, args, str(dest), input_names=names[0], output_names=names[1],
-                              opset_version=opset, dynamic_axes=axes, dynamo=False)
+            torch.onnx.export(
+                module,
+                args,
+                str(dest),
+                input_names=names[0],
+                output_names=names[1],
+                opset_version=opset,
+                dynamic_axes=axes,
+                dynamo=False,
+            )
         except TypeError:  # a torch without the TorchScript exporter
-            torch.onnx.export(module, args, str(dest), input_names=names[0], output_names=names[1],
-                              opset_version=opset, dynamic_shapes=shapes, dynamo=True, external_data=False)
+            torch.onnx.export(
+                module,
+                args,
+                str(dest),
+                input_names=names[0],
+                output_names=names[1],
+                opset_version=opset,
+                dynamic_shapes=shapes,
+                dynamo=True,
+                external_data=False,
+            )

@@ -30,10 +30,12 @@ def top_k(probs: np.ndarray, k: int, labels, offset: int = 0) -> list[list[dict]
     for row in probs:
         idx = np.argpartition(-row, k - 1)[:k]
         idx = idx[np.argsort(-row[idx], kind="stable")]
-        out.append([
-            {"label": labels[i] if i < len(labels) else f"class_{i}", "index": int(i), "prob": float(row[i])}
-            for i in idx
-        ])
+        out.append(
+            [
+                {"label": labels[i] if i < len(labels) else f"class_{i}", "index": int(i), "prob": float(row[i])}
+                for i in idx
+            ]
+        )
     return out
 
 

@@ -37,7 +37,7 @@ def pick_providers(ort, device: str) -> tuple[list[str], str]:
 
 class OnnxEngine(Engine):
     @classmethod
-    def load(cls, cfg, spec, weights) -> "OnnxEngine":
+    def load(cls, cfg, spec, weights) -> OnnxEngine:
         ort, import_ms = _import_ort()
         t0 = time.perf_counter()
         path, exported = ensure_onnx(spec, weights, cfg.cache_path)
@@ -80,5 +80,3 @@ class OnnxEngine(Engine):
             boxes, labels, scores = self.session.run(None, {self.input_name: im})
             out.append((boxes, labels, scores))
         return out
-
-

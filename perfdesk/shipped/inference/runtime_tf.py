@@ -82,7 +82,7 @@ def _pick_device(tf, device: str) -> str:
 
 class TensorFlowEngine(Engine):
     @classmethod
-    def load(cls, cfg, spec, weights) -> "TensorFlowEngine":
+    def load(cls, cfg, spec, weights) -> TensorFlowEngine:
         tf, import_ms = import_tf()
         t0 = time.perf_counter()
         threads = _set_threads(tf, cfg.threads or default_threads("tensorflow"))
@@ -139,7 +139,7 @@ class TensorFlowEngine(Engine):
             raise InferenceError(
                 f"the SavedModel at {path} takes {len(inputs)} inputs ({', '.join(inputs)}); one image input is needed"
             )
-        (name, tspec), = inputs.items()
+        ((name, tspec),) = inputs.items()
         shape = tspec.shape
         if shape.rank != 4 or shape[-1] != 3:
             raise InferenceError(

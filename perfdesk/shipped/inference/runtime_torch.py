@@ -25,7 +25,7 @@ def pick_torch_device(device: str) -> str:
 
 class TorchEngine(Engine):
     @classmethod
-    def load(cls, cfg, spec, weights) -> "TorchEngine":
+    def load(cls, cfg, spec, weights) -> TorchEngine:
         import_ms = import_torch()
         import torch
 

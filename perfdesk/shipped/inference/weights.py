@@ -56,7 +56,7 @@ def resolve_weights(source: str, expected_sha256: str | None, cache_dir: Path) -
     elif scheme == "s3":
         path = _cached(source, cache_dir, expected_sha256, _download_s3)
     elif scheme in ("", "file"):
-        path = Path(source[len("file://"):] if scheme == "file" else source).expanduser()
+        path = Path(source[len("file://") :] if scheme == "file" else source).expanduser()
         if not path.exists():
             raise InferenceError(f"weights file {path} does not exist (weights = {source!r})")
     else:

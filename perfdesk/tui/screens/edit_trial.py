@@ -54,8 +54,12 @@ class EditTrialScreen(ModalScreen):
                 value = getattr(self.spec, name)
                 with Horizontal(classes="form-row"):
                     yield Label(name, classes="form-label")
-                    yield Input(value="" if value is None else json.dumps(value), id=f"field-{name}",
-                                tooltip=info.description, classes="form-input")
+                    yield Input(
+                        value="" if value is None else json.dumps(value),
+                        id=f"field-{name}",
+                        tooltip=info.description,
+                        classes="form-input",
+                    )
             yield Static("", id="edit-error")
             with Horizontal(classes="buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")

@@ -45,10 +45,12 @@ class OpenSessionScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="open-box", classes="dialog"):
-            yield Static("Open a session (select one to view, two to compare; space marks, ctrl+o opens)",
-                         classes="dialog-title")
-            yield SelectionList(*[(f"{p.name}  [dim]{session_status(p)}[/]", str(p)) for p in self.sessions],
-                                id="session-list")
+            yield Static(
+                "Open a session (select one to view, two to compare; space marks, ctrl+o opens)", classes="dialog-title"
+            )
+            yield SelectionList(
+                *[(f"{p.name}  [dim]{session_status(p)}[/]", str(p)) for p in self.sessions], id="session-list"
+            )
             yield Input(placeholder="or session folder path(s), space-separated", id="session-paths")
             yield Static("", id="open-error")
             with Horizontal(classes="buttons"):
@@ -95,8 +97,11 @@ class ExportScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box", classes="dialog"):
-            yield Static(f"Export {', '.join(p.name for p in self.sessions)}: each session's CSVs under "
-                         "DEST/<session>/, every request in DEST/combined.csv", classes="dialog-title")
+            yield Static(
+                f"Export {', '.join(p.name for p in self.sessions)}: each session's CSVs under "
+                "DEST/<session>/, every request in DEST/combined.csv",
+                classes="dialog-title",
+            )
             yield Input(value=str(self.default_dest), id="export-dest")
             yield Static("", id="export-status")
             with Horizontal(classes="buttons"):
@@ -157,8 +162,10 @@ class SessionColumn(Vertical):
             title.update(f"[b]{self.path.name}[/]  [red]{message.error}[/]")
             return
         requests = sum(len(v) for v in message.data.samples.values())
-        title.update(f"[b]{self.path.name}[/]  [dim]{message.status or 'no manifest'} · {requests} requests · "
-                     f"{len(message.summaries)} trial levels · read-only[/]")
+        title.update(
+            f"[b]{self.path.name}[/]  [dim]{message.status or 'no manifest'} · {requests} requests · "
+            f"{len(message.summaries)} trial levels · read-only[/]"
+        )
         self.query_one(ResultsTable).add_summaries(message.summaries)
         self.query_one(ChartsPane).show(message.data)
 

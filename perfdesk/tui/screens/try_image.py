@@ -24,8 +24,13 @@ def one_image_payload(choice: str, workload: WorkloadSpec, base_dir: Path) -> Pa
     """One request carrying one image: a bundled photo by name, a synthetic image, or an image file's bytes."""
     options = {**workload.request_options(), "annotate": False}
     if choice in BUNDLED_PHOTOS or choice == SYNTHETIC:
-        spec = workload.model_copy(update={"images": "bundled" if choice != SYNTHETIC else SYNTHETIC, "batch": 1,
-                                           "image_count": len(BUNDLED_PHOTOS) if choice != SYNTHETIC else 1})
+        spec = workload.model_copy(
+            update={
+                "images": "bundled" if choice != SYNTHETIC else SYNTHETIC,
+                "batch": 1,
+                "image_count": len(BUNDLED_PHOTOS) if choice != SYNTHETIC else 1,
+            }
+        )
         payloads = build_payloads(spec)
         return next((p for p in payloads if p.names[0] == choice), payloads[0])
     path = Path(choice).expanduser()
@@ -46,11 +51,18 @@ class TryImageScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="try-box", classes="dialog"):
-            yield Static(f"Try one image on {len(self.targets)} ready target(s): "
-                         f"{', '.join(self.targets) or 'none (deploy one first: d)'}", classes="dialog-title")
+            yield Static(
+                f"Try one image on {len(self.targets)} ready target(s): "
+                f"{', '.join(self.targets) or 'none (deploy one first: d)'}",
+                classes="dialog-title",
+            )
             with Horizontal(classes="form-row"):
-                yield Select([(n, n) for n in (*BUNDLED_PHOTOS, SYNTHETIC)], value=BUNDLED_PHOTOS[0],
-                             allow_blank=False, id="image-choice")
+                yield Select(
+                    [(n, n) for n in (*BUNDLED_PHOTOS, SYNTHETIC)],
+                    value=BUNDLED_PHOTOS[0],
+                    allow_blank=False,
+                    id="image-choice",
+                )
                 yield Input(placeholder="or a path to a JPEG/PNG/WebP file", id="image-path")
             yield DataTable(id="answers", cursor_type="row")
             yield Static("", id="try-status")
@@ -96,12 +108,21 @@ class TryImageScreen(ModalScreen[None]):
             if worker.is_cancelled:
                 return
             self.post_message(ImageAnswered(name, target.send(payload)))
-        self.app.call_from_thread(self.query_one("#try-status", Static).update,
-                                  f"{payload.names[0]} ({payload.payload_bytes} bytes) sent to every ready target")
+        self.app.call_from_thread(
+            self.query_one("#try-status", Static).update,
+            f"{payload.names[0]} ({payload.payload_bytes} bytes) sent to every ready target",
+        )
 
     def on_image_answered(self, message: ImageAnswered) -> None:
         r = message.result
         self.query_one(DataTable).add_row(
-            message.target, r.status, r.top1 or "-", fmt(r.service_ms), fmt(r.server_total_ms),
-            fmt(r.server_inference_ms), "yes" if r.cold else "", (r.error or "")[:60], key=message.target,
+            message.target,
+            r.status,
+            r.top1 or "-",
+            fmt(r.service_ms),
+            fmt(r.server_total_ms),
+            fmt(r.server_inference_ms),
+            "yes" if r.cold else "",
+            (r.error or "")[:60],
+            key=message.target,
         )

@@ -98,7 +98,7 @@ class VerdictScreen(Screen):
             plt.vline(math.log10(rate), "red")
         lows = [math.log10(r) for rates, _ in verdict.curves.values() for r in rates]
         ticks = list(range(math.floor(min(lows)), math.ceil(max(lows)) + 1))
-        plt.xticks(ticks, [f"{10 ** t:g}" for t in ticks])
+        plt.xticks(ticks, [f"{10**t:g}" for t in ticks])
 
 
 def _escape(text: str) -> str:

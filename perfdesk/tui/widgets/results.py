@@ -48,9 +48,18 @@ class ResultsTable(DataTable):
             err = sum(int(num(s.get(c)) or 0) for c in ("errors", "timeouts", "throttled"))
             status = str(s.get("status", ""))
             self.add_row(
-                key[0], key[1], key[2], Text(status, style=STATUS_STYLE.get(status, "")),
-                fmt(s.get("ok"), 0), str(err), fmt(s.get("throughput_rps")), fmt(s.get("p50_ms")),
-                fmt(s.get("p90_ms")), fmt(s.get("p99_ms")), fmt(s.get("max_ms")), fmt(s.get("cold_starts"), 0),
+                key[0],
+                key[1],
+                key[2],
+                Text(status, style=STATUS_STYLE.get(status, "")),
+                fmt(s.get("ok"), 0),
+                str(err),
+                fmt(s.get("throughput_rps")),
+                fmt(s.get("p50_ms")),
+                fmt(s.get("p90_ms")),
+                fmt(s.get("p99_ms")),
+                fmt(s.get("max_ms")),
+                fmt(s.get("cold_starts"), 0),
                 key="|".join(key),
             )
 

@@ -8,8 +8,13 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 STATE_STYLE = {
-    "not deployed": "dim", "deploying": "yellow", "ready": "green", "warm": "green", "cold": "cyan",
-    "failed": "bold red", "torn down": "dim",
+    "not deployed": "dim",
+    "deploying": "yellow",
+    "ready": "green",
+    "warm": "green",
+    "cold": "cyan",
+    "failed": "bold red",
+    "torn down": "dim",
 }
 READY_STATES = ("ready", "warm")
 

@@ -92,8 +92,11 @@ def cold_vs_warm(session: Session) -> bytes | None:
     x = np.arange(len(targets))
     fig = Figure(figsize=(7.5, 4))
     ax = fig.subplots()
-    series = [("warm request", warm, "#4f81bd"), ("first request after a fresh start", cold, "#c0504d"),
-              ("startup reported (start + init)", startup, "#f79646")]
+    series = [
+        ("warm request", warm, "#4f81bd"),
+        ("first request after a fresh start", cold, "#c0504d"),
+        ("startup reported (start + init)", startup, "#f79646"),
+    ]
     width = 0.27
     for i, (label, values, color) in enumerate(series):
         heights = [values.get(t, np.nan) for t in targets]
@@ -120,8 +123,11 @@ def memory_sweep(session: Session, costs: list[TrialCost]) -> bytes | None:
         stats = group.groupby("mem")["latency_ms"].quantile([0.5, 0.99]).unstack()
         ax1.plot(stats.index, stats[0.5], marker="o", label=f"{target} p50")
         ax1.plot(stats.index, stats[0.99], marker="x", ls="--", label=f"{target} p99")
-        mine = sorted((float(c.level), c.cost_per_1k_usd) for c in costs
-                      if c.target == target and c.trial_kind == "memory" and c.cost_per_1k_usd is not None)
+        mine = sorted(
+            (float(c.level), c.cost_per_1k_usd)
+            for c in costs
+            if c.target == target and c.trial_kind == "memory" and c.cost_per_1k_usd is not None
+        )
         if mine:
             ax2.plot([m for m, _ in mine], [v for _, v in mine], marker="o", label=target)
     ax1.set(xlabel="memory (MB)", ylabel="latency (ms)", title="Memory sweep: latency")
@@ -149,8 +155,10 @@ def cost_per_1k(costs: list[TrialCost]) -> bytes | None:
     ax.set_yticks(np.arange(len(priced)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("USD per 1,000 successful inferences (log scale); blue: server over the trial's wall time, "
-                  "green: function", fontsize=8)
+    ax.set_xlabel(
+        "USD per 1,000 successful inferences (log scale); blue: server over the trial's wall time, green: function",
+        fontsize=8,
+    )
     ax.set_title("Cost per 1,000 inferences")
     ax.grid(alpha=0.3, axis="x", which="both")
     return _png(fig)
@@ -167,14 +175,23 @@ def break_even_chart(result: BreakEven) -> bytes | None:
     for curve in curves:
         values = np.array([np.nan if v is None else v for v in curve.monthly_usd], dtype=float)
         style = "-" if curve.model == "function" else "-."
-        ax.plot(rates, values, style, drawstyle="steps-post" if curve.model == "server" else "default",
-                label=f"{curve.target} ({curve.model})")
+        ax.plot(
+            rates,
+            values,
+            style,
+            drawstyle="steps-post" if curve.model == "server" else "default",
+            label=f"{curve.target} ({curve.model})",
+        )
     for c in result.crossovers:
         if c.break_even_rps:
             ax.axvline(c.break_even_rps, color="grey", ls=":", lw=1)
-            ax.annotate(f"{c.server} cheaper than {c.function}\nfrom {c.break_even_rps:.3g} req/s",
-                        (c.break_even_rps, c.monthly_usd_at_break_even or 1), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
+            ax.annotate(
+                f"{c.server} cheaper than {c.function}\nfrom {c.break_even_rps:.3g} req/s",
+                (c.break_even_rps, c.monthly_usd_at_break_even or 1),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("sustained request rate (req/s)")

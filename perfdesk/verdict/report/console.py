@@ -7,8 +7,13 @@ from rich.text import Text
 
 from perfdesk.verdict.compare import Comparison, MetricChange
 
-_SHOWN = [("p50_ms", "p50 ms", "{:.4g}"), ("p99_ms", "p99 ms", "{:.4g}"), ("throughput_rps", "req/s", "{:.4g}"),
-          ("error_rate_pct", "err %", "{:.2g}"), ("cost_per_1k_usd", "$/1k", "{:.3g}")]
+_SHOWN = [
+    ("p50_ms", "p50 ms", "{:.4g}"),
+    ("p99_ms", "p99 ms", "{:.4g}"),
+    ("throughput_rps", "req/s", "{:.4g}"),
+    ("error_rate_pct", "err %", "{:.2g}"),
+    ("cost_per_1k_usd", "$/1k", "{:.3g}"),
+]
 #: metrics where a higher value is better (a rise is shown green)
 _HIGHER_IS_BETTER = {"throughput_rps"}
 
@@ -33,10 +38,12 @@ def comparison_table(result: Comparison, verbose: bool = False) -> Table:
     """One row per trial x target x level: the current value and its change from the baseline; '*' marks a
     change significant at the comparison's alpha (red: worse, green: better). ``verbose`` adds baseline values
     and p-values."""
-    table = Table(title=f"{result.baseline} → {result.current}",
-                  caption=f"value in B, change from A; * significant at alpha={result.alpha:g} (p50: Mann-Whitney U;"
-                          " p99: bootstrap ratio; req/s: completions per window; err: Fisher exact; cost: per-request"
-                          " or throughput test)")
+    table = Table(
+        title=f"{result.baseline} → {result.current}",
+        caption=f"value in B, change from A; * significant at alpha={result.alpha:g} (p50: Mann-Whitney U;"
+        " p99: bootstrap ratio; req/s: completions per window; err: Fisher exact; cost: per-request"
+        " or throughput test)",
+    )
     for name in ("trial", "level", "target"):
         table.add_column(name, no_wrap=True)  # the identity of a row is never cut; values wrap instead
     for _, title, _ in _SHOWN:

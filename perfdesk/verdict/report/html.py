@@ -6,8 +6,9 @@ import base64
 import html
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -77,28 +78,42 @@ def verdict_lines(session: Session, costs: list[TrialCost], result: BreakEven) -
         lines.append(f"Warm median latency: {ranked}.")
     cold = rows[rows["cold"]].groupby("target")["latency_ms"].median()
     if len(cold):
-        lines.append("First request after a fresh start (median): "
-                     + ", ".join(f"{t} {v / 1000:.2f} s" for t, v in cold.items()) + ".")
+        lines.append(
+            "First request after a fresh start (median): "
+            + ", ".join(f"{t} {v / 1000:.2f} s" for t, v in cold.items())
+            + "."
+        )
     startup = charts._startup_ms(rows[rows["cold"]])
     if len(startup):
-        lines.append("Startup as the targets report it (start + init, median): "
-                     + ", ".join(f"{t} {v / 1000:.2f} s" for t, v in startup.items()) + ".")
+        lines.append(
+            "Startup as the targets report it (start + init, median): "
+            + ", ".join(f"{t} {v / 1000:.2f} s" for t, v in startup.items())
+            + "."
+        )
     for name, target in result.targets.items():
         if target.cost_per_1k_at_saturation_usd is not None:
-            lines.append(f"{name}: {_money(target.cost_per_1k_at_saturation_usd, 5)} per 1k inferences when one "
-                         f"instance runs saturated at {target.saturation_rps:.3g} req/s "
-                         f"({_money(target.pricing.hourly_usd)}/h).")
+            lines.append(
+                f"{name}: {_money(target.cost_per_1k_at_saturation_usd, 5)} per 1k inferences when one "
+                f"instance runs saturated at {target.saturation_rps:.3g} req/s "
+                f"({_money(target.pricing.hourly_usd)}/h)."
+            )
         elif target.cost_per_request_usd is not None:
-            lines.append(f"{name}: {_money(target.cost_per_request_usd * 1000, 5)} per 1k inferences "
-                         f"({target.pricing.memory_mb or '?'} MB {target.pricing.architecture}, cold-start share "
-                         f"{target.cold_start_fraction:.2%}, {target.cold_fraction_source}).")
+            lines.append(
+                f"{name}: {_money(target.cost_per_request_usd * 1000, 5)} per 1k inferences "
+                f"({target.pricing.memory_mb or '?'} MB {target.pricing.architecture}, cold-start share "
+                f"{target.cold_start_fraction:.2%}, {target.cold_fraction_source})."
+            )
     for c in result.crossovers:
         if c.break_even_rps:
-            text = (f"{c.server} becomes cheaper than {c.function} from {c.break_even_rps:.3g} req/s sustained "
-                    f"({_money(c.monthly_usd_at_break_even, 2)}/month each)")
+            text = (
+                f"{c.server} becomes cheaper than {c.function} from {c.break_even_rps:.3g} req/s sustained "
+                f"({_money(c.monthly_usd_at_break_even, 2)}/month each)"
+            )
             if c.server_always_cheaper_from_rps and c.server_always_cheaper_from_rps > c.break_even_rps * 1.0001:
-                text += (f"; just past each full instance the function wins again, until "
-                         f"{c.server_always_cheaper_from_rps:.3g} req/s")
+                text += (
+                    f"; just past each full instance the function wins again, until "
+                    f"{c.server_always_cheaper_from_rps:.3g} req/s"
+                )
             lines.append(text + ".")
         else:
             lines.append(f"{c.server} against {c.function}: {c.note}.")
@@ -120,48 +135,112 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
         "breakeven": lambda: charts.break_even_chart(result),
     }
     m = session.manifest
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>perfdesk report {_e(session.session_id)}"
-             f"</title><style>{CSS}</style></head><body>",
-             f"<h1>perfdesk report: {_e(session.session_id)}</h1>",
-             f"<p class='note'>Session folder {_e(session.path)}; started {_e(m.get('started', '?'))}, finished "
-             f"{_e(m.get('finished', '?'))}; {len(session.requests)} requests. Prices as of {_e(book.as_of)} "
-             f"({_e(book.table.get('source', ''))})</p>",
-             "<section id='verdict'><h2>Verdict</h2><ul class='verdict'>"
-             + "".join(f"<li>{_e(line)}</li>" for line in verdict_lines(session, costs, result)) + "</ul></section>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>perfdesk report {_e(session.session_id)}"
+        f"</title><style>{CSS}</style></head><body>",
+        f"<h1>perfdesk report: {_e(session.session_id)}</h1>",
+        f"<p class='note'>Session folder {_e(session.path)}; started {_e(m.get('started', '?'))}, finished "
+        f"{_e(m.get('finished', '?'))}; {len(session.requests)} requests. Prices as of {_e(book.as_of)} "
+        f"({_e(book.table.get('source', ''))})</p>",
+        "<section id='verdict'><h2>Verdict</h2><ul class='verdict'>"
+        + "".join(f"<li>{_e(line)}</li>" for line in verdict_lines(session, costs, result))
+        + "</ul></section>",
+    ]
     for key, title, missing in SECTIONS:
         parts.append(f"<section id='{key}'><h2>{_e(title)}</h2>{_img(makers[key](), title, missing)}")
         if key == "cost":
-            parts.append(_table(pd.DataFrame([{
-                "target": c.target, "trial": c.trial, "level": c.level, "model": c.model, "ok": c.ok,
-                "duration_s": c.duration_s, "cost_usd": c.cost_usd, "per_1k_usd": c.cost_per_1k_usd,
-                "gb_seconds": c.gb_seconds, "billed_init_ms": c.billed_init_ms, "note": c.note} for c in costs])))
+            parts.append(
+                _table(
+                    pd.DataFrame(
+                        [
+                            {
+                                "target": c.target,
+                                "trial": c.trial,
+                                "level": c.level,
+                                "model": c.model,
+                                "ok": c.ok,
+                                "duration_s": c.duration_s,
+                                "cost_usd": c.cost_usd,
+                                "per_1k_usd": c.cost_per_1k_usd,
+                                "gb_seconds": c.gb_seconds,
+                                "billed_init_ms": c.billed_init_ms,
+                                "note": c.note,
+                            }
+                            for c in costs
+                        ]
+                    )
+                )
+            )
         if key == "breakeven":
-            parts.append(_table(pd.DataFrame([{
-                "server": c.server, "function": c.function, "break_even_rps": c.break_even_rps,
-                "always_cheaper_from_rps": c.server_always_cheaper_from_rps,
-                "monthly_usd_at_break_even": c.monthly_usd_at_break_even,
-                "function_cold_share": c.function_cold_start_fraction, "cold_share_source": c.cold_fraction_source,
-                "note": c.note} for c in result.crossovers])) if result.crossovers else "")
-            assumptions = [f"{result.hours_per_month:g} hours a month; servers: ceil(rate / saturation "
-                           "throughput) instances at the hourly price, saturation = the highest throughput over the "
-                           "concurrency levels; functions: rate x expected cost per request (warm and cold mixed); "
-                           "no free tier, data transfer or API Gateway."] + result.notes
+            parts.append(
+                _table(
+                    pd.DataFrame(
+                        [
+                            {
+                                "server": c.server,
+                                "function": c.function,
+                                "break_even_rps": c.break_even_rps,
+                                "always_cheaper_from_rps": c.server_always_cheaper_from_rps,
+                                "monthly_usd_at_break_even": c.monthly_usd_at_break_even,
+                                "function_cold_share": c.function_cold_start_fraction,
+                                "cold_share_source": c.cold_fraction_source,
+                                "note": c.note,
+                            }
+                            for c in result.crossovers
+                        ]
+                    )
+                )
+                if result.crossovers
+                else ""
+            )
+            assumptions = [
+                f"{result.hours_per_month:g} hours a month; servers: ceil(rate / saturation "
+                "throughput) instances at the hourly price, saturation = the highest throughput over the "
+                "concurrency levels; functions: rate x expected cost per request (warm and cold mixed); "
+                "no free tier, data transfer or API Gateway."
+            ] + result.notes
             parts.append("<ul class='note'>" + "".join(f"<li>{_e(a)}</li>" for a in assumptions) + "</ul>")
         parts.append("</section>")
     trials = session.trials.copy()
     if len(trials):
         per_1k = {(c.workload, c.trial, c.target, c.level): c.cost_per_1k_usd for c in costs}
-        trials["cost_per_1k_usd"] = [per_1k.get(k) for k in
-                                     zip(trials["workload"], trials["trial"], trials["target"], trials["level"])]
-        keep = [c for c in ("workload", "trial", "trial_kind", "target", "level", "status", "loop", "count", "ok",
-                            "errors", "cold_starts", "duration_s", "throughput_rps", "p50_ms", "p90_ms", "p99_ms",
-                            "max_ms", "mean_ms", "cost_per_1k_usd", "note") if c in trials.columns]
+        trials["cost_per_1k_usd"] = [
+            per_1k.get(k) for k in zip(trials["workload"], trials["trial"], trials["target"], trials["level"])
+        ]
+        keep = [
+            c
+            for c in (
+                "workload",
+                "trial",
+                "trial_kind",
+                "target",
+                "level",
+                "status",
+                "loop",
+                "count",
+                "ok",
+                "errors",
+                "cold_starts",
+                "duration_s",
+                "throughput_rps",
+                "p50_ms",
+                "p90_ms",
+                "p99_ms",
+                "max_ms",
+                "mean_ms",
+                "cost_per_1k_usd",
+                "note",
+            )
+            if c in trials.columns
+        ]
         trials_html = _table(trials[keep])
     else:
         trials_html = "<p class='missing'>no trials.csv in this session</p>"
     parts.append(f"<section id='trials'><h2>Trials</h2>{trials_html}</section>")
-    parts.append(f"<section id='manifest'><h2>Manifest</h2><pre>{_e(json.dumps(m, indent=2, default=str))}"
-                 "</pre></section></body></html>")
+    parts.append(
+        f"<section id='manifest'><h2>Manifest</h2><pre>{_e(json.dumps(m, indent=2, default=str))}"
+        "</pre></section></body></html>"
+    )
     return "\n".join(parts)
 
 

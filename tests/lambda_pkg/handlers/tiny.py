@@ -19,8 +19,14 @@ def echo(event, context):
     _INVOCATIONS += 1
     time.sleep(float(event.get("sleep_s", 0)))
     print(f"tiny handler invocation {_INVOCATIONS}")
-    return {"event": event, "invocations": _INVOCATIONS, "pid": os.getpid(), "loaded_at": LOADED_AT,
-            "memory_limit_mb": int(context.memory_limit_in_mb), "env_nonce": os.environ.get("PERFDESK_COLD_NONCE")}
+    return {
+        "event": event,
+        "invocations": _INVOCATIONS,
+        "pid": os.getpid(),
+        "loaded_at": LOADED_AT,
+        "memory_limit_mb": int(context.memory_limit_in_mb),
+        "env_nonce": os.environ.get("PERFDESK_COLD_NONCE"),
+    }
 
 
 def hog(event, context):
