@@ -92,7 +92,7 @@ def test_target_status_is_text_and_one_notion_of_ready(experiment):
     assert not a.is_ready()
     a.deploy(w1)
     assert a.is_ready() and a.is_ready(w1) and not a.is_ready(w2)
-    a.set_state("cold")  # a function after a forced cold start: still serving
+    a.set_state("cold")  # the value is accepted; a function after a forced cold start is still serving
     assert a.state is TargetStatus.COLD and a.is_ready(w1)
     for state in (TargetStatus.DEPLOYING, TargetStatus.FAILED, TargetStatus.TORN_DOWN):
         a.set_state(state)
@@ -110,7 +110,8 @@ def test_ensure_deployed_deploys_only_what_is_not_ready(experiment):
     assert a.deploys == 1
     assert experiment.ensure_deployed(a, w2)  # serving another workload: torn down, then deployed with w2
     assert a.deploys == 2 and a.workload is w2 and a.state is TargetStatus.READY
-    assert [e.state for e in seen] == ["deploying", "ready", "torn down", "deploying", "ready"]
+    D, R, T = TargetStatus.DEPLOYING, TargetStatus.READY, TargetStatus.TORN_DOWN
+    assert [e.state for e in seen] == [D, R, T, D, R]
 
     broken = experiment.targets["broken"]
     assert not experiment.ensure_deployed(broken, w1)
@@ -154,15 +155,9 @@ def test_run_is_run_trials_per_workload_with_the_failure_and_teardown_rules(expe
     notes = [s["note"] for s in experiment.summaries if s["target"] == "broken"]
     assert all(n.startswith("deploy failed: broken: deploy: told to fail") for n in notes), notes
     # one target at a time: each is torn down before the next one deploys
-    a_and_b = [(t, str(s)) for t, s in deployed if t != "broken"]
-    assert a_and_b[:6] == [
-        ("a", "deploying"),
-        ("a", "ready"),
-        ("a", "torn down"),
-        ("b", "deploying"),
-        ("b", "ready"),
-        ("b", "torn down"),
-    ]
+    D, R, T = TargetStatus.DEPLOYING, TargetStatus.READY, TargetStatus.TORN_DOWN
+    a_and_b = [(t, s) for t, s in deployed if t != "broken"]
+    assert a_and_b[:6] == [("a", D), ("a", R), ("a", T), ("b", D), ("b", R), ("b", T)]
     assert experiment.targets["a"].deploys == 2
     assert outcome.status == "failed" and outcome.exit_code is ExitCode.FAILED == experiment.exit_code
     assert manifest(experiment)["status"] == "failed"

@@ -18,6 +18,7 @@ from rich.console import Console
 from perfdesk.controllers.exit_codes import ExitCode
 from perfdesk.controllers.experiment import Experiment
 from perfdesk.controllers.profile import load_profile
+from perfdesk.controllers.target import TargetStatus
 from perfdesk.headless import run_headless
 from perfdesk.tui.app import PerfdeskApp
 from tests.tui.conftest import SIZE, run, wait_for
@@ -145,4 +146,4 @@ def test_run_all_on_the_desk_is_the_headless_run(tmp_path, monkeypatch, instant_
         assert len(pd.read_csv(session / "requests.csv")) == 4 + 4 + 8 + 8  # warm on a and b, conc 1 and 2 on a
     # run_app returns the experiment's exit code, the one headless returns
     assert code is ExitCode.FAILED and app.experiment.exit_code is ExitCode.FAILED
-    assert all(t.state == "torn down" for t in app.experiment.targets.values())
+    assert all(t.state is TargetStatus.TORN_DOWN for t in app.experiment.targets.values())
