@@ -1,7 +1,8 @@
 """The headless front end: runs a profile with no UI, shows rich progress bars and a summary table.
 
-Exit codes: 0 success, 1 a trial failed (or the regression gate fired), 2 a bad profile, 130 Ctrl-C (after saving
-what was done and stopping every target).
+The run is :meth:`Experiment.run` (the same steps the desk's jobs call); its exit code is the experiment's
+(perfdesk/controllers/exit_codes.py): 0 success, 1 a deploy or trial failed, 130 Ctrl-C or SIGTERM (after saving
+what was done and stopping every target). A bad profile (2) never gets this far.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from perfdesk.controllers.events import (
     TrialStarted,
     Warning_,
 )
+from perfdesk.controllers.exit_codes import ExitCode
 from perfdesk.controllers.experiment import Experiment
 from perfdesk.controllers.profile import Profile
 
@@ -167,8 +169,8 @@ def summary_table(summaries: list[dict]) -> Table:
 
 def run_headless(
     profile: Profile, *, output: str | None = None, verbose: bool = False, console: Console | None = None
-) -> tuple[int, Path]:
-    """Run a profile to the end. Returns (exit code, session folder)."""
+) -> tuple[ExitCode, Path]:
+    """Run a profile to the end (:meth:`Experiment.run`). Returns (the experiment's exit code, session folder)."""
     if console is None:
         console = Console()
         if not console.is_terminal:

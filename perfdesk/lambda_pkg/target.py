@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from perfdesk.controllers.results import ERROR, OK, THROTTLED, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec
+from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
@@ -222,7 +222,7 @@ class _FunctionTarget(Target):
                 self.name, "first invocation", res.error or res.status, "see the function's log in the log pane"
             )
         self.facts["probe_init_ms"] = res.init_ms
-        self.set_state("ready", f"{self.function} at {self.memory_mb} MB")
+        self.set_state(TargetStatus.READY, f"{self.function} at {self.memory_mb} MB")
 
     # -- the interface ---------------------------------------------------------------------------------------
     def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
@@ -305,7 +305,7 @@ class _FunctionTarget(Target):
             lambda: self.manager.set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
             "force a cold start",
         )
-        self.set_state("cold", "configuration changed; the next request starts a new environment")
+        self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
         return ColdStart()
 
     def set_memory(self, memory_mb: int) -> None:
@@ -313,7 +313,7 @@ class _FunctionTarget(Target):
             raise TargetError(self.name, "set memory", f"{memory_mb} MB is outside Lambda's 128..10240 MB")
         self._configure(lambda: self.manager.update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
         self.memory_mb = memory_mb
-        self.set_state("cold", f"{memory_mb} MB")
+        self.set_state(TargetStatus.COLD, f"{memory_mb} MB")
 
     def _configure(self, call, what: str) -> None:
         if self.manager is None:
@@ -366,7 +366,7 @@ class LambdaTarget(_FunctionTarget):
 
         spec: LambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
-        self.set_state("deploying")
+        self.set_state(TargetStatus.DEPLOYING)
         self.manager = FunctionManager(
             self._client("lambda"),
             self.ctx.session_id,
@@ -425,7 +425,7 @@ class LambdaTarget(_FunctionTarget):
     def teardown(self) -> None:
         self._teardown_resources()
         self._invoke_client = None
-        self.set_state("torn down")
+        self.set_state(TargetStatus.TORN_DOWN)
 
 
 class LocalLambdaTarget(_FunctionTarget):
@@ -455,7 +455,7 @@ class LocalLambdaTarget(_FunctionTarget):
 
         spec: LocalLambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
-        self.set_state("deploying")
+        self.set_state(TargetStatus.DEPLOYING)
         if spec.endpoint_url is None and self.emulator is None:
             self.emulator = Emulator(
                 idle_s=spec.idle_s,
@@ -489,4 +489,4 @@ class LocalLambdaTarget(_FunctionTarget):
                 self.emulator = None
                 self.spec = self.spec.model_copy(update={"endpoint_url": None})
             self._invoke_client = None
-            self.set_state("torn down")
+            self.set_state(TargetStatus.TORN_DOWN)
