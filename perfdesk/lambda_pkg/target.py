@@ -4,7 +4,8 @@ Both deploy the handler with :class:`~perfdesk.lambda_pkg.functions.FunctionMana
 with ``LogType=Tail`` and read the REPORT line (Duration, Billed Duration, Memory Size, Max Memory Used, Init
 Duration) into each :class:`RequestResult`. ``force_cold`` changes the environment variable
 ``PERFDESK_COLD_NONCE`` (a configuration change retires every warm environment); ``set_memory`` updates
-MemorySize and waits until the update is Successful.
+MemorySize and waits until the update is Successful. An invocation whose environment ran out of memory is an error
+row whose ``error`` starts with ``Runtime.OutOfMemory`` (the answer's errorType, or the REPORT line's Error Type).
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from perfdesk.controllers.results import ERROR, OK, THROTTLED, TIMEOUT, RequestResult, result_from_response
+from perfdesk.controllers.results import (
+    ERROR,
+    OK,
+    OUT_OF_MEMORY_ERROR,
+    THROTTLED,
+    TIMEOUT,
+    RequestResult,
+    result_from_response,
+)
 from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.report import parse_log_result
@@ -266,6 +275,8 @@ class _FunctionTarget(Target):
             except ValueError:
                 err = {"errorMessage": data[:300].decode(errors="replace")}
             etype, msg = str(err.get("errorType", "")), str(err.get("errorMessage", ""))
+            if rep is not None and rep.error_type == OUT_OF_MEMORY_ERROR:
+                etype = OUT_OF_MEMORY_ERROR  # the platform's own verdict on the invocation, whatever the payload says
             timed_out = etype == "Sandbox.Timedout" or "Task timed out" in msg or (rep and rep.status == "timeout")
             result = RequestResult(
                 actual_send=t0,
