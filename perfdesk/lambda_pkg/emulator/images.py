@@ -1,0 +1,525 @@
+"""Container-image functions in the emulator: the image a function's ImageUri names, pulled from its registry over
+the OCI distribution API, unpacked once per manifest digest, and what an environment needs to run it.
+
+As on Lambda, CreateFunction (and UpdateFunctionCode) with ``PackageType: Image`` first resolves the image: its
+manifest and config must exist in the registry (else ``InvalidParameterValueException: Source image ... does not
+exist``) and be of a media type Lambda runs (an image manifest, not an index of several). The function is then
+``Pending`` (an update ``InProgress``) while the layers are pulled and unpacked in the background, and becomes
+``Active`` (``Successful``), or ``Failed`` with ``InvalidImage`` where AWS would refuse the image (over 10 GiB
+uncompressed, a layer it cannot read).
+
+The image's registry: ECR's registry names (``<account>.dkr.ecr.<region>.amazonaws.com``) are served by the
+registry the emulator is given (``registry``, ``perfdesk emulator --registry``, or ``PERFDESK_ECR_REGISTRY``),
+as the registry behind a local ECR control plane; an image URI on that registry's own address is taken too. Any
+other registry is refused, as Lambda takes images from ECR only.
+
+Unpacking applies the layers in order into one root file system (whiteouts honoured: ``.wh.<name>`` removes a
+lower layer's file, ``.wh..wh..opq`` a lower layer's folder contents; paths resolved inside the root, never through
+a link out of it; set-uid bits and device files dropped), verified against each blob's digest, in a cache shared
+by every emulator on the machine (``PERFDESK_LAMBDA_IMAGES``, default ``~/.cache/perfdesk/lambda-images``), one
+folder per manifest digest, prepared once (a file lock; the folder appears only when complete).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from perfdesk.lambda_pkg.emulator.store import ApiError, invalid
+
+log = logging.getLogger(__name__)
+
+REGISTRY_ENV = "PERFDESK_ECR_REGISTRY"
+MAX_IMAGE_BYTES = 10 * 1024**3
+SIZE_LIMIT_REASON = "SizeLimitExceeded: Uncompressed container image size exceeds 10 GiB limit"
+ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
+    "application/vnd.oci.image.layer.v1.tar": "tar",
+    "application/vnd.docker.image.rootfs.diff.tar": "tar",
+}
+_FORMAT = 1
+#: Mount points the environment needs in any root (created at unpack time: the root is read-only later).
+MOUNT_POINTS = ("proc", "dev", "sys", "tmp", "var/task", "opt")
+
+
+class ImageFailed(Exception):
+    """The image cannot run: the function goes to ``Failed`` with ``reason_code`` and this message."""
+
+    def __init__(self, message: str, reason_code: str = "InvalidImage"):
+        super().__init__(message)
+        self.reason_code = reason_code
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("PERFDESK_LAMBDA_IMAGES"):
+        return Path(os.environ["PERFDESK_LAMBDA_IMAGES"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "perfdesk" / "lambda-images"
+
+
+def not_exist(uri: str) -> ApiError:
+    return invalid(f"Source image {uri} does not exist. Provide a valid source image.")
+
+
+def not_supported(uri: str) -> ApiError:
+    return invalid(f"The image manifest, config or layer media type for the source image {uri} is not supported.")
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``host/repo:tag`` or ``host/repo@sha256:...`` -> (host, repository, reference)."""
+    if "/" not in uri:
+        raise invalid(f"Source image {uri} is not valid. Provide a valid source image.")
+    host, rest = uri.split("/", 1)
+    if "@" in rest:
+        repo, ref = rest.split("@", 1)
+    elif ":" in rest.rsplit("/", 1)[-1]:
+        repo, ref = rest.rsplit(":", 1)
+    else:
+        repo, ref = rest, "latest"
+    if not repo or not ref:
+        raise invalid(f"Source image {uri} is not valid. Provide a valid source image.")
+    return host, repo, ref
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What runs: the image's config, with the function's ``ImageConfig`` overrides applied."""
+
+    entrypoint: tuple[str, ...]
+    command: tuple[str, ...]
+    working_dir: str
+    env: tuple[tuple[str, str], ...]
+    user: str = ""
+
+    @property
+    def argv(self) -> list[str]:
+        return [*self.entrypoint, *self.command]
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+@dataclass
+class ResolvedImage:
+    """An image found in its registry: the manifest (by digest) and the config; not yet unpacked."""
+
+    uri: str
+    registry: str  # base URL of the registry that serves it
+    repository: str
+    digest: str
+    manifest: dict
+    config: dict
+    config_digest: str
+
+    @property
+    def resolved_uri(self) -> str:
+        host, repo, _ = split_uri(self.uri)
+        return f"{host}/{repo}@{self.digest}"
+
+    def run_config(self, overrides: dict | None = None) -> ImageConfig:
+        """ENTRYPOINT, CMD, WorkingDir and Env of the image, with the function's ImageConfig over them."""
+        cfg = self.config.get("config") or {}
+        overrides = overrides or {}
+        env = []
+        for item in cfg.get("Env") or []:
+            key, _, value = item.partition("=")
+            env.append((key, value))
+        entry = overrides.get("EntryPoint") if overrides.get("EntryPoint") else cfg.get("Entrypoint") or []
+        cmd = overrides.get("Command") if overrides.get("Command") else cfg.get("Cmd") or []
+        workdir = overrides.get("WorkingDirectory") or cfg.get("WorkingDir") or "/"
+        return ImageConfig(tuple(entry), tuple(cmd), workdir, tuple(env), cfg.get("User") or "")
+
+
+@dataclass
+class UnpackedImage:
+    """An image ready to run: its root file system, and how big it is uncompressed."""
+
+    digest: str
+    rootfs: Path
+    size: int
+    config: dict = field(default_factory=dict)
+
+
+# -- the registry client --------------------------------------------------------------------------------------------
+class RegistryClient:
+    """The OCI distribution API's read side (manifests and blobs), anonymous or with a bearer token the registry
+    hands out anonymously; plain HTTP for loopback registries."""
+
+    def __init__(self, base_url: str, timeout_s: float = 60.0):
+        self.base = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._token: str | None = None
+
+    def _open(self, path: str, accept: tuple[str, ...] = (), method: str = "GET"):
+        headers = {"User-Agent": "perfdesk-lambda-emulator"}
+        if accept:
+            headers["Accept"] = ", ".join(accept)
+        for attempt in range(2):
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+            req = urllib.request.Request(self.base + path, headers=headers, method=method)
+            try:
+                return urllib.request.urlopen(req, timeout=self.timeout_s)
+            except urllib.error.HTTPError as exc:
+                challenge = exc.headers.get("WWW-Authenticate", "") if exc.code == 401 else ""
+                if attempt == 0 and challenge.lower().startswith("bearer "):
+                    self._token = self._bearer(challenge)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _bearer(self, challenge: str) -> str:
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm", "")
+        query = "&".join(f"{k}={urllib.request.quote(v)}" for k, v in params.items())
+        with urllib.request.urlopen(f"{realm}?{query}", timeout=self.timeout_s) as resp:
+            data = json.loads(resp.read())
+        return data.get("token") or data.get("access_token") or ""
+
+    def manifest(self, repository: str, reference: str) -> tuple[str, str, bytes]:
+        """(media type, digest, raw bytes) of a manifest; HTTPError 404 when the repository or reference is not
+        there."""
+        with self._open(f"/v2/{repository}/manifests/{reference}", MANIFEST_TYPES + INDEX_TYPES) as resp:
+            raw = resp.read()
+            media = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+            digest = resp.headers.get("Docker-Content-Digest") or ""
+        media = media or json.loads(raw).get("mediaType", "")
+        computed = "sha256:" + hashlib.sha256(raw).hexdigest()
+        if reference.startswith("sha256:") and computed != reference:
+            raise ImageFailed(f"the registry's manifest for {reference} has digest {computed}")
+        return media, digest or computed, raw
+
+    def blob(self, repository: str, digest: str):
+        """A file-like reader of a blob (the caller closes it)."""
+        return self._open(f"/v2/{repository}/blobs/{digest}")
+
+    def blob_bytes(self, repository: str, digest: str, limit: int = 16 * 2**20) -> bytes:
+        with self.blob(repository, digest) as resp:
+            data = resp.read(limit + 1)
+        if len(data) > limit:
+            raise ImageFailed(f"blob {digest} is larger than {limit} bytes")
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise ImageFailed(f"blob {digest} does not match its digest")
+        return data
+
+
+# -- unpacking -----------------------------------------------------------------------------------------------------
+class _Counting:
+    """A reader that counts (and limits) the bytes read through it: a layer's uncompressed size."""
+
+    def __init__(self, raw, limit: int, seen: int):
+        self.raw, self.limit, self.count = raw, limit, seen
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise ImageFailed(SIZE_LIMIT_REASON)
+        return data
+
+
+def _inside(root: Path, name: str, follow_last: bool = False) -> Path:
+    """The real path of ``name`` inside ``root``, resolving links as a chroot would (absolute targets from
+    ``root``, ``..`` never above it); the last component is not followed unless ``follow_last``."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = root.joinpath(*done, part)
+        if (parts or follow_last) and candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise ImageFailed(f"too many levels of links at {name}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(part)
+    return root.joinpath(*done)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _apply_layer(root: Path, fileobj, *, created: set[str]) -> None:
+    """Apply one layer's tar stream to ``root``: whiteouts first remove lower layers' files, then entries land."""
+    with tarfile.open(fileobj=fileobj, mode="r|") as tar:
+        for member in tar:
+            norm = os.path.normpath("/" + member.name).lstrip("/")  # '..' never climbs above the root
+            if not norm:
+                continue
+            head, base = os.path.split(norm)
+            if base == ".wh..wh..opq":
+                folder = _inside(root, head, follow_last=True)
+                if folder.is_dir():
+                    for child in folder.iterdir():
+                        rel = os.path.relpath(child, root)
+                        if rel not in created:
+                            _remove(child)
+                continue
+            if base.startswith(".wh."):
+                victim = _inside(root, os.path.join(head, base[4:]))
+                if victim.exists() or victim.is_symlink():
+                    _remove(victim)
+                continue
+            parent = _inside(root, head, follow_last=True) if head else root
+            parent.mkdir(parents=True, exist_ok=True)
+            path = parent / base
+            created.add(os.path.relpath(path, root))
+            mode = member.mode & 0o1777  # no set-uid or set-gid bits in a cache a host user may read
+            if member.isdir():
+                if path.is_symlink() or (path.exists() and not path.is_dir()):
+                    _remove(path)  # a folder replaces a lower layer's link or file (never chmod through a link)
+                path.mkdir(exist_ok=True)
+                path.chmod(mode)
+            elif member.isreg():
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+                src = tar.extractfile(member)
+                with open(path, "wb") as out:
+                    if src is not None:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                path.chmod(mode)
+            elif member.issym():
+                if path.exists() or path.is_symlink():
+                    _remove(path)
+                os.symlink(member.linkname, path)
+            elif member.islnk():
+                target = _inside(root, member.linkname.lstrip("/"))
+                if path.exists() or path.is_symlink():
+                    _remove(path)
+                if target.is_file() and not target.is_symlink():
+                    os.link(target, path)
+                continue
+            else:
+                continue  # devices and FIFOs: nothing a function may use
+            try:
+                os.lchown(path, member.uid, member.gid)
+            except (PermissionError, OSError):
+                pass
+            if not member.issym():
+                os.utime(path, (member.mtime, member.mtime))
+
+
+class ImageCache:
+    """Pulls and unpacks images once per manifest digest, for every emulator on this machine."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else default_cache_dir()
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def folder(self, digest: str) -> Path:
+        return self.root / digest.replace(":", "-")
+
+    def cached(self, digest: str) -> UnpackedImage | None:
+        folder = self.folder(digest)
+        try:
+            meta = json.loads((folder / "image.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if meta.get("format") != _FORMAT:
+            return None
+        os.utime(folder / "image.json")  # last use, for eviction
+        return UnpackedImage(digest, folder / "rootfs", int(meta["size"]), meta.get("config") or {})
+
+    def unpack(self, image: ResolvedImage, client: RegistryClient, limit: int = MAX_IMAGE_BYTES) -> UnpackedImage:
+        """The image's root file system, pulling and unpacking it now unless it is in the cache."""
+        found = self.cached(image.digest)
+        if found is not None:
+            return found
+        with self._guard:
+            lock = self._locks.setdefault(image.digest, threading.Lock())
+        with lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with open(self.root / f".{image.digest.replace(':', '-')}.lock", "w") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                found = self.cached(image.digest)
+                if found is not None:
+                    return found
+                return self._unpack(image, client, limit)
+
+    def _unpack(self, image: ResolvedImage, client: RegistryClient, limit: int) -> UnpackedImage:
+        t0 = time.monotonic()
+        folder = self.folder(image.digest)
+        build = folder.with_name(f".{folder.name}.build-{os.getpid()}-{threading.get_ident()}")
+        shutil.rmtree(build, ignore_errors=True)
+        rootfs = build / "rootfs"
+        rootfs.mkdir(parents=True)
+        rootfs.chmod(0o755)
+        size = 0
+        try:
+            for layer in image.manifest.get("layers") or []:
+                kind = LAYER_TYPES.get(layer.get("mediaType", ""))
+                if kind is None:
+                    raise ImageFailed(f"a layer's media type ({layer.get('mediaType')}) is not supported")
+                digest = layer["digest"]
+                hasher = hashlib.sha256()
+                with client.blob(image.repository, digest) as resp:
+                    raw = _Hashing(resp, hasher)
+                    stream = gzip.GzipFile(fileobj=raw, mode="rb") if kind == "gzip" else raw
+                    counted = _Counting(stream, limit, size)
+                    _apply_layer(rootfs, counted, created=set())
+                    while counted.read(1 << 20):  # the tar's padding: the digest covers every byte
+                        pass
+                    while raw.read(1 << 20):
+                        pass
+                    size = counted.count
+                if "sha256:" + hasher.hexdigest() != digest:
+                    raise ImageFailed(f"layer {digest} does not match its digest")
+            for point in MOUNT_POINTS:
+                target = _inside(rootfs, point, follow_last=True)
+                if not target.exists():
+                    target.mkdir(parents=True, mode=0o755)
+            tmp = _inside(rootfs, "tmp", follow_last=True)
+            if tmp.is_dir():
+                tmp.chmod(0o1777)
+            meta = {"format": _FORMAT, "digest": image.digest, "uri": image.uri, "size": size, "config": image.config}
+            (build / "image.json").write_text(json.dumps(meta))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.rename(build, folder)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        log.info("unpacked %s (%.1f MB) in %.1f s", image.resolved_uri, size / 2**20, time.monotonic() - t0)
+        return UnpackedImage(image.digest, folder / "rootfs", size, image.config)
+
+
+class _Hashing:
+    def __init__(self, raw, hasher):
+        self.raw, self.hasher = raw, hasher
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.hasher.update(data)
+        return data
+
+
+# -- the emulator's side -----------------------------------------------------------------------------------------
+class ImageSource:
+    """Resolves image URIs to the registry that serves them, and images to unpacked roots."""
+
+    def __init__(self, registry: str | None = None, cache: ImageCache | None = None):
+        value = registry or os.environ.get(REGISTRY_ENV) or ""
+        if value and "://" not in value:
+            host = value.split("/")[0]
+            loopback = host.split(":")[0] in ("127.0.0.1", "localhost", "::1", "[::1]")
+            value = ("http://" if loopback else "https://") + value
+        self.registry = value.rstrip("/") or None
+        self.cache = cache or ImageCache()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "image_registry": self.registry or "none (image functions need one: --registry or PERFDESK_ECR_REGISTRY)",
+            "image_cache": str(self.cache.root),
+        }
+
+    def registry_for(self, uri: str) -> tuple[str, str, str]:
+        """(registry base URL, repository, reference) of an image URI; refused as Lambda refuses it."""
+        host, repo, ref = split_uri(uri)
+        own = urlparse(self.registry).netloc if self.registry else None
+        if ECR_HOST.match(host):
+            if self.registry is None:
+                raise invalid(
+                    f"Source image {uri} cannot be pulled: the emulator has no registry for ECR's image URIs "
+                    f"(start it with --registry URL or set {REGISTRY_ENV})"
+                )
+            return self.registry, repo, ref
+        if own and host == own:
+            return self.registry, repo, ref
+        raise invalid(f"Source image {uri} is not valid. Provide a valid source image.")
+
+    def resolve(self, uri: str) -> tuple[ResolvedImage, RegistryClient]:
+        """Find the image (manifest and config) as CreateFunction does: quick, and with AWS's errors."""
+        if not isinstance(uri, str) or not uri:
+            raise invalid("ImageUri is required for an image package (Code.ImageUri).")
+        base, repo, ref = self.registry_for(uri)
+        client = RegistryClient(base)
+        try:
+            media, digest, raw = client.manifest(repo, ref)
+        except urllib.error.HTTPError as exc:
+            if exc.code in (404, 400):
+                raise not_exist(uri) from None
+            raise ApiError(
+                502, "ServiceException", f"the registry {base} answered {exc.code} for {uri}: {exc.reason}"
+            ) from None
+        except OSError as exc:
+            raise ApiError(
+                502, "ServiceException", f"the image registry {base} cannot be reached for {uri}: {exc}"
+            ) from None
+        except ImageFailed as exc:
+            raise invalid(f"Source image {uri} is not valid: {exc}") from None
+        if media not in MANIFEST_TYPES:
+            raise not_supported(uri)
+        manifest = json.loads(raw)
+        config_digest = (manifest.get("config") or {}).get("digest", "")
+        try:
+            config = json.loads(client.blob_bytes(repo, config_digest))
+        except (urllib.error.HTTPError, ImageFailed, ValueError):
+            raise not_exist(uri) from None
+        if any(layer.get("mediaType") not in LAYER_TYPES for layer in manifest.get("layers") or []):
+            raise not_supported(uri)
+        return ResolvedImage(uri, base, repo, digest, manifest, config, config_digest), client
+
+    def unpack(self, image: ResolvedImage, client: RegistryClient) -> UnpackedImage:
+        """Pull and unpack (or find in the cache); :class:`ImageFailed` where Lambda would refuse the image."""
+        try:
+            return self.cache.unpack(image, client)
+        except ImageFailed:
+            raise
+        except (OSError, tarfile.TarError, EOFError, ValueError) as exc:
+            raise ImageFailed(f"the image's layers could not be read: {exc}") from None
+
+
+def architecture_of(config: dict) -> str:
+    """The image's architecture in Lambda's words (``x86_64`` or ``arm64``)."""
+    arch = config.get("architecture", "")
+    return {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}.get(arch, arch)
+
+
+def is_executable(rootfs: Path, path: str) -> bool:
+    try:
+        target = _inside(rootfs, path.lstrip("/"), follow_last=True)
+        return target.is_file() and bool(target.stat().st_mode & stat.S_IXOTH)
+    except (OSError, ImageFailed):
+        return False
