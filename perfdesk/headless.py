@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -105,16 +106,20 @@ class HeadlessPrinter:
                 if event.summary.get("status") in ("failed", "skipped"):
                     s = event.summary
                     color = "red" if s["status"] == "failed" else "yellow"
-                    self.console.print(f"[{color}]{s['status']}[/]: {s['trial']} on {s['target']}: {s.get('note', '')}")
+                    self.console.print(
+                        f"[{color}]{s['status']}[/]: " + escape(f"{s['trial']} on {s['target']}: {s.get('note', '')}")
+                    )
         elif isinstance(event, TargetState):
-            self.console.print(f"[cyan]{event.target}[/] {event.state} {event.detail}".rstrip(), highlight=False)
+            self.console.print(
+                f"[cyan]{escape(event.target)}[/] " + escape(f"{event.state} {event.detail}".rstrip()), highlight=False
+            )
         elif isinstance(event, Warning_):
-            self.console.print(f"[yellow]warning[/] {event.target}: {event.message}", highlight=False)
+            self.console.print("[yellow]warning[/] " + escape(f"{event.target}: {event.message}"), highlight=False)
         elif isinstance(event, SessionStarted):
-            self.console.print(f"session [bold]{event.session_id}[/] -> {event.path}")
+            self.console.print(f"session [bold]{escape(event.session_id)}[/] -> " + escape(str(event.path)))
         elif isinstance(event, LogLine) and (self.verbose or event.stream == "perfdesk"):
             if self.verbose or "failed" in event.line:
-                self.console.print(f"[dim]{event.target}: {event.line}[/]", highlight=False, markup=False)
+                self.console.print(f"{event.target}: {event.line}", style="dim", highlight=False, markup=False)
 
 
 def summary_table(summaries: list[dict]) -> Table:
@@ -200,6 +205,6 @@ def run_headless(
         signal.signal(signal.SIGTERM, old_term)
     console.print(summary_table(outcome.summaries))
     for failure in outcome.failures:
-        console.print(f"[red]failed:[/] {failure}", highlight=False)
-    console.print(f"session: [bold]{outcome.session_path}[/] ({outcome.status})")
+        console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
+    console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
     return outcome.exit_code, outcome.session_path

@@ -16,6 +16,8 @@ import signal
 import sys
 import threading
 
+from perfdesk.controllers.extras import MissingExtra, require
+
 
 def add_emulator_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -71,6 +73,10 @@ def run_emulator(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(json.dumps({"endpoint": emu.url, **emu.describe()}), flush=True)
+    try:
+        require("emulator", what="running a function")
+    except MissingExtra as exc:  # the control plane works without it; an invocation would fail with Runtime.ExitError
+        print(f"perfdesk emulator: {exc}", file=sys.stderr, flush=True)
     try:
         stop.wait()
     finally:

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from perfdesk.controllers.extras import MissingExtra, require
 from perfdesk.controllers.results import ERROR, OK, THROTTLED, TIMEOUT, RequestResult, result_from_response
 from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec
 from perfdesk.controllers.workload import Payload, WorkloadSpec
@@ -457,6 +458,13 @@ class LocalLambdaTarget(_FunctionTarget):
         self.workload = workload
         self.set_state("deploying")
         if spec.endpoint_url is None and self.emulator is None:
+            # the emulator's environments run this interpreter under awslambdaric, with its site-packages as the
+            # dependencies layer: both must be here (an emulator at endpoint_url brings its own)
+            try:
+                require("emulator", workload.runtime, what=f"a function of workload {workload.name!r} on the emulator")
+            except MissingExtra as exc:
+                self.set_state("failed")
+                raise TargetError(self.name, "deploy", str(exc)) from None
             self.emulator = Emulator(
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
