@@ -2,8 +2,8 @@
 
 The run is :meth:`Experiment.run` (the same steps the desk's jobs call); its exit code is the experiment's
 (perfdesk/controllers/exit_codes.py): 0 success, 1 a deploy or trial failed, 130 Ctrl-C or SIGTERM (after saving
-what was done and stopping every target). A bad profile (2) never gets this far. A memory-sweep level at which the function runs out of memory is a
-result, not a failure: the summary names the smallest memory that works.
+what was done and stopping every target). A bad profile (2) never gets this far. A memory-sweep level at which
+the function runs out of memory is a result, not a failure: the summary names the smallest memory that works.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -117,18 +118,21 @@ class HeadlessPrinter:
                     color = STATUS_STYLE[s["status"]]
                     at = f" @{s['level']}" if s["status"] == LEVEL_OUT_OF_MEMORY else ""
                     self.console.print(
-                        f"[{color}]{s['status']}[/]: {s['trial']} on {s['target']}{at}: {s.get('note', '')}",
+                        f"[{color}]{s['status']}[/]: "
+                        + escape(f"{s['trial']} on {s['target']}{at}: {s.get('note', '')}"),
                         highlight=False,
                     )
         elif isinstance(event, TargetState):
-            self.console.print(f"[cyan]{event.target}[/] {event.state} {event.detail}".rstrip(), highlight=False)
+            self.console.print(
+                f"[cyan]{escape(event.target)}[/] " + escape(f"{event.state} {event.detail}".rstrip()), highlight=False
+            )
         elif isinstance(event, Warning_):
-            self.console.print(f"[yellow]warning[/] {event.target}: {event.message}", highlight=False)
+            self.console.print("[yellow]warning[/] " + escape(f"{event.target}: {event.message}"), highlight=False)
         elif isinstance(event, SessionStarted):
-            self.console.print(f"session [bold]{event.session_id}[/] -> {event.path}")
+            self.console.print(f"session [bold]{escape(event.session_id)}[/] -> " + escape(str(event.path)))
         elif isinstance(event, LogLine) and (self.verbose or event.stream == "perfdesk"):
             if self.verbose or "failed" in event.line:
-                self.console.print(f"[dim]{event.target}: {event.line}[/]", highlight=False, markup=False)
+                self.console.print(f"{event.target}: {event.line}", style="dim", highlight=False, markup=False)
 
 
 def summary_table(summaries: list[dict]) -> Table:
@@ -214,8 +218,8 @@ def run_headless(
         signal.signal(signal.SIGTERM, old_term)
     console.print(summary_table(outcome.summaries))
     for fit in memory_fits(outcome.summaries):
-        console.print(f"memory sweep {fit.line}", highlight=False)
+        console.print("memory sweep " + escape(fit.line), highlight=False)
     for failure in outcome.failures:
-        console.print(f"[red]failed:[/] {failure}", highlight=False)
-    console.print(f"session: [bold]{outcome.session_path}[/] ({outcome.status})")
+        console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
+    console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
     return outcome.exit_code, outcome.session_path

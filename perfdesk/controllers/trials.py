@@ -450,10 +450,16 @@ def _frame_payloads(spec: StreamSpec, run: TrialRun) -> list[Payload]:
     """The feed's frames, decoded and encoded before the feed starts (decoding must not delay sends)."""
     from pathlib import Path
 
+    from perfdesk.controllers.extras import MissingExtra, require
     from perfdesk.shipped.errors import InferenceError
     from perfdesk.shipped.inference.frames import frames
 
     source = Path(spec.source)  # absolute: the profile loader resolved it
+    if source.is_file():
+        try:
+            require("video", what="reading a video file")
+        except MissingExtra as exc:
+            raise TargetError(run.target.name, f"stream source {source}", str(exc)) from None
     options = run.workload.request_options()
     try:
         out = [

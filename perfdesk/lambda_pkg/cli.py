@@ -17,6 +17,7 @@ import sys
 import threading
 
 from perfdesk.controllers.exit_codes import ExitCode
+from perfdesk.controllers.extras import MissingExtra, require
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -64,6 +65,10 @@ def run_emulator(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(json.dumps({"endpoint": emu.url, **emu.describe()}), flush=True)
+    try:
+        require("emulator", what="running a function")
+    except MissingExtra as exc:  # the control plane works without it; an invocation would fail with Runtime.ExitError
+        print(f"perfdesk emulator: {exc}", file=sys.stderr, flush=True)
     try:
         stop.wait()
     finally:

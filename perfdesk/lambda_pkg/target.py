@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from perfdesk.controllers.extras import MissingExtra, require
 from perfdesk.controllers.results import (
     ERROR,
     OK,
@@ -468,6 +469,13 @@ class LocalLambdaTarget(_FunctionTarget):
         self.workload = workload
         self.set_state(TargetStatus.DEPLOYING)
         if spec.endpoint_url is None and self.emulator is None:
+            # the emulator's environments run this interpreter under awslambdaric, with its site-packages as the
+            # dependencies layer: both must be here (an emulator at endpoint_url brings its own)
+            try:
+                require("emulator", workload.runtime, what=f"a function of workload {workload.name!r} on the emulator")
+            except MissingExtra as exc:
+                self.set_state(TargetStatus.FAILED)
+                raise TargetError(self.name, "deploy", str(exc)) from None
             self.emulator = Emulator(
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
