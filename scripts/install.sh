@@ -3,7 +3,8 @@
 # changed takes seconds). The base install alone (`pip install -e .`: the controller, no inference runtime) is in
 # README.md's Install section; this script adds the `all` extra (every runtime, PyAV, the emulator's awslambdaric).
 #   scripts/install.sh          perfdesk[all]: PyTorch, ONNX Runtime, TensorFlow CPU, PyAV, awslambdaric
-#   scripts/install.sh --test   perfdesk[all,test]: also pytest, the moto server, ruff, mypy, OpenSSH server via apt
+#   scripts/install.sh --test   perfdesk[all,test]: also pytest, the moto server, ruff, mypy; via apt the OpenSSH
+#                               server, buildah, docker-registry and skopeo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="all"
@@ -35,6 +36,10 @@ fi
 if [ "$want_test" = 1 ] && [ ! -x /usr/sbin/sshd ]; then
   echo "installing openssh-server (the SSH tests run a real sshd on 127.0.0.1)"
   apt_install openssh-server
+fi
+if [ "$want_test" = 1 ] && { ! command -v buildah >/dev/null || ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; }; then
+  echo "installing buildah, docker-registry and skopeo (the image tests build, push and pull on 127.0.0.1)"
+  apt_install buildah docker-registry skopeo
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

@@ -1,0 +1,207 @@
+"""Container-image functions against real peers: buildah builds, Debian's docker-registry on loopback holds the
+images, the moto server is ECR's control plane, perfdesk's emulator pulls and runs them; boto3 and the AWS CLI as
+clients."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from perfdesk.lambda_pkg import images
+from perfdesk.lambda_pkg.emulator import images as emu_images
+
+HANDLERS = Path(__file__).parent / "handlers"
+
+
+# -- unpacking layers ---------------------------------------------------------------------------------------------
+def _layer(entries: list[tuple]) -> io.BytesIO:
+    """A tar layer from (kind, name, data-or-target) entries."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for kind, name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_600_000_000
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif kind == "file":
+                info.size, info.mode = len(data), 0o4755 if name.endswith("suid") else 0o644
+                tar.addfile(info, io.BytesIO(data))
+            elif kind == "link":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+            elif kind == "hard":
+                info.type, info.linkname = tarfile.LNKTYPE, data
+                tar.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+def test_layers_apply_in_order_with_whiteouts_and_links_stay_inside(tmp_path):
+    root, outside = tmp_path / "rootfs", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    lower = _layer(
+        [
+            ("dir", "etc", None),
+            ("file", "etc/keep", b"lower"),
+            ("file", "etc/gone", b"lower"),
+            ("dir", "data", None),
+            ("file", "data/old", b"lower"),
+            ("link", "escape", str(outside)),  # an absolute link: resolved inside the root, never on the host
+            ("link", "up", "../../../.."),
+            ("file", "bin-suid", b"x"),
+            ("hard", "etc/keep-hard", "etc/keep"),
+        ]
+    )
+    upper = _layer(
+        [
+            ("file", "etc/.wh.gone", b""),
+            ("dir", "data", None),
+            ("file", "data/.wh..wh..opq", b""),
+            ("file", "data/new", b"upper"),
+            ("file", "escape/planted", b"no"),
+            ("file", "up/planted-too", b"no"),
+            ("file", "../../dotdot", b"no"),
+        ]
+    )
+    for layer in (lower, upper):
+        emu_images._apply_layer(root, layer, created=set())
+    assert (root / "etc" / "keep").read_bytes() == b"lower"
+    assert (root / "etc" / "keep-hard").read_bytes() == b"lower"
+    assert not (root / "etc" / "gone").exists()  # the upper layer's whiteout removed it
+    assert sorted(p.name for p in (root / "data").iterdir()) == ["new"]  # opaque: the lower contents are gone
+    assert list(outside.iterdir()) == []  # nothing was written through a link out of the root
+    assert (root / str(outside).lstrip("/") / "planted").read_bytes() == b"no"
+    assert (root / "planted-too").read_bytes() == b"no"  # '..' stops at the root, as in a chroot
+    assert (root / "dotdot").exists() and not (tmp_path.parent / "dotdot").exists()
+    assert (root / "bin-suid").stat().st_mode & 0o6000 == 0  # no set-uid bits in the cache
+
+
+def test_image_uri_parsing_and_registry_mapping():
+    assert images.split_image_uri("1.dkr/r/x:t") == ("1.dkr", "r/x", "t")
+    assert images.split_image_uri("h:5000/r@sha256:ab") == ("h:5000", "r", "sha256:ab")
+    assert images.parse_registry("127.0.0.1:5000") == ("127.0.0.1:5000", False)
+    assert images.parse_registry("https://reg.example:443") == ("reg.example:443", True)
+    src = emu_images.ImageSource(registry="127.0.0.1:5000", cache=emu_images.ImageCache("/nonexistent"))
+    ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com/perfdesk/x:tag"
+    assert src.registry_for(ecr) == ("http://127.0.0.1:5000", "perfdesk/x", "tag")
+    with pytest.raises(emu_images.ApiError, match="is not valid. Provide a valid source image"):
+        src.registry_for("docker.io/library/python:3.12")  # Lambda takes images from ECR only
+    bare = emu_images.ImageSource(registry=None, cache=emu_images.ImageCache("/nonexistent"))
+    bare.registry = None
+    with pytest.raises(emu_images.ApiError, match="no registry for ECR"):
+        bare.registry_for(ecr)
+
+
+def test_size_limit_has_aws_reason():
+    images.check_image_size(images.MAX_IMAGE_BYTES, "ok")
+    with pytest.raises(images.ImageTooLarge, match="Uncompressed container image size exceeds 10 GiB limit"):
+        images.check_image_size(images.MAX_IMAGE_BYTES + 1, "big")
+
+
+# -- real peers ---------------------------------------------------------------------------------------------------
+def _need_tools() -> None:
+    if shutil.which("buildah") is None or images.registry_executable() is None:
+        pytest.skip("buildah and docker-registry are needed (scripts/install.sh --test installs them)")
+    if os.geteuid() != 0:
+        pytest.skip("buildah builds as root here")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    _need_tools()
+    with images.LocalRegistry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def builder():
+    _need_tools()
+    return images.BuildahBuilder()
+
+
+@pytest.fixture(scope="module")
+def tiny_image(builder, tmp_path_factory):
+    """The tiny test handler as an image on perfdesk's stand-in base (python3.12); built once per module."""
+    base = images.ensure_base(builder, images.STANDIN, "3.12", "x86_64")
+    context = images.write_function_context(
+        tmp_path_factory.mktemp("ctx"),
+        base=base,
+        handler="tiny.echo",
+        files={"tiny.py": HANDLERS / "tiny.py"},
+        python_version="3.12",
+    )
+    ref, size = images.build_function_image(builder, context, "test-tiny", "x86_64")
+    return ref, size, context
+
+
+def _ecr(moto_server):
+    import boto3
+
+    return boto3.client(
+        "ecr", endpoint_url=moto_server, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+
+
+def test_build_is_reproducible_and_checked(builder, tiny_image, tmp_path):
+    ref, size, context = tiny_image
+    assert builder.exists(ref)
+    assert size is not None and 50 * 2**20 < size < images.MAX_IMAGE_BYTES  # the base's Python and runtime
+    again, _ = images.build_function_image(builder, context, "test-tiny", "x86_64")
+    assert again == ref  # same context, same image: not built again
+    with pytest.raises(images.ImageTooLarge, match="exceeds 10 GiB limit"):
+        images.build_function_image(builder, context, "test-tiny", "x86_64", limit=size - 1)
+
+
+def test_push_to_ecr_then_the_emulator_pulls_it(builder, tiny_image, registry, moto_server, tmp_path):
+    ecr = _ecr(moto_server)
+    ref = tiny_image[0]
+    session = f"img-{time.time_ns()}"
+    store = images.EcrImages(ecr, session, "us-east-1", registry=registry.url)
+    pushed = store.push(builder, ref, "tiny")
+    repo = ecr.describe_repositories(repositoryNames=[pushed["repository"]])["repositories"][0]
+    tags = {t["Key"]: t["Value"] for t in ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]}
+    assert tags == {"perfdesk:session": session, "perfdesk:managed": "true"}
+    assert pushed["image_uri"] == f"{repo['repositoryUri']}@{pushed['digest']}"
+
+    source = emu_images.ImageSource(registry=registry.url, cache=emu_images.ImageCache(tmp_path / "cache"))
+    image, client = source.resolve(pushed["image_uri"])
+    assert image.digest == pushed["digest"]
+    run = image.run_config()
+    assert run.argv == ["/lambda-entrypoint.sh", "tiny.echo"] and run.working_dir == "/var/task"
+    assert run.env_dict["LAMBDA_TASK_ROOT"] == "/var/task"
+    unpacked = source.unpack(image, client)
+    assert (unpacked.rootfs / "var" / "task" / "tiny.py").read_bytes() == (HANDLERS / "tiny.py").read_bytes()
+    assert (unpacked.rootfs / "var" / "lang" / "bin" / "python3.12").is_file()
+    assert source.unpack(image, client).rootfs == unpacked.rootfs  # cached by digest
+
+    missing = pushed["image_uri"].split("@")[0] + ":no-such-tag"
+    with pytest.raises(emu_images.ApiError, match=r"Source image .*:no-such-tag does not exist"):
+        source.resolve(missing)
+
+    assert store.remove() == [f"ECR repository {pushed['repository']}"]
+    assert not [r for r in ecr.describe_repositories()["repositories"] if r["repositoryName"] == pushed["repository"]]
+
+
+def test_a_registry_that_refuses_the_push_is_a_clear_error(builder, tiny_image, moto_server, tmp_path):
+    down = images.LocalRegistry(tmp_path / "down").start()
+    url = down.url
+    down.stop()  # nothing listens there now
+    store = images.EcrImages(_ecr(moto_server), f"img-down-{time.time_ns()}", "us-east-1", registry=url)
+    with pytest.raises(images.ImageError, match=r"the registry refused the push .* Is the registry http://127"):
+        store.push(builder, tiny_image[0], "tiny", timeout_s=120)
+    store.remove()
+
+
+def test_a_local_ecr_without_a_registry_is_refused_with_what_to_do(moto_server, monkeypatch):
+    monkeypatch.delenv(images.REGISTRY_ENV, raising=False)
+    store = images.EcrImages(_ecr(moto_server), "img-noreg", "us-east-1")
+    with pytest.raises(images.ImageError, match="name the local registry"):
+        store.registry("123456789012.dkr.ecr.us-east-1.amazonaws.com/perfdesk/x")
