@@ -105,7 +105,7 @@ def test_failed_launch_removes_what_it_made(aws):
     assert left(ec2, "bad") == {"instances": [], "addresses": [], "groups": [], "keys": []}
 
 
-def test_cli_teardown(aws, capsys):
+def test_cli_teardown(aws, capsys, monkeypatch, tmp_path):
     from perfdesk.remote.cli import add_teardown_parser, run_teardown
 
     ec2, _, ami, endpoint = aws
@@ -113,7 +113,9 @@ def test_cli_teardown(aws, capsys):
     parser = argparse.ArgumentParser()
     add_teardown_parser(parser.add_subparsers())
     assert run_teardown(parser.parse_args(["teardown", "--region", REGION])) == 2  # no session and no --all
-    args = parser.parse_args(["teardown", "cli", "--region", REGION, "--endpoint-url", endpoint])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # AWS's own variable, as a LocalStack user sets it
+    monkeypatch.chdir(tmp_path)  # no ./sessions folder here: every kind searches by the session's tags
+    args = parser.parse_args(["teardown", "cli", "--region", REGION])
     assert args.handler(args) == 0
     out = capsys.readouterr().out
     assert "removed instance" in out and "removed security group" in out and "removed key pair" in out
