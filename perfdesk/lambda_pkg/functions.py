@@ -40,6 +40,18 @@ ROLE_PATH = "/perfdesk/"
 S3_PREFIX = "perfdesk/"
 
 
+def aws_region(session=None) -> str | None:
+    """The region AWS's configuration names: ``AWS_REGION`` (the SDKs' standard variable, which botocore itself
+    does not read), else what boto3 finds (``AWS_DEFAULT_REGION``, the profile's ``region``)."""
+    if os.environ.get("AWS_REGION"):
+        return os.environ["AWS_REGION"]
+    if session is None:
+        import boto3
+
+        session = boto3.session.Session()
+    return session.region_name
+
+
 def session_tags(session_id: str) -> dict[str, str]:
     return {SESSION_TAG: session_id, MANAGED_TAG: "true"}
 

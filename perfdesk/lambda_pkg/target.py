@@ -136,7 +136,9 @@ class _FunctionTarget(Target):
         return boto3.session.Session(region_name=self.spec.region)
 
     def _resolve_region(self) -> str:
-        region = self.spec.region or self._session().region_name
+        from perfdesk.lambda_pkg.functions import aws_region
+
+        region = self.spec.region or aws_region(self._session())
         if not region:
             raise TargetError(
                 self.name, "deploy", "no AWS region", "set region on the target, or AWS_REGION, or a region in ~/.aws"
@@ -401,9 +403,9 @@ class _FunctionTarget(Target):
         if not entries and region is None:
             if session_dir is not None:
                 return []  # the session recorded nothing: it created nothing in AWS
-            import boto3
+            from perfdesk.lambda_pkg.functions import aws_region
 
-            region = boto3.session.Session().region_name
+            region = aws_region()
             if not region:
                 raise RuntimeError("no AWS region for the function resources: pass --region or set AWS_REGION")
         return sweep(session_id, entries=entries, region=region, say=say)
@@ -644,7 +646,9 @@ class LocalLambdaTarget(_FunctionTarget):
         spec: LocalLambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
         self.set_state("deploying")
-        self.region = spec.region or self._session().region_name or "us-east-1"
+        from perfdesk.lambda_pkg.functions import aws_region
+
+        self.region = spec.region or aws_region(self._session()) or "us-east-1"
         if spec.endpoint_url is None and self.emulator is None:
             self.emulator = Emulator(
                 idle_s=spec.idle_s,

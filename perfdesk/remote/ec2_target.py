@@ -170,9 +170,11 @@ class Ec2Target(SshTarget):
 
         regions = [region] if region else sorted({f["region"] for f in facts if f.get("region")})
         if not regions:
+            import os
+
             import boto3
 
-            regions = [r for r in [boto3.session.Session().region_name] if r]
+            regions = [r for r in [os.environ.get("AWS_REGION") or boto3.session.Session().region_name] if r]
         if not regions:
             raise RuntimeError("no AWS region for EC2: pass --region or set AWS_REGION")
         return [line for r in regions for line in teardown_session(session_id, r, on_line=say)]
