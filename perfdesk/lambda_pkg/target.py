@@ -166,7 +166,7 @@ class _FunctionTarget(Target):
         from perfdesk.lambda_pkg.functions import Ledger
 
         return Ledger(
-            self.ctx.work_dir,
+            self._session_dir(),
             region=self.region,
             lambda_endpoint=self.spec.endpoint_url,
             profile=getattr(self.spec, "profile_name", None),
@@ -179,8 +179,12 @@ class _FunctionTarget(Target):
         env.update(self.spec.environment)
         return env
 
+    def _session_dir(self) -> Path:
+        # absolute: the emulator hands these paths to functions, whose working directory is their task root
+        return Path(self.ctx.work_dir).resolve()
+
     def _work_dir(self) -> Path:
-        d = Path(self.ctx.work_dir) / "lambda" / self.name
+        d = self._session_dir() / "lambda" / self.name
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -206,7 +210,7 @@ class _FunctionTarget(Target):
         spec = self.spec
         reqs, constraints = builders.layer_requirements(workload.runtime, spec.python)
         key = hashlib.sha256(json.dumps([reqs, constraints, spec.python, spec.architecture]).encode()).hexdigest()
-        dest = Path(self.ctx.work_dir) / "lambda" / "layers" / f"deps-{workload.runtime}-py{spec.python}-"
+        dest = self._session_dir() / "lambda" / "layers" / f"deps-{workload.runtime}-py{spec.python}-"
         dest = dest.with_name(dest.name + f"{spec.architecture}-{key[:12]}.zip")
         if dest.is_file():
             self.log(f"dependencies layer {dest.name} already built in this session")
