@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from perfdesk import shipped
@@ -157,7 +157,7 @@ def build_code_zip(
     weights: str | Path | None = None,
     root: Path | None = None,
     *,
-    files: dict[str, str | Path] | None = None,
+    files: Mapping[str, str | Path] | None = None,
 ) -> Path:
     """The function's code zip at ``dest``: the shipped code, plus ``files`` (name in the zip -> local file, e.g.
     ``{"model/resnet50.onnx": path}``); ``weights`` goes in as ``weights/<name>`` (then set

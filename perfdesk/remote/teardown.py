@@ -54,7 +54,7 @@ def teardown(
             targets = json.loads((folder / "manifest.json").read_text()).get("targets") or {}
         except (OSError, ValueError):
             targets = {}
-    kinds = sorted({t.get("kind") for t in targets.values() if t.get("kind")}) if targets else known_kinds()
+    kinds = sorted({str(t["kind"]) for t in targets.values() if t.get("kind")}) if targets else known_kinds()
     groups: dict[object, tuple[type, list[dict]]] = {}  # kinds that share one sweep run it once
     for kind in kinds:
         try:

@@ -39,6 +39,7 @@ def shipped_onnx(cfg) -> tuple[Path, str | None]:
         resolved = resolve_weights(source, cfg.onnx_sha256, cfg.cache_path)
     except InferenceError as exc:
         raise InferenceError(f"the ONNX model: {exc}") from None
+    assert resolved.path is not None  # a URL always resolves to a downloaded file
     return resolved.path, resolved.sha256
 
 
