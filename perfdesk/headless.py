@@ -1,7 +1,9 @@
 """The headless front end: runs a profile with no UI, shows rich progress bars and a summary table.
 
-Exit codes: 0 success, 1 a trial failed (or the regression gate fired), 2 a bad profile, 130 Ctrl-C (after saving
-what was done and stopping every target).
+The run is :meth:`Experiment.run` (the same steps the desk's jobs call); its exit code is the experiment's
+(perfdesk/controllers/exit_codes.py): 0 success, 1 a deploy or trial failed, 130 Ctrl-C or SIGTERM (after saving
+what was done and stopping every target). A bad profile (2) never gets this far. A memory-sweep level at which
+the function runs out of memory is a result, not a failure: the summary names the smallest memory that works.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -26,8 +29,14 @@ from perfdesk.controllers.events import (
     TrialStarted,
     Warning_,
 )
+from perfdesk.controllers.exit_codes import ExitCode
 from perfdesk.controllers.experiment import Experiment
+from perfdesk.controllers.memory_fit import memory_fits
 from perfdesk.controllers.profile import Profile
+from perfdesk.controllers.results import LEVEL_OUT_OF_MEMORY
+
+#: Colour of a level's status in the summary table and the progress lines (an out-of-memory level is a result).
+STATUS_STYLE = {"failed": "red", "interrupted": "yellow", "skipped": "yellow", LEVEL_OUT_OF_MEMORY: "magenta"}
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -94,6 +103,8 @@ class HeadlessPrinter:
                 if self._task is not None:
                     s = event.summary
                     total = self.progress.tasks[-1].total if self.progress.tasks else None
+                    if s.get("status") == LEVEL_OUT_OF_MEMORY:
+                        total = self._done  # the level stopped at the request that ran out of memory
                     self.progress.update(
                         self._task,
                         completed=total,
@@ -102,19 +113,26 @@ class HeadlessPrinter:
                     )
                     self.progress.stop_task(self._task)
                     self._task = None
-                if event.summary.get("status") in ("failed", "skipped"):
+                if event.summary.get("status") in ("failed", "skipped", LEVEL_OUT_OF_MEMORY):
                     s = event.summary
-                    color = "red" if s["status"] == "failed" else "yellow"
-                    self.console.print(f"[{color}]{s['status']}[/]: {s['trial']} on {s['target']}: {s.get('note', '')}")
+                    color = STATUS_STYLE[s["status"]]
+                    at = f" @{s['level']}" if s["status"] == LEVEL_OUT_OF_MEMORY else ""
+                    self.console.print(
+                        f"[{color}]{s['status']}[/]: "
+                        + escape(f"{s['trial']} on {s['target']}{at}: {s.get('note', '')}"),
+                        highlight=False,
+                    )
         elif isinstance(event, TargetState):
-            self.console.print(f"[cyan]{event.target}[/] {event.state} {event.detail}".rstrip(), highlight=False)
+            self.console.print(
+                f"[cyan]{escape(event.target)}[/] " + escape(f"{event.state} {event.detail}".rstrip()), highlight=False
+            )
         elif isinstance(event, Warning_):
-            self.console.print(f"[yellow]warning[/] {event.target}: {event.message}", highlight=False)
+            self.console.print("[yellow]warning[/] " + escape(f"{event.target}: {event.message}"), highlight=False)
         elif isinstance(event, SessionStarted):
-            self.console.print(f"session [bold]{event.session_id}[/] -> {event.path}")
+            self.console.print(f"session [bold]{escape(event.session_id)}[/] -> " + escape(str(event.path)))
         elif isinstance(event, LogLine) and (self.verbose or event.stream == "perfdesk"):
             if self.verbose or "failed" in event.line:
-                self.console.print(f"[dim]{event.target}: {event.line}[/]", highlight=False, markup=False)
+                self.console.print(f"{event.target}: {event.line}", style="dim", highlight=False, markup=False)
 
 
 def summary_table(summaries: list[dict]) -> Table:
@@ -145,7 +163,7 @@ def summary_table(summaries: list[dict]) -> Table:
             ci = f"{_fmt(s['mean_ms'])} ± {_fmt(half)}"
         err = (s.get("errors") or 0) + (s.get("timeouts") or 0) + (s.get("throttled") or 0)
         status = s.get("status", "")
-        style = {"failed": "red", "interrupted": "yellow", "skipped": "yellow"}.get(status, "green")
+        style = STATUS_STYLE.get(status, "green")
         table.add_row(
             str(s.get("workload", "")),
             str(s.get("trial", "")),
@@ -167,8 +185,8 @@ def summary_table(summaries: list[dict]) -> Table:
 
 def run_headless(
     profile: Profile, *, output: str | None = None, verbose: bool = False, console: Console | None = None
-) -> tuple[int, Path]:
-    """Run a profile to the end. Returns (exit code, session folder)."""
+) -> tuple[ExitCode, Path]:
+    """Run a profile to the end (:meth:`Experiment.run`). Returns (the experiment's exit code, session folder)."""
     if console is None:
         console = Console()
         if not console.is_terminal:
@@ -199,7 +217,9 @@ def run_headless(
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
     console.print(summary_table(outcome.summaries))
+    for fit in memory_fits(outcome.summaries):
+        console.print("memory sweep " + escape(fit.line), highlight=False)
     for failure in outcome.failures:
-        console.print(f"[red]failed:[/] {failure}", highlight=False)
-    console.print(f"session: [bold]{outcome.session_path}[/] ({outcome.status})")
+        console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
+    console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
     return outcome.exit_code, outcome.session_path

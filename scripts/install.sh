@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Set up everything perfdesk needs in ./.venv (idempotent; a second run with nothing changed takes seconds).
-#   scripts/install.sh          the tool (PyTorch, ONNX Runtime, TensorFlow CPU, textual, boto3, paramiko, ...)
-#   scripts/install.sh --test   also what the test suite needs (pytest, moto server, OpenSSH server via apt)
+# Set up everything the nightly profile and the tests need in ./.venv (idempotent; a second run with nothing
+# changed takes seconds). The base install alone (`pip install -e .`: the controller, no inference runtime) is in
+# README.md's Install section; this script adds the `all` extra (every runtime, PyAV, the emulator's awslambdaric).
+#   scripts/install.sh          perfdesk[all]: PyTorch, ONNX Runtime, TensorFlow CPU, PyAV, awslambdaric
+#   scripts/install.sh --test   perfdesk[all,test]: also pytest, the moto server, ruff, mypy, OpenSSH server via apt
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="tensorflow"
+extras="all"
 want_test=0
-if [ "${1:-}" = "--test" ]; then extras="tensorflow,test"; want_test=1; fi
+if [ "${1:-}" = "--test" ]; then extras="all,test"; want_test=1; fi
 
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
@@ -39,7 +41,7 @@ fi
 stamp=".venv/.perfdesk-installed-$extras"
 want=$(cat pyproject.toml scripts/constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "installing perfdesk[$extras] into .venv (PyTorch, TensorFlow: a few GB the first time)"
+  echo "installing perfdesk[$extras] into .venv (PyTorch, TensorFlow: about 7 GB the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
   # torch and torchvision as one consistent pair (see constraints.txt)
   .venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[$extras]"

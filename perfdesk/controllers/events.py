@@ -9,7 +9,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from perfdesk.controllers.target import TargetStatus
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class SessionFinished(Event):
 @dataclass(frozen=True)
 class TargetState(Event):
     target: str
-    state: str  # not deployed | deploying | ready | warm | cold | failed | torn down
+    state: TargetStatus
     detail: str = ""
     time: float = 0.0
 

@@ -1,9 +1,16 @@
-"""The experiment runner: for each workload, each target in turn is deployed, runs every trial, and is torn down.
+"""The experiment: the one orchestrator both front ends drive.
 
-Targets run one at a time so that they never compete for this machine's cores. Both front ends drive this class:
-the headless CLI calls :meth:`Experiment.run`; the TUI calls the finer steps (:meth:`deploy`, :meth:`run_trial`,
-:meth:`teardown`) from thread workers. :meth:`stop` (Ctrl-C, the Stop key) stops new requests at once; requests
-in flight end and their rows are kept; every target is torn down on every exit path.
+For each workload, each target in turn is deployed, runs every trial that names it, and is torn down; targets run
+one at a time so that they never compete for this machine's cores. The steps are public methods and both front ends
+call the same ones: :meth:`Experiment.run` (headless) is :meth:`open`, :meth:`run_trials` per workload and
+:meth:`close`; the desk's jobs call :meth:`ensure_deployed` (deploy one target), :meth:`run_trial_on` (run one
+trial), :meth:`run_trials` (run all), :meth:`force_cold` and :meth:`teardown` from a thread worker.
+
+The rules live here once: a target whose deploy fails gets every trial it would have run marked failed; a target
+is torn down after :meth:`run_trials` ran its trials; the session's final status (:attr:`Experiment.status`:
+completed, failed or interrupted) and its exit code are decided here. :meth:`stop` (Ctrl-C, the Stop key) stops
+new requests at once; requests in flight end and their rows are kept; every target is torn down on every exit
+path.
 """
 
 from __future__ import annotations
@@ -23,24 +30,34 @@ from perfdesk.controllers.events import (
     TrialFinished,
     Warning_,
 )
-from perfdesk.controllers.exit_codes import BY_STATUS
+from perfdesk.controllers.exit_codes import BY_STATUS, ExitCode
 from perfdesk.controllers.profile import Profile
 from perfdesk.controllers.session import SessionStore
-from perfdesk.controllers.target import Target, TargetContext, TargetError, Unsupported, target_class
+from perfdesk.controllers.target import (
+    ColdStart,
+    Target,
+    TargetContext,
+    TargetError,
+    TargetStatus,
+    Unsupported,
+    target_class,
+)
 from perfdesk.controllers.trials import TRIAL_KINDS, TrialRun, TrialSpec
 from perfdesk.controllers.workload import Payload, WorkloadSpec, build_payloads
 
 
 @dataclass
 class Outcome:
+    """What a finished session comes to (see :attr:`Experiment.status`)."""
+
     status: str  # completed | failed | interrupted
     session_path: Path
     failures: list[str] = field(default_factory=list)
     summaries: list[dict] = field(default_factory=list)
 
     @property
-    def exit_code(self) -> int:
-        return int(BY_STATUS[self.status])
+    def exit_code(self) -> ExitCode:
+        return BY_STATUS[self.status]
 
 
 class Experiment:
@@ -70,7 +87,9 @@ class Experiment:
         self._current: tuple[Target, str, str] | None = None  # (target, workload, trial) being measured
         self._sampler_stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample_loop, name="metrics", daemon=True)
+        self.interrupted = False  # stop() was called: the session ends "interrupted" whatever runs after
         self.closed = False
+        self._final_status: str | None = None
 
     # -- events ---------------------------------------------------------------------------------------------
     def _collect(self, event) -> None:
@@ -130,18 +149,19 @@ class Experiment:
         return self._payloads[workload.name]
 
     def deploy(self, target: Target, workload: WorkloadSpec) -> bool:
+        """Deploy ``target`` with ``workload`` now; False (the failure recorded and logged) if it failed."""
         self.log(f"deploying {target.name} ({target.kind}) with {workload.name}", target.name)
         try:
             target.deploy(workload)
         except TargetError as exc:
             self.failures.append(str(exc))
             self.log(f"deploy failed: {exc}", target.name)
-            target.set_state("failed", str(exc))
+            target.set_state(TargetStatus.FAILED, str(exc))
             return False
         except Exception as exc:
             self.failures.append(f"{target.name}: deploy: {exc!r}")
             self.log(f"deploy failed: {traceback.format_exc()}", target.name)
-            target.set_state("failed", repr(exc))
+            target.set_state(TargetStatus.FAILED, repr(exc))
             return False
         if workload.weights == "random":
             self.bus.emit(
@@ -164,10 +184,87 @@ class Experiment:
         except Exception as exc:
             self._rtt[target.name] = {"error": repr(exc)}
 
+    def ensure_deployed(self, target: Target, workload: WorkloadSpec) -> bool:
+        """Deploy ``target`` with ``workload`` unless it already serves it (:meth:`Target.is_ready`); a target
+        serving another workload is torn down first. False if the deploy failed (recorded and logged)."""
+        if target.is_ready(workload):
+            return True
+        if target.is_ready():
+            self.teardown(target)  # serving another workload
+        return self.deploy(target, workload)
+
     def applies(self, trial: TrialSpec, target: Target) -> bool:
+        """The trial runs on the target: the trial names no targets, or names this one."""
         return trial.targets is None or target.name in trial.targets
 
+    def run_trial_on(
+        self, trial: TrialSpec, targets: list[str] | None = None, workload: WorkloadSpec | None = None
+    ) -> int:
+        """Run one trial on each of ``targets`` (names; default: every target) that the trial applies to, with
+        ``workload`` (default: the profile's first), deploying each where needed; the targets stay deployed.
+        A target whose deploy fails gets the trial marked failed. Returns the number of trial runs measured."""
+        workload = workload or self.profile.workloads[0]
+        chosen = [self.targets[n] for n in targets] if targets is not None else list(self.targets.values())
+        ran = 0
+        for target in chosen:
+            if self.cancel.is_set():
+                break
+            if not self.applies(trial, target):
+                continue
+            if not self.ensure_deployed(target, workload):
+                self._deploy_failed([trial], target, workload)
+                continue
+            self.run_trial(trial, target, workload)
+            ran += 1
+        return ran
+
+    def run_trials(self, trials: list[TrialSpec], workload: WorkloadSpec | None = None) -> int:
+        """Run ``trials`` with ``workload`` (default: the profile's first) target by target: each target is
+        deployed where needed, runs every trial that applies to it, and is torn down, so targets never compete
+        for the cores. A target whose deploy fails gets its trials marked failed. Returns the trial runs measured.
+        """
+        workload = workload or self.profile.workloads[0]
+        ran = 0
+        for target in self.targets.values():
+            if self.cancel.is_set():
+                break
+            mine = [t for t in trials if self.applies(t, target)]
+            if not mine:
+                continue
+            if not self.ensure_deployed(target, workload):
+                self._deploy_failed(mine, target, workload)
+                continue
+            try:
+                for trial in mine:
+                    if self.cancel.is_set():
+                        break
+                    self.run_trial(trial, target, workload)
+                    ran += 1
+            finally:
+                self.teardown(target)
+        return ran
+
+    def _deploy_failed(self, trials: list[TrialSpec], target: Target, workload: WorkloadSpec) -> None:
+        reason = self.failures[-1] if self.failures else "see the log"
+        for trial in trials:
+            self._emit_status(trial, target, workload, "failed", f"deploy failed: {reason}")
+
+    def force_cold(self, target: Target, workload: WorkloadSpec) -> ColdStart | None:
+        """Deploy ``target`` where needed, then retire its warm instances (:meth:`Target.force_cold`) and log what
+        the fresh start cost. None if the deploy failed; raises :class:`Unsupported` or :class:`TargetError`."""
+        if not self.ensure_deployed(target, workload):
+            return None
+        cold = target.force_cold()
+        phases = ", ".join(f"{k} {v:.0f} ms" for k, v in cold.phases.items())
+        self.log(
+            f"forced cold start: start {cold.start_ms or 0:.0f} ms, init {cold.init_ms or 0:.0f} ms ({phases})",
+            target.name,
+        )
+        return cold
+
     def run_trial(self, trial: TrialSpec, target: Target, workload: WorkloadSpec) -> None:
+        """Run one trial on a deployed target (its levels' rows and summaries go to the bus); never raises for a
+        failed trial: the trial is marked failed (or skipped, for an ability the target lacks)."""
         run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel)
         self._current = (target, workload.name, trial.name)
         self.log(f"trial {trial.name} ({trial.kind}) on {target.name}", target.name)
@@ -206,6 +303,7 @@ class Experiment:
         )
 
     def teardown(self, target: Target) -> None:
+        """Tear ``target`` down; a failure is recorded and logged, never raised."""
         try:
             target.teardown()
         except Exception as exc:
@@ -213,43 +311,54 @@ class Experiment:
             self.log(f"teardown failed: {exc}", target.name)
 
     def run(self) -> Outcome:
-        """Run the whole profile; always tears every target down and closes the session."""
-        status = "completed"
+        """Run the whole profile (:meth:`run_trials` for each workload); always tears every target down and closes
+        the session."""
         try:
             self.open()
             for workload in self.profile.workloads:
-                for target in self.targets.values():
-                    if self.cancel.is_set():
-                        break
-                    trials = [t for t in self.profile.trials if self.applies(t, target)]
-                    if not trials:
-                        continue
-                    if not self.deploy(target, workload):
-                        for trial in trials:
-                            self._emit_status(trial, target, workload, "failed", f"deploy failed: {self.failures[-1]}")
-                        continue
-                    try:
-                        for trial in trials:
-                            if self.cancel.is_set():
-                                break
-                            self.run_trial(trial, target, workload)
-                    finally:
-                        self.teardown(target)
+                if self.cancel.is_set():
+                    break
+                self.run_trials(self.profile.trials, workload)
         except KeyboardInterrupt:
-            self.cancel.set()
+            self.stop()
+        except Exception as exc:  # a defect: the session still closes, as failed, and the traceback is logged
+            self.failures.append(f"experiment: {exc!r}")
+            self.log(f"experiment failed: {traceback.format_exc()}")
+            raise
         finally:
-            if self.cancel.is_set():
-                status = "interrupted"
-            elif self.failures:
-                status = "failed"
-            self.close(status)
-        return Outcome(status, self.path, list(self.failures), list(self.summaries))
+            self.close()
+        return self.outcome()
 
     def stop(self) -> None:
-        """Stop: no new requests; requests in flight end and their rows are kept."""
+        """Stop: no new requests; requests in flight end and their rows are kept. The session is "interrupted"."""
+        if not self.closed:
+            self.interrupted = True
         self.cancel.set()
 
-    def close(self, status: str) -> None:
+    def resume(self) -> None:
+        """Let the next step send requests again after a :meth:`stop` (the desk's next job); the session stays
+        interrupted."""
+        self.cancel.clear()
+
+    @property
+    def status(self) -> str:
+        """The session's status, decided here only: "interrupted" once stopped (the Stop key, Ctrl-C), else
+        "failed" if a deploy, trial level or tear down failed, else "completed". Fixed when the session closes."""
+        if self._final_status is not None:
+            return self._final_status
+        if self.interrupted:
+            return "interrupted"
+        return "failed" if self.failures else "completed"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return BY_STATUS[self.status]
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.status, self.path, list(self.failures), list(self.summaries))
+
+    def close(self) -> None:
+        """Tear every target down, write the manifest and close the session with its :attr:`status` (idempotent)."""
         from perfdesk.controllers.provenance import manifest_extras
 
         if self.closed:
@@ -265,6 +374,7 @@ class Experiment:
             provenance = {"error": repr(exc)}
         provenance["rtt"] = dict(self._rtt)
         self.store.write_manifest(targets=described, provenance=provenance)
+        status = self._final_status = self.status
         self.store.close(status)
         self.bus.emit(SessionFinished(self.session_id, str(self.path), status))
         with self._log_lock:

@@ -11,6 +11,20 @@ from perfdesk.shipped.wire import parse_response
 OK, ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED = "ok", "error", "throttled", "timeout", "cancelled", "dropped"
 STATUSES = (OK, ERROR, THROTTLED, TIMEOUT, CANCELLED, DROPPED)
 
+#: Lambda's error type for an invocation whose execution environment ran out of memory (the Invoke answer's
+#: ``errorType`` and the REPORT line's ``Error Type``). A function target's error rows start with their error type,
+#: so a row ran out of memory exactly when its ``error`` starts with this.
+OUT_OF_MEMORY_ERROR = "Runtime.OutOfMemory"
+#: trials.csv status of a memory-sweep level at which the function ran out of memory: a measured result (the size
+#: is too small), not a failed run.
+LEVEL_OUT_OF_MEMORY = "out of memory"
+
+
+def is_out_of_memory(row: dict | RequestResult) -> bool:
+    """Did this request (a requests.csv row or a :class:`RequestResult`) end in ``Runtime.OutOfMemory``?"""
+    status, error = (row.status, row.error) if isinstance(row, RequestResult) else (row.get("status"), row.get("error"))
+    return status == ERROR and isinstance(error, str) and error.startswith(OUT_OF_MEMORY_ERROR)
+
 
 @dataclass
 class RequestResult:

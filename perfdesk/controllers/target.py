@@ -17,6 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +41,25 @@ class TargetError(Exception):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class TargetStatus(StrEnum):
+    """Where a target is in its lifecycle. A str enum: events, logs and the desk show the value ("torn down")."""
+
+    NOT_DEPLOYED = "not deployed"
+    DEPLOYING = "deploying"
+    #: deployed and answering
+    READY = "ready"
+    #: deployed; warm instances were retired, so the next request starts a fresh one (a function after a forced
+    #: cold start or a memory change; a server while its process restarts)
+    COLD = "cold"
+    FAILED = "failed"
+    TORN_DOWN = "torn down"
+
+    @property
+    def serving(self) -> bool:
+        """Deployed and taking requests: the one notion of "ready" (see :meth:`Target.is_ready`)."""
+        return self in (TargetStatus.READY, TargetStatus.COLD)
 
 
 class TargetSpec(BaseModel):
@@ -97,8 +117,18 @@ class Target(ABC):
         self.spec = spec
         self.ctx = ctx
         self.name = spec.name
-        self.state = "not deployed"
+        self.state = TargetStatus.NOT_DEPLOYED
         self.workload: WorkloadSpec | None = None
+
+    def is_ready(self, workload: WorkloadSpec | None = None) -> bool:
+        """Deployed and taking requests (:attr:`TargetStatus.serving`); with ``workload``, serving that workload.
+
+        The one test of readiness: the experiment deploys a target only when this is false, and the desk offers
+        only ready targets to "try one image".
+        """
+        if not self.state.serving:
+            return False
+        return workload is None or (self.workload is not None and self.workload.name == workload.name)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     @abstractmethod
@@ -152,9 +182,10 @@ class Target(ABC):
         return []
 
     # -- helpers for subclasses --------------------------------------------------------------------------------
-    def set_state(self, state: str, detail: str = "") -> None:
-        self.state = state
-        self.ctx.emit(TargetState(target=self.name, state=state, detail=detail, time=self.ctx.clock()))
+    def set_state(self, state: TargetStatus | str, detail: str = "") -> None:
+        """Record and announce a new state (a :class:`TargetStatus`; its value is accepted, anything else raises)."""
+        self.state = TargetStatus(state)
+        self.ctx.emit(TargetState(target=self.name, state=self.state, detail=detail, time=self.ctx.clock()))
 
     def log(self, line: str, stream: str = "perfdesk") -> None:
         self.ctx.emit(LogLine(target=self.name, line=line, stream=stream, time=self.ctx.clock()))

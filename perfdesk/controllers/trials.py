@@ -23,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
 from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
-from perfdesk.controllers.results import DROPPED, RequestResult, request_row
+from perfdesk.controllers.results import (
+    DROPPED,
+    LEVEL_OUT_OF_MEMORY,
+    OUT_OF_MEMORY_ERROR,
+    RequestResult,
+    is_out_of_memory,
+    request_row,
+)
 from perfdesk.controllers.stats import summarize
 from perfdesk.controllers.target import Target, TargetError, Unsupported
 from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path
@@ -221,7 +228,10 @@ class LevelRecorder:
                 status = "interrupted"
             elif summary["count"] and (summary["ok"] == 0 or 100.0 * failed / summary["count"] > r.spec.max_error_pct):
                 status = "failed"
-                note = note or f"{failed} of {summary['count']} requests failed"
+                oom = sum(1 for row in self.rows if is_out_of_memory(row))
+                note = note or f"{failed} of {summary['count']} requests failed" + (
+                    f" ({oom} ran out of memory: {OUT_OF_MEMORY_ERROR})" if oom else ""
+                )
             else:
                 status = "completed"
         row = {
@@ -324,6 +334,12 @@ def run_rate(run: TrialRun) -> None:
 
 
 def run_memory(run: TrialRun) -> None:
+    """At each size: one cold request, the warm-ups, then ``count`` recorded requests.
+
+    A size at which a request runs out of memory (``Runtime.OutOfMemory``, as the function reports it) is a measured
+    result, not a failure: the level ends there with status ``out of memory``, and the rest of it is not sent (each
+    further request would be one more cold start that runs out of memory). A warm-up that runs out of memory is
+    recorded: it is the level's evidence."""
     spec: MemorySpec = run.spec  # type: ignore[assignment]
     if not run.target.supports_memory:
         raise Unsupported(f"{run.target.kind} targets have no memory size; the memory trial runs on functions")
@@ -338,17 +354,11 @@ def run_memory(run: TrialRun) -> None:
             except TargetError as exc:
                 rec.finish("failed", str(exc))
                 continue
-            # the first request after a configuration change runs in a fresh environment: recorded as the cold one
-            payload = rec.payload()
-            result = run.target.send(payload)
-            rec.record(result, payload, seq=0, closed_loop=True)
-            _sequential(rec, spec.warmup, run.cancel, record=False)
-            for i in range(spec.count):
-                if run.cancel.is_set():
-                    break
-                payload = rec.payload()
-                rec.record(run.target.send(payload), payload, seq=i + 1, closed_loop=True)
-            rec.finish()
+            out_of_memory = _memory_level(rec, spec, run.cancel)
+            if out_of_memory is None:
+                rec.finish()
+            else:
+                rec.finish(LEVEL_OUT_OF_MEMORY, _out_of_memory_note(mb, *out_of_memory))
     finally:
         # later trials run at the size the profile configured, not the sweep's last one
         if configured is not None and not run.cancel.is_set():
@@ -356,6 +366,37 @@ def run_memory(run: TrialRun) -> None:
                 run.target.set_memory(configured)
             except TargetError as exc:
                 run.target.log(f"could not restore memory to {configured} MB: {exc}")
+
+
+def _memory_level(rec: LevelRecorder, spec: MemorySpec, cancel: threading.Event) -> tuple[dict, str, int] | None:
+    """Send one size's requests; stop at the first that runs out of memory and return (its row, which request it
+    was, how many were left unsent)."""
+    target = rec.run.target
+    # the first request after a configuration change runs in a fresh environment: recorded as the cold one
+    plan = [("the cold request", True)]
+    plan += [("a warm-up request", False)] * spec.warmup
+    plan += [(f"warm request {i + 1} of {spec.count}", True) for i in range(spec.count)]
+    seq = 0
+    for i, (which, recorded) in enumerate(plan):
+        if i and cancel.is_set():
+            return None
+        payload = rec.payload()
+        result = target.send(payload)
+        oom = is_out_of_memory(result)
+        if recorded or oom:
+            row = rec.record(result, payload, seq=seq, closed_loop=True)
+            seq += 1
+            if oom:
+                return row, which, len(plan) - i - 1
+    return None
+
+
+def _out_of_memory_note(mb: int, row: dict, which: str, unsent: int) -> str:
+    used = row.get("max_memory_used_mb")
+    note = f"{OUT_OF_MEMORY_ERROR} at {mb:,} MB on {which}"
+    if used is not None:
+        note += f" (max memory used {int(used):,} MB)"
+    return note + (f"; the level's other {unsent} requests were not sent" if unsent else "")
 
 
 def run_stream(run: TrialRun) -> None:
@@ -409,10 +450,16 @@ def _frame_payloads(spec: StreamSpec, run: TrialRun) -> list[Payload]:
     """The feed's frames, decoded and encoded before the feed starts (decoding must not delay sends)."""
     from pathlib import Path
 
+    from perfdesk.controllers.extras import MissingExtra, require
     from perfdesk.shipped.errors import InferenceError
     from perfdesk.shipped.inference.frames import frames
 
     source = Path(spec.source)  # absolute: the profile loader resolved it
+    if source.is_file():
+        try:
+            require("video", what="reading a video file")
+        except MissingExtra as exc:
+            raise TargetError(run.target.name, f"stream source {source}", str(exc)) from None
     options = run.workload.request_options()
     try:
         out = [

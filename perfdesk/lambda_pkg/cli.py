@@ -3,8 +3,8 @@
     perfdesk emulator --port 9001
     aws lambda invoke --endpoint-url http://127.0.0.1:9001 --function-name f out.json   # any Lambda client
 
-The lead wires it with :func:`add_emulator_parser` and :func:`run_emulator`; ``python -m perfdesk.lambda_pkg.cli``
-runs it too.
+``perfdesk.cli`` registers it: :func:`add_arguments` adds its options to a parser, :func:`run_emulator` is its
+handler. ``python -m perfdesk.lambda_pkg.cli`` runs it too.
 """
 
 from __future__ import annotations
@@ -16,20 +16,12 @@ import signal
 import sys
 import threading
 
-
-def add_emulator_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "emulator",
-        help="run the local Lambda emulator until Ctrl-C",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_arguments(p)
-    p.set_defaults(func=run_emulator)
-    return p
+from perfdesk.controllers.exit_codes import ExitCode
+from perfdesk.controllers.extras import MissingExtra, require
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The emulator's options, added to ``p`` (``perfdesk emulator`` and ``python -m perfdesk.lambda_pkg.cli``)."""
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=int, default=9001, help="port (0: any free port; default 9001)")
     p.add_argument("--idle-s", type=float, default=300.0, help="reclaim environments idle this long (default 300)")
@@ -38,9 +30,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cpu-limits", action="store_true", help="do not put environments in cpu cgroups")
     p.add_argument("--work-dir", default=None, help="where code and environments live (default: a temp dir)")
     p.add_argument("--quiet", action="store_true", help="do not print function logs")
+    return p
 
 
-def run_emulator(args) -> int:
+def run_emulator(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM; exit 2 when the address cannot be listened on."""
     from perfdesk.lambda_pkg.emulator import Emulator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -66,23 +60,27 @@ def run_emulator(args) -> int:
             f"perfdesk emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}; choose another --port",
             file=sys.stderr,
         )
-        return 2
+        return ExitCode.BAD_INPUT
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(json.dumps({"endpoint": emu.url, **emu.describe()}), flush=True)
     try:
+        require("emulator", what="running a function")
+    except MissingExtra as exc:  # the control plane works without it; an invocation would fail with Runtime.ExitError
+        print(f"perfdesk emulator: {exc}", file=sys.stderr, flush=True)
+    try:
         stop.wait()
     finally:
         emu.stop()
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="perfdesk-emulator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    _add_arguments(p)
+    add_arguments(p)
     return run_emulator(p.parse_args(argv))
 
 

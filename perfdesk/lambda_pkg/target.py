@@ -10,7 +10,8 @@ layer: they are refused as zips (a ``lambda`` target runs them from a container 
 Both kinds then deploy with :class:`~perfdesk.lambda_pkg.functions.FunctionManager`, invoke synchronously with
 ``LogType=Tail`` and read the REPORT line into each :class:`RequestResult`. ``force_cold`` changes the environment
 variable ``PERFDESK_COLD_NONCE`` (a configuration change retires every warm environment); ``set_memory`` updates
-MemorySize and waits until the update is Successful.
+MemorySize and waits until the update is Successful. An invocation whose environment ran out of memory is an error
+row whose ``error`` starts with ``Runtime.OutOfMemory`` (the answer's errorType, or the REPORT line's Error Type).
 
 AWS's own configuration decides where calls go and as whom: the credential chain, ``AWS_PROFILE``,
 ``AWS_REGION``, ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` (boto3 reads them). A target's
@@ -34,8 +35,17 @@ from urllib.parse import urlparse
 
 from pydantic import Field
 
-from perfdesk.controllers.results import ERROR, OK, THROTTLED, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec
+from perfdesk.controllers.extras import MissingExtra, require
+from perfdesk.controllers.results import (
+    ERROR,
+    OK,
+    OUT_OF_MEMORY_ERROR,
+    THROTTLED,
+    TIMEOUT,
+    RequestResult,
+    result_from_response,
+)
+from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
@@ -263,6 +273,10 @@ class _FunctionTarget(Target):
             builders.layer_requirements(workload.runtime, spec.python)
         except builders.NotForZip as exc:
             raise TargetError(self.name, "package", str(exc)) from None
+        try:  # the model is exported here, at build time: check for torch before anything is built
+            require("onnx", what=f"exporting {workload.model} to ONNX at build time (here, not in the function)")
+        except MissingExtra as exc:
+            raise TargetError(self.name, "export the model to ONNX", str(exc)) from None
         deps_zip = None if layers else self._dependency_layer(workload)
         onnx, onnx_sha, weights_sha = self._onnx_export(workload)
         engine.weights_sha256, engine.onnx_sha256 = weights_sha, onnx_sha
@@ -394,7 +408,7 @@ class _FunctionTarget(Target):
                 self.name, "first invocation", res.error or res.status, "see the function's log in the log pane"
             )
         self.facts["probe_init_ms"] = res.init_ms
-        self.set_state("ready", f"{self.function} at {self.memory_mb} MB")
+        self.set_state(TargetStatus.READY, f"{self.function} at {self.memory_mb} MB")
 
     @classmethod
     def sweep(cls, session_id, *, session_dir, region, facts, say) -> list[str]:
@@ -456,6 +470,8 @@ class _FunctionTarget(Target):
             except ValueError:
                 err = {"errorMessage": data[:300].decode(errors="replace")}
             etype, msg = str(err.get("errorType", "")), str(err.get("errorMessage", ""))
+            if rep is not None and rep.error_type == OUT_OF_MEMORY_ERROR:
+                etype = OUT_OF_MEMORY_ERROR  # the platform's own verdict on the invocation, whatever the payload says
             timed_out = etype == "Sandbox.Timedout" or "Task timed out" in msg or (rep and rep.status == "timeout")
             result = RequestResult(
                 actual_send=t0,
@@ -495,7 +511,7 @@ class _FunctionTarget(Target):
             lambda: self.manager.set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
             "force a cold start",
         )
-        self.set_state("cold", "configuration changed; the next request starts a new environment")
+        self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
         return ColdStart()
 
     def set_memory(self, memory_mb: int) -> None:
@@ -503,7 +519,7 @@ class _FunctionTarget(Target):
             raise TargetError(self.name, "set memory", f"{memory_mb} MB is outside Lambda's 128..10240 MB")
         self._configure(lambda: self.manager.update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
         self.memory_mb = memory_mb
-        self.set_state("cold", f"{memory_mb} MB")
+        self.set_state(TargetStatus.COLD, f"{memory_mb} MB")
 
     def _configure(self, call, what: str) -> None:
         if self.manager is None:
@@ -574,7 +590,7 @@ class LambdaTarget(_FunctionTarget):
 
         spec: LambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
-        self.set_state("deploying")
+        self.set_state(TargetStatus.DEPLOYING)
         region = self._resolve_region()
         ledger = self._ledger()
         artifacts = ArtifactBucket(
@@ -614,7 +630,7 @@ class LambdaTarget(_FunctionTarget):
     def teardown(self) -> None:
         self._teardown_resources()
         self._invoke_client = None
-        self.set_state("torn down")
+        self.set_state(TargetStatus.TORN_DOWN)
 
 
 class LocalLambdaTarget(_FunctionTarget):
@@ -649,11 +665,18 @@ class LocalLambdaTarget(_FunctionTarget):
 
         spec: LocalLambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
-        self.set_state("deploying")
+        self.set_state(TargetStatus.DEPLOYING)
         from perfdesk.lambda_pkg.functions import aws_region
 
         self.region = spec.region or aws_region(self._session()) or "us-east-1"
         if spec.endpoint_url is None and self.emulator is None:
+            # the in-process emulator needs the runtime interface client here (an emulator at endpoint_url brings its
+            # own); the function's runtime comes in its dependencies layer, not from this machine
+            try:
+                require("emulator", what=f"a function of workload {workload.name!r} on the emulator")
+            except MissingExtra as exc:
+                self.set_state(TargetStatus.FAILED)
+                raise TargetError(self.name, "deploy", str(exc)) from None
             self.emulator = Emulator(
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
@@ -695,4 +718,4 @@ class LocalLambdaTarget(_FunctionTarget):
                 self.emulator = None
                 self.spec = self.spec.model_copy(update={"endpoint_url": None})
             self._invoke_client = None
-            self.set_state("torn down")
+            self.set_state(TargetStatus.TORN_DOWN)

@@ -14,7 +14,7 @@ from typing import Any
 import urllib3
 
 from perfdesk.controllers.results import ERROR, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec
+from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
@@ -161,26 +161,30 @@ class AgentTarget(Target):
 
     def deploy(self, workload: WorkloadSpec) -> None:
         self.workload = workload
-        self.set_state("deploying", workload.name)
+        self.set_state(TargetStatus.DEPLOYING, workload.name)
         try:
             self._start_and_wait(workload)
         except TargetError:
-            self.set_state("failed")
+            self.set_state(TargetStatus.FAILED)
             raise
         model = self.health.get("model", {})
         self.set_state(
-            "ready",
+            TargetStatus.READY,
             f"{model.get('model')} on {model.get('runtime')}"
             f"{' (random weights)' if model.get('random_weights') else ''}",
         )
 
     def force_cold(self) -> ColdStart:
         assert self.workload is not None, "deploy first"
-        self.set_state("cold")
+        self.set_state(TargetStatus.COLD)
         self._close_client()
         self._stop_agent()
-        cold = self._start_and_wait(self.workload)
-        self.set_state("ready")
+        try:
+            cold = self._start_and_wait(self.workload)
+        except TargetError:
+            self.set_state(TargetStatus.FAILED)  # the agent is down: not ready, so the next use redeploys
+            raise
+        self.set_state(TargetStatus.READY)
         return cold
 
     def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
@@ -206,8 +210,8 @@ class AgentTarget(Target):
     def teardown(self) -> None:
         self._close_client()
         self._stop_agent()
-        if self.state not in ("not deployed", "torn down"):
-            self.set_state("torn down")
+        if self.state not in (TargetStatus.NOT_DEPLOYED, TargetStatus.TORN_DOWN):
+            self.set_state(TargetStatus.TORN_DOWN)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

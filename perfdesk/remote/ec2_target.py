@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from perfdesk.controllers.target import TargetError
+from perfdesk.controllers.target import TargetError, TargetStatus
 from perfdesk.controllers.workload import WorkloadSpec
 from perfdesk.remote.ec2 import (
     UBUNTU_SSM,
@@ -102,7 +102,7 @@ class Ec2Target(SshTarget):
 
     def launch(self) -> Instance:
         s = self.spec
-        self.set_state("deploying", f"launching {s.instance_type} in {s.region}")
+        self.set_state(TargetStatus.DEPLOYING, f"launching {s.instance_type} in {s.region}")
         self.launch_started = time.time()
         lc = self._lifecycle()
         lc.on_line = lambda line: self.log(line, stream="ec2")
@@ -136,7 +136,7 @@ class Ec2Target(SshTarget):
             try:
                 self.launch()
             except TargetError:
-                self.set_state("failed")
+                self.set_state(TargetStatus.FAILED)
                 raise
         if self.spec.expose and not self.spec.agent_port:
             self.spec = self.spec.model_copy(update={"agent_port": 8750})  # the port the security group admits

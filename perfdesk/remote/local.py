@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from perfdesk.controllers.target import TargetError, TargetSpec
+from perfdesk.controllers.extras import MissingExtra, require_agent
+from perfdesk.controllers.target import TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import WorkloadSpec
 from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
 
@@ -81,6 +82,17 @@ class LocalServerTarget(AgentTarget):
             "--parent-pid",
             str(os.getpid()),
         ]
+
+    def deploy(self, workload: WorkloadSpec) -> None:
+        if self.spec.python in ("", sys.executable):
+            # the agent runs on this interpreter: a runtime that is not installed is said here, naming its extra,
+            # rather than by an agent dying at start-up (another interpreter is the user's to provide)
+            try:
+                require_agent(workload.runtime, f"the agent for workload {workload.name!r}")
+            except MissingExtra as exc:
+                self.set_state(TargetStatus.FAILED)
+                raise TargetError(self.name, "deploy", str(exc)) from None
+        super().deploy(workload)
 
     def _start_agent(self, workload: WorkloadSpec) -> AgentEndpoint:
         port = self.spec.port or free_port()

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from perfdesk.controllers.target import TargetError, TargetSpec
+from perfdesk.controllers.target import TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import WorkloadSpec
 from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
 from perfdesk.remote.provision import (
@@ -153,7 +153,7 @@ class SshTarget(AgentTarget):
         key = (workload.runtime, workload.weights)
         if self.report is not None and self._report_key == key:
             return self.report
-        self.set_state("deploying", f"provisioning {self._transport().host}")
+        self.set_state(TargetStatus.DEPLOYING, f"provisioning {self._transport().host}")
         if self.provisioner is None:
             self.provisioner = Provisioner(
                 self._transport(), self._options(), on_line=lambda line: self.log(line, "ssh")

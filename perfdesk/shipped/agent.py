@@ -193,8 +193,11 @@ def create_app(engine, token: str, *, max_body_bytes: int = MAX_BODY_BYTES, read
 
 def _read_token(path: str | None) -> str:
     if path:
-        with open(path, encoding="utf-8") as fh:
-            token = fh.read().strip()
+        try:
+            with open(path, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except OSError as exc:
+            raise SystemExit(f"perfdesk agent: cannot read --token-file {path}: {exc.strerror}") from None
     else:
         token = os.environ.pop("PERFDESK_AGENT_TOKEN", "")
     if len(token) < 16:

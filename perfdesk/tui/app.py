@@ -1,5 +1,10 @@
 """The interactive desk: a thin Textual shell over the core's :class:`Experiment`.
 
+Every job calls the experiment's own steps, the ones headless runs are made of: ``d`` is
+:meth:`Experiment.ensure_deployed`, ``r`` :meth:`Experiment.run_trial_on`, ``a`` :meth:`Experiment.run_trials`
+(target by target, each torn down after its trials, as a headless run), ``c`` :meth:`Experiment.force_cold`, ``x``
+:meth:`Experiment.teardown`; the session's status and the exit code are the experiment's.
+
 Threading: every blocking step (deploy, trials, tear down, forced cold starts) runs in one thread worker at a time
 (group ``control``); Stop calls :meth:`Experiment.stop`, whose cancel event every load generator and wait loop
 honours, so requests in flight end and their rows are kept. Events from worker threads land in a
@@ -22,6 +27,7 @@ from textual.widgets import Footer, Header, Static
 from textual.worker import WorkerState
 
 from perfdesk.controllers.events import EventBus
+from perfdesk.controllers.exit_codes import ExitCode
 from perfdesk.controllers.experiment import Experiment
 from perfdesk.controllers.profile import Profile
 from perfdesk.tui.chart_data import ChartData
@@ -34,7 +40,7 @@ from perfdesk.tui.screens.try_image import TryImageScreen
 from perfdesk.tui.screens.verdict import VerdictScreen
 from perfdesk.tui.widgets.charts import ChartsPane
 from perfdesk.tui.widgets.logs import LogsPane
-from perfdesk.tui.widgets.targets import READY_STATES, TargetsPane, key_facts
+from perfdesk.tui.widgets.targets import TargetsPane, key_facts
 from perfdesk.tui.widgets.trials import TrialsPane
 
 TICK_S = 0.25  # the panes redraw at 4 Hz from buffered events, never per request
@@ -76,7 +82,6 @@ class PerfdeskApp(App):
         self.chart_data = ChartData()
         self.export_root = Path(export_root)
         self.job: str | None = None
-        self.stopped = False  # the user stopped a run: the session closes as "interrupted"
         self.rows_seen = 0
         self.last_tick: float = 0.0
 
@@ -152,7 +157,7 @@ class PerfdeskApp(App):
             self.notify(f"busy: {self.job} is running (s stops it)", severity="warning")
             return False
         self.job = name
-        self.experiment.cancel.clear()  # a Stop ended the previous job; this one starts fresh
+        self.experiment.resume()  # a Stop ended the previous job; this one starts fresh
         self.run_job(name, fn, args)
         self._status()
         return True
@@ -180,45 +185,27 @@ class PerfdeskApp(App):
         )
         self.tick()
 
-    def _ensure_deployed(self, target) -> bool:
-        """Deploy ``target`` with the current workload unless it already serves it (worker thread)."""
-        if target.state in READY_STATES and target.workload is not None and target.workload.name == self.workload.name:
-            return True
-        if target.state not in ("not deployed", "torn down", "failed"):
-            self.experiment.teardown(target)  # serving another workload
-        return self.experiment.deploy(target, self.workload)
-
+    # the jobs: each is one of the experiment's own steps, with the desk's current workload and edited trials
     def _job_deploy(self, name: str) -> str:
         target = self.experiment.targets[name]
-        return "ready" if self._ensure_deployed(target) else f"failed: {target.state} (see the logs)"
+        ok = self.experiment.ensure_deployed(target, self.workload)
+        return str(target.state) if ok else f"{target.state} (see the logs)"
 
     def _job_teardown(self, name: str) -> None:
         self.experiment.teardown(self.experiment.targets[name])
 
     def _job_force_cold(self, name: str) -> str:
-        target = self.experiment.targets[name]
-        if not self._ensure_deployed(target):
-            return "deploy failed"
-        cold = target.force_cold()
-        phases = ", ".join(f"{k} {v:.0f} ms" for k, v in cold.phases.items())
-        line = f"forced cold start: start {cold.start_ms or 0:.0f} ms, init {cold.init_ms or 0:.0f} ms ({phases})"
-        self.experiment.log(line, name)
-        return line
+        cold = self.experiment.force_cold(self.experiment.targets[name], self.workload)
+        if cold is None:
+            return "deploy failed (see the logs)"
+        return f"start {cold.start_ms or 0:.0f} ms, init {cold.init_ms or 0:.0f} ms"
 
-    def _job_run(self, specs: list) -> str:
-        ran = 0
-        for spec in specs:
-            for target in self.experiment.targets.values():
-                if self.experiment.cancel.is_set():
-                    return f"stopped after {ran} trial run(s)"
-                if not self.experiment.applies(spec, target):
-                    continue
-                if not self._ensure_deployed(target):
-                    self.experiment.log(f"trial {spec.name} not run: deploy failed", target.name)
-                    continue
-                self.experiment.run_trial(spec, target, self.workload)
-                ran += 1
-        return f"{ran} trial run(s)"
+    def _job_run_trial(self, spec) -> str:
+        return f"{self.experiment.run_trial_on(spec, workload=self.workload)} trial run(s)"
+
+    def _job_run_all(self) -> str:
+        ran = self.experiment.run_trials(self.trials, self.workload)
+        return f"{ran} trial run(s); each target torn down after its trials"
 
     # -- actions ------------------------------------------------------------------------------------------------
     def _selected_target(self) -> str | None:
@@ -249,16 +236,15 @@ class PerfdeskApp(App):
     def action_run_trial(self, name: str | None = None) -> None:
         spec = next((t for t in self.trials if t.name == name), None) if name else self._selected_trial()
         if spec is not None:
-            self.start_job(f"trial {spec.name}", self._job_run, [spec])
+            self.start_job(f"trial {spec.name}", self._job_run_trial, spec)
 
     def action_run_all(self) -> None:
-        self.start_job("all trials", self._job_run, list(self.trials))
+        self.start_job("all trials", self._job_run_all)
 
     def action_stop(self) -> None:
         if self.job is None:
             self.notify("nothing is running")
             return
-        self.stopped = True
         self.experiment.stop()
         for worker in self.workers:
             if worker.group == "control":
@@ -280,7 +266,7 @@ class PerfdeskApp(App):
         self.push_screen(EditTrialScreen(spec), edited)
 
     def action_try_image(self) -> None:
-        ready = {n: t for n, t in self.experiment.targets.items() if t.state in READY_STATES}
+        ready = {n: t for n, t in self.experiment.targets.items() if t.is_ready()}
         self.push_screen(TryImageScreen(ready, self.workload, self.profile.base_dir))
 
     def action_next_log_filter(self) -> None:
@@ -319,7 +305,8 @@ class PerfdeskApp(App):
         if self.experiment.closed:
             self.exit()
             return
-        self.experiment.stop()
+        if self.job is not None:
+            self.experiment.stop()  # the job is cut short: the session ends "interrupted"
         self.notify("closing: stopping the trial and tearing every target down ...")
         self.close_and_exit()
 
@@ -334,14 +321,12 @@ class PerfdeskApp(App):
         self.call_from_thread(self.exit)
 
     def close_experiment(self) -> None:
-        """Tear every target down and close the session folder (idempotent)."""
-        if self.experiment.closed:
-            return
-        status = "interrupted" if self.stopped else ("failed" if self.experiment.failures else "completed")
-        self.experiment.close(status)
+        """Tear every target down and close the session folder with the experiment's status (idempotent)."""
+        self.experiment.close()
 
     def on_unmount(self) -> None:
-        self.experiment.stop()
+        if self.job is not None:
+            self.experiment.stop()
         self.close_experiment()
 
     # -- command palette ------------------------------------------------------------------------------------------
@@ -383,13 +368,15 @@ class PerfdeskApp(App):
             )
 
 
-def run_app(profile: Profile, output: str | Path | None = None) -> int:
-    """Run the desk on a profile until the user quits; returns the exit code (0, or 1 when a trial failed)."""
+def run_app(profile: Profile, output: str | Path | None = None) -> ExitCode:
+    """Run the desk on a profile until the user quits; returns the session's exit code, as a headless run does
+    (OK, FAILED when a deploy or trial failed, INTERRUPTED when a run was stopped)."""
     app = PerfdeskApp(profile, output=output)
     try:
         app.run()
     finally:
-        app.experiment.stop()
-        app.close_experiment()
-    print(f"session: {app.experiment.path}")
-    return 1 if app.experiment.failures else 0
+        if not app.experiment.closed:  # the app ended without closing the session: whatever ran was cut short
+            app.experiment.stop()
+            app.close_experiment()
+    print(f"session: {app.experiment.path} ({app.experiment.status})")
+    return app.experiment.exit_code

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from perfdesk.controllers.memory_fit import memory_fits
 from perfdesk.verdict.cost import FUNCTION, SERVER, BreakEven, PriceBook, TrialCost, break_even, trial_costs
 from perfdesk.verdict.session_data import SessionError, load_session
 
@@ -128,6 +129,8 @@ def compute_verdict(path: str | Path) -> Verdict:
         out.error = f"cannot compute the verdict of {folder}: {type(exc).__name__}: {exc}"
         return out
     out.lines = verdict_lines(result)
+    if len(session.trials):
+        out.lines += [f"Memory sweep {fit.line}." for fit in memory_fits(session.trials.to_dict("records"))]
     out.prices_as_of = result.prices_as_of
     for curve in result.curves:
         pairs = [(r, m) for r, m in zip(result.rates_rps, curve.monthly_usd) if m is not None]

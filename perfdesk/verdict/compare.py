@@ -13,7 +13,9 @@ throughput, error rate and cost per 1,000 inferences, each with a test that says
   cost change is a change in what was measured, not in the table.
 
 :func:`gate` turns a comparison into regressions: a metric regresses when its change crosses the profile's
-threshold **and** is significant at ``alpha``.
+threshold **and** is significant at ``alpha``. A level that now runs out of memory (rows ending in
+``Runtime.OutOfMemory``) where the baseline's did not is a regression whatever the thresholds: the size no longer
+works. A level out of memory in both sessions is none.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from perfdesk.controllers.results import OUT_OF_MEMORY_ERROR
 from perfdesk.controllers.sections import Thresholds
 from perfdesk.verdict.cost import FUNCTION, PriceBook, TrialCost, row_costs, target_pricing, trial_costs
 from perfdesk.verdict.session_data import GROUP_KEYS, Session, load_session
@@ -61,6 +64,14 @@ class GroupComparison:
     n_baseline: int
     n_current: int
     metrics: dict[str, MetricChange]
+    #: (requests, of them out of memory) of the level, baseline and current
+    out_of_memory_baseline: tuple[int, int] = (0, 0)
+    out_of_memory_current: tuple[int, int] = (0, 0)
+
+    @property
+    def newly_out_of_memory(self) -> bool:
+        """The level runs out of memory now and did not in the baseline."""
+        return self.out_of_memory_current[1] > 0 and self.out_of_memory_baseline[1] == 0
 
     @property
     def label(self) -> str:
@@ -146,6 +157,12 @@ def _throughput(rows: pd.DataFrame, trial_row: pd.Series | None) -> float | None
 def _error_rate(rows: pd.DataFrame) -> tuple[int, int]:
     counted = rows[rows["status"] != "cancelled"]
     return int((counted["status"] != "ok").sum()), len(counted)
+
+
+def _out_of_memory(rows: pd.DataFrame) -> tuple[int, int]:
+    """(requests, of them out of memory): error rows whose error starts with Runtime.OutOfMemory."""
+    oom = (rows["status"] == "error") & rows["error"].astype(str).str.startswith(OUT_OF_MEMORY_ERROR)
+    return len(rows), int(oom.sum())
 
 
 def _lat(rows: pd.DataFrame) -> np.ndarray:
@@ -268,6 +285,8 @@ def compare_sessions(
                 n_baseline=len(a),
                 n_current=len(b),
                 metrics=metrics,
+                out_of_memory_baseline=_out_of_memory(base_rows),
+                out_of_memory_current=_out_of_memory(cur_rows),
             )
         )
     return result
@@ -297,6 +316,7 @@ class Regression:
     threshold_pct: float
     p_value: float
     test: str
+    detail: str = ""  # out of memory: the counts behind it, for people
 
 
 @dataclass
@@ -324,6 +344,10 @@ def gate_comparison(comparison: Comparison, thresholds: Thresholds) -> GateResul
         not_compared=list(comparison.only_baseline),
     )
     for group in comparison.groups:
+        result.checked += 1
+        if group.newly_out_of_memory:
+            result.regressions.append(_out_of_memory_regression(group))
+            continue  # its latency and error figures only restate it
         for name, (metric, sign) in _CHECKS.items():
             limit = getattr(thresholds, name)
             change = group.metrics.get(metric)
@@ -347,6 +371,25 @@ def gate_comparison(comparison: Comparison, thresholds: Thresholds) -> GateResul
                     )
                 )
     return result
+
+
+def _out_of_memory_regression(group: GroupComparison) -> Regression:
+    (n_base, oom_base), (n_cur, oom_cur) = group.out_of_memory_baseline, group.out_of_memory_current
+    share = lambda oom, n: 100.0 * oom / n if n else 0.0  # noqa: E731
+    return Regression(
+        workload=group.workload,
+        trial=group.trial,
+        target=group.target,
+        level=group.level,
+        metric="out_of_memory",
+        baseline=share(oom_base, n_base),
+        current=share(oom_cur, n_cur),
+        change_pct=share(oom_cur, n_cur) - share(oom_base, n_base),
+        threshold_pct=0.0,
+        p_value=math.nan,  # not a statistical change: the size stopped working
+        test=f"{OUT_OF_MEMORY_ERROR} in the rows",
+        detail=f"{oom_base} of {n_base} requests out of memory in the baseline, {oom_cur} of {n_cur} now",
+    )
 
 
 def gate(
@@ -386,6 +429,12 @@ def format_regressions(result: GateResult) -> list[str]:
         what, fmt = _UNITS.get(r.metric, (r.metric, "{:g}"))
         level = f" level {r.level}" if r.level else ""
         workload = f"{r.workload}/" if r.workload else ""
+        if r.metric == "out_of_memory":
+            lines.append(
+                f"REGRESSION out of memory: {r.target!r} in trial {workload}{r.trial}{level} now runs out of memory "
+                f"({OUT_OF_MEMORY_ERROR}; {r.detail})"
+            )
+            continue
         unit = " points" if r.metric == "error_rate_pct" else "%"
         lines.append(
             f"REGRESSION {what} of {r.target!r} in trial {workload}{r.trial}{level}: "

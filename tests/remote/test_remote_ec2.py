@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import boto3
 import pytest
 
@@ -106,20 +104,18 @@ def test_failed_launch_removes_what_it_made(aws):
 
 
 def test_cli_teardown(aws, capsys, monkeypatch, tmp_path):
-    from perfdesk.remote.cli import add_teardown_parser, run_teardown
+    from perfdesk.cli import main
 
     ec2, _, ami, endpoint = aws
     lifecycle(aws, "cli").launch(LaunchSpec(name="c", ami=ami, public_key=PUBKEY))
-    parser = argparse.ArgumentParser()
-    add_teardown_parser(parser.add_subparsers())
-    assert run_teardown(parser.parse_args(["teardown", "--region", REGION])) == 2  # no session and no --all
+    assert main(["teardown", "--region", REGION]) == 2  # no session and no --all
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # AWS's own variable, as a LocalStack user sets it
     monkeypatch.chdir(tmp_path)  # no ./sessions folder here: every kind searches by the session's tags
-    args = parser.parse_args(["teardown", "cli", "--region", REGION])
-    assert args.handler(args) == 0
+    argv = ["teardown", "cli", "--region", REGION]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "removed instance" in out and "removed security group" in out and "removed key pair" in out
-    assert args.handler(args) == 0 and "nothing to remove" in capsys.readouterr().out
+    assert main(argv) == 0 and "nothing to remove" in capsys.readouterr().out
 
 
 def test_price_table():

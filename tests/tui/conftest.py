@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from perfdesk.controllers.profile import load_profile
+from tests.tui.instant_target import use_instant_kind
 
 DATA = Path(__file__).parent / "data"
 SIZE = (160, 48)
@@ -21,6 +22,12 @@ SIZE = (160, 48)
 @pytest.fixture
 def profile():
     return load_profile(DATA / "tui.toml")
+
+
+@pytest.fixture
+def instant_kind(monkeypatch):
+    """The in-process "instant" target kind, registered for this test only."""
+    use_instant_kind(monkeypatch)
 
 
 @pytest.fixture

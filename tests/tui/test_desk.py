@@ -7,6 +7,7 @@ import time
 import pandas as pd
 import pytest
 
+from perfdesk.controllers.target import TargetStatus
 from perfdesk.tui.app import PerfdeskApp
 from perfdesk.tui.screens.help import HelpScreen
 from perfdesk.tui.screens.sessions import ExportScreen
@@ -26,7 +27,9 @@ async def deploy(pilot, app) -> None:
     await pilot.press("d")
     await wait_for(pilot, lambda: app.job is None, DEPLOY_TIMEOUT, "the deploy job to end")
     state = app.experiment.targets["server"].state
-    assert state == "ready", f"server is {state}; log: {(app.experiment.path / 'log.txt').read_text()[-2000:]}"
+    assert state is TargetStatus.READY, (
+        f"server is {state}; log: {(app.experiment.path / 'log.txt').read_text()[-2000:]}"
+    )
     await pilot.pause(0.3)  # one tick hands the state to the pane
     assert str(app.query_one("#targets-table").get_cell("server", "state")) == "ready"
 
@@ -71,7 +74,7 @@ def test_deploy_warm_trial_try_image_export(profile, tmp_path):
 
     run(scenario())
     assert app.experiment.closed
-    assert app.experiment.targets["server"].state == "torn down"
+    assert app.experiment.targets["server"].state is TargetStatus.TORN_DOWN
 
 
 def test_stop_long_trial_keeps_rows_and_keys_answer(profile, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from perfdesk.controllers.events import EventBus, LogLine, RequestDone, TargetState
+from perfdesk.controllers.target import TargetStatus
 from perfdesk.controllers.trials import ConcurrencySpec
 from perfdesk.tui.chart_data import ChartData
 from perfdesk.tui.live import LiveFeed
@@ -35,12 +36,12 @@ def test_feed_coalesces_rows_from_many_threads_and_stays_bounded():
         t.join()
     for i in range(20):
         bus.emit(LogLine("server", f"line {i}"))
-    bus.emit(TargetState("server", "ready"))
-    bus.emit(TargetState("server", "warm"))
+    bus.emit(TargetState("server", TargetStatus.READY))
+    bus.emit(TargetState("server", TargetStatus.COLD))
     batch = feed.drain()
     assert len(batch.rows) == 1_000 and batch.dropped_rows == 9_000  # bounded; the CSV keeps every row
     assert [line.line for line in batch.logs] == [f"line {i}" for i in range(10, 20)]
-    assert batch.states["server"].state == "warm"  # the latest state only
+    assert batch.states["server"].state is TargetStatus.COLD  # the latest state only
     assert not feed.drain()  # drained
 
 

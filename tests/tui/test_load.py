@@ -11,7 +11,6 @@ import time
 import pandas as pd
 
 from perfdesk.controllers.profile import load_profile
-from perfdesk.controllers.target import register_target
 from perfdesk.tui.app import PerfdeskApp
 from perfdesk.tui.chart_data import MAX_TIME_POINTS
 from perfdesk.tui.widgets.results import ResultsTable
@@ -20,8 +19,7 @@ from tests.tui.conftest import DATA, SIZE, run, wait_for
 KEY_BOUND_S = 1.0
 
 
-def test_keys_answer_and_stop_keeps_rows_at_thousands_of_requests_per_second(tmp_path):
-    register_target("instant", "tests.tui.instant_target:InstantTarget")
+def test_keys_answer_and_stop_keeps_rows_at_thousands_of_requests_per_second(tmp_path, instant_kind):
     app = PerfdeskApp(load_profile(DATA / "instant.toml"), output=tmp_path / "sessions")
     handled: list[float] = []
     waits: list[float] = []

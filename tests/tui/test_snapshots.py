@@ -12,6 +12,7 @@ from textual.app import App
 from perfdesk.tui.app import PerfdeskApp
 from perfdesk.tui.screens.help import HelpScreen
 from perfdesk.tui.screens.sessions import SessionScreen
+from perfdesk.tui.widgets.results import ResultsTable
 from tests.tui.conftest import DATA, SIZE, wait_for
 
 RECORDED = sorted((DATA / "sessions").iterdir())
@@ -24,6 +25,15 @@ def session_app(profile, tmp_path, paths: list[Path], tab_steps: int = 0):
         screen = SessionScreen(paths, tmp_path / "exports")
         await app.push_screen(screen)
         await wait_for(pilot, lambda: len(screen.loaded) == len(paths), 30, "the sessions to load")
+        # a DataTable sizes its columns to their cells on its next idle: on a loaded machine that can come after
+        # the screenshot, which then shows the columns as wide as their labels
+        tables = list(screen.query(ResultsTable))
+        await wait_for(
+            pilot,
+            lambda: all(t.row_count and not t._require_update_dimensions for t in tables),
+            30,
+            "the results tables to size their columns",
+        )
         for _ in range(tab_steps):
             await pilot.press("right_square_bracket")
         await pilot.pause(0.2)

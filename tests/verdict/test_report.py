@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import re
 import subprocess
@@ -10,7 +9,7 @@ import sys
 
 import pytest
 
-from perfdesk.verdict import cli as verdict_cli
+from perfdesk.cli import main
 from perfdesk.verdict.report.html import SECTIONS, write_report
 
 from .synth import SynthTarget, write_session
@@ -50,32 +49,26 @@ def test_report_says_what_is_missing(tmp_path):
     assert "no priced trial" in text and "[prices.targets.srv]" in text
 
 
-def _args(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="perfdesk")
-    verdict_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
-    return parser.parse_args(argv)
-
-
 def test_cli_report_and_compare(session, tmp_path, capsys):
-    assert verdict_cli.run(_args("report", str(session), "-o", str(tmp_path / "r.html"))) == 0
+    assert main(["report", str(session), "-o", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").stat().st_size > 10_000
     slow = write_session(tmp_path / "slow", seed=6, prices=PRICES, slow={"srv": 1.3})
     capsys.readouterr()
-    assert verdict_cli.run(_args("compare", str(session), str(slow))) == 0
+    assert main(["compare", str(session), str(slow)]) == 0
     out = capsys.readouterr().out
     assert "sweep" in out and "p99 ms" in out and "*" in out
-    assert verdict_cli.run(_args("compare", str(session), str(slow), "--gate")) == 1
+    assert main(["compare", str(session), str(slow), "--gate"]) == 1
     captured = capsys.readouterr()
     assert "REGRESSION" in captured.err and "'srv'" in captured.err
     same = write_session(tmp_path / "same", seed=7, prices=PRICES)
-    assert verdict_cli.run(_args("compare", str(session), str(same), "--gate")) == 0
+    assert main(["compare", str(session), str(same), "--gate"]) == 0
 
 
 def test_cli_reports_a_bad_folder_clearly(tmp_path, capsys):
-    assert verdict_cli.run(_args("report", str(tmp_path / "nope"))) == 2
+    assert main(["report", str(tmp_path / "nope")]) == 2
     assert "not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert verdict_cli.run(_args("compare", str(tmp_path / "empty"), str(tmp_path / "empty"))) == 2
+    assert main(["compare", str(tmp_path / "empty"), str(tmp_path / "empty")]) == 2
     assert "no requests.csv" in capsys.readouterr().err
 
 

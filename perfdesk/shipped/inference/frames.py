@@ -5,7 +5,8 @@ Each frame comes with its presentation time in seconds, so a feeder can send it 
 latest decoded frame at or before it is taken (frames are repeated when the video is slower, skipped when it is
 faster), as a camera feed at that rate would deliver them.
 
-PyAV (``pip install av``) is imported only for video files; a missing install is an :class:`InferenceError`.
+PyAV (``pip install av``, perfdesk's ``video`` extra) is imported only for video files; a missing install is an
+:class:`InferenceError`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def video_frames(
     try:
         import av
     except ImportError:
-        raise InferenceError("reading video needs PyAV: pip install av") from None
+        raise InferenceError(
+            "reading video needs PyAV; install the extra: pip install 'perfdesk[video]' (or pip install av)"
+        ) from None
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:

@@ -52,7 +52,10 @@ def _import_ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise InferenceError(f"ONNX Runtime is not installed ({exc}); pip install onnxruntime") from None
+        raise InferenceError(
+            f"ONNX Runtime is not installed ({exc}); install the extra: pip install 'perfdesk[onnx]' "
+            "(or pip install onnxruntime)"
+        ) from None
     return onnxruntime, round((time.perf_counter() - t0) * 1000.0, 3)
 
 

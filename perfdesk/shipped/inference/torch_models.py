@@ -19,7 +19,10 @@ def import_torch() -> float:
         import torch  # noqa: F401
         import torchvision  # noqa: F401
     except ImportError as exc:
-        raise InferenceError(f"PyTorch is not installed ({exc}); pip install torch torchvision") from None
+        raise InferenceError(
+            f"PyTorch is not installed ({exc}); install the extra: pip install 'perfdesk[torch]' "
+            "(or pip install torch torchvision)"
+        ) from None
     return round((time.perf_counter() - t0) * 1000.0, 3)
 
 

@@ -17,7 +17,7 @@ from perfdesk.tui.chart_data import ChartData, read_session
 from perfdesk.tui.messages import SessionExported, SessionLoaded
 from perfdesk.tui.screens.verdict import VerdictScreen
 from perfdesk.tui.widgets.charts import ChartsPane
-from perfdesk.tui.widgets.results import ResultsTable
+from perfdesk.tui.widgets.results import MemoryFitLine, ResultsTable
 from perfdesk.verdict.export import export_sessions
 
 
@@ -154,6 +154,7 @@ class SessionColumn(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(f"[b]{self.path.name}[/]  [dim]loading ...[/]", classes="pane-title session-title")
         yield ResultsTable(classes="session-results")
+        yield MemoryFitLine(classes="memory-fit")
         yield ChartsPane(id=f"session-charts-{self.index}", classes="session-charts")
 
     def show(self, message: SessionLoaded) -> None:
@@ -167,6 +168,7 @@ class SessionColumn(Vertical):
             f"{len(message.summaries)} trial levels · read-only[/]"
         )
         self.query_one(ResultsTable).add_summaries(message.summaries)
+        self.query_one(MemoryFitLine).show(message.summaries)
         self.query_one(ChartsPane).show(message.data)
 
 

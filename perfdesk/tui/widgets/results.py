@@ -1,16 +1,26 @@
 """Results table: trials.csv summaries (p50/p90/p99, throughput, errors, cold starts) per target and level,
-grouped so that the targets of one trial and level sit next to each other."""
+grouped so that the targets of one trial and level sit next to each other; under it, what each memory sweep found
+(the smallest memory that works)."""
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
+from perfdesk.controllers.memory_fit import memory_fits
+from perfdesk.controllers.results import LEVEL_OUT_OF_MEMORY
 from perfdesk.tui.chart_data import num
 from perfdesk.tui.fmt import fmt, level_text
 
 COLUMNS = ("trial", "level", "target", "status", "ok", "err", "thr/s", "p50", "p90", "p99", "max", "cold")
-STATUS_STYLE = {"failed": "bold red", "interrupted": "yellow", "skipped": "yellow", "completed": "green"}
+STATUS_STYLE = {
+    "failed": "bold red",
+    "interrupted": "yellow",
+    "skipped": "yellow",
+    "completed": "green",
+    LEVEL_OUT_OF_MEMORY: "magenta",
+}
 
 
 class ResultsTable(DataTable):
@@ -66,3 +76,16 @@ class ResultsTable(DataTable):
     @property
     def summaries(self) -> list[dict]:
         return [self._rows[k] for k in sorted(self._rows, key=self._sort_key)]
+
+
+class MemoryFitLine(Static):
+    """One line per memory sweep: ``fn on wl/memory: smallest memory that works: 1,536 MB; out of memory at
+    1,024 MB``. Hidden while no sweep has a level; fed the same summaries as the table beside it."""
+
+    def on_mount(self) -> None:
+        self.display = False
+
+    def show(self, summaries: list[dict]) -> None:
+        lines = [fit.line for fit in memory_fits(summaries)]
+        self.display = bool(lines)
+        self.update("\n".join(f"[magenta]memory sweep[/] {escape(line)}" for line in lines))

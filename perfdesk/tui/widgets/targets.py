@@ -7,16 +7,16 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from perfdesk.controllers.target import TargetStatus
+
 STATE_STYLE = {
-    "not deployed": "dim",
-    "deploying": "yellow",
-    "ready": "green",
-    "warm": "green",
-    "cold": "cyan",
-    "failed": "bold red",
-    "torn down": "dim",
+    TargetStatus.NOT_DEPLOYED: "dim",
+    TargetStatus.DEPLOYING: "yellow",
+    TargetStatus.READY: "green",
+    TargetStatus.COLD: "cyan",
+    TargetStatus.FAILED: "bold red",
+    TargetStatus.TORN_DOWN: "dim",
 }
-READY_STATES = ("ready", "warm")
 
 
 def key_facts(describe: dict) -> str:
@@ -48,10 +48,10 @@ class TargetsPane(Vertical):
             table.add_row(name, target.kind, self._state_text(target.state), key_facts(target.describe()), "", key=name)
 
     @staticmethod
-    def _state_text(state: str) -> Text:
-        return Text(state, style=STATE_STYLE.get(state, ""))
+    def _state_text(state: TargetStatus) -> Text:
+        return Text(str(state), style=STATE_STYLE.get(state, ""))
 
-    def set_state(self, name: str, state: str, detail: str = "", facts: str | None = None) -> None:
+    def set_state(self, name: str, state: TargetStatus, detail: str = "", facts: str | None = None) -> None:
         table = self.query_one(DataTable)
         if name not in table.rows:
             return

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from perfdesk.tui.fmt import level_text
-from perfdesk.tui.widgets.results import STATUS_STYLE, ResultsTable
+from perfdesk.tui.widgets.results import STATUS_STYLE, MemoryFitLine, ResultsTable
 
 COMMON = {"kind", "name", "max_error_pct", "late_threshold_ms"}
 
@@ -62,6 +62,7 @@ class TrialsPane(Vertical):
         yield DataTable(id="trials-table", cursor_type="row", zebra_stripes=True)
         yield Static("Results  [dim](ms; random weights time like trained ones)[/]", classes="pane-title")
         yield ResultsTable(id="results")
+        yield MemoryFitLine(id="memory-fit")
 
     def on_mount(self) -> None:
         table = self.query_one("#trials-table", DataTable)
@@ -98,7 +99,10 @@ class TrialsPane(Vertical):
             p = self.progress.get(str(s.get("trial")))
             if p is not None:
                 p.status = str(s.get("status", "done"))
-        self.query_one(ResultsTable).add_summaries(summaries)
+        results = self.query_one(ResultsTable)
+        results.add_summaries(summaries)
+        if any(s.get("trial_kind") == "memory" for s in summaries):
+            self.query_one(MemoryFitLine).show(results.summaries)
 
     def refresh_progress(self) -> None:
         table = self.query_one("#trials-table", DataTable)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from perfdesk.controllers.results import OUT_OF_MEMORY_ERROR
 from perfdesk.verdict.cost import BreakEven, TrialCost
 from perfdesk.verdict.session_data import Session
 
@@ -112,11 +113,15 @@ def cold_vs_warm(session: Session) -> bytes | None:
 
 
 def memory_sweep(session: Session, costs: list[TrialCost]) -> bytes | None:
-    """Function latency (p50, p99) and cost per 1k against the configured memory."""
-    rows = _ok(session.requests[session.requests["trial_kind"] == "memory"]).copy()
+    """Function latency (p50, p99) and cost per 1k against the configured memory; sizes at which the function ran
+    out of memory are marked (dotted red)."""
+    sweep = session.requests[session.requests["trial_kind"] == "memory"]
+    rows = _ok(sweep).copy()
     if not len(rows):
         return None
     rows["mem"] = pd.to_numeric(rows["level"], errors="coerce")
+    oom = sweep["error"].astype(str).str.startswith(OUT_OF_MEMORY_ERROR) & (sweep["status"] == "error")
+    oom_levels = sorted(pd.to_numeric(sweep.loc[oom, "level"], errors="coerce").dropna().unique())
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     for target, group in rows.groupby("target"):
@@ -132,8 +137,10 @@ def memory_sweep(session: Session, costs: list[TrialCost]) -> bytes | None:
             ax2.plot([m for m, _ in mine], [v for _, v in mine], marker="o", label=target)
     ax1.set(xlabel="memory (MB)", ylabel="latency (ms)", title="Memory sweep: latency")
     ax2.set(xlabel="memory (MB)", ylabel="USD per 1,000 inferences", title="Memory sweep: cost")
-    levels = sorted(rows["mem"].dropna().unique())
+    levels = sorted(set(rows["mem"].dropna().unique()) | set(oom_levels))
     for ax in (ax1, ax2):
+        for i, mb in enumerate(oom_levels):
+            ax.axvline(mb, color="red", ls=":", lw=1.2, label="out of memory" if i == 0 else None)
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [f"{m:g}" for m in levels])
         ax.grid(alpha=0.3)

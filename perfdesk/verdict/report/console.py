@@ -50,6 +50,9 @@ def comparison_table(result: Comparison, verbose: bool = False) -> Table:
         table.add_column(title)
     for group in result.groups:
         row = [group.trial, group.level, group.target]
-        row += [_cell(group.metrics.get(metric), fmt, verbose) for metric, _, fmt in _SHOWN]
+        cells = {metric: _cell(group.metrics.get(metric), fmt, verbose) for metric, _, fmt in _SHOWN}
+        if group.out_of_memory_current[1]:  # the err cell says why: the size is too small (red: newly so)
+            cells["error_rate_pct"].append(" out of memory", style="red" if group.newly_out_of_memory else "magenta")
+        row += list(cells.values())
         table.add_row(*row)
     return table

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from perfdesk.controllers.memory_fit import MemoryFit, memory_fits
 from perfdesk.verdict.cost import BreakEven, PriceBook, TrialCost, break_even, trial_costs
 from perfdesk.verdict.report import charts
 from perfdesk.verdict.session_data import Session, load_session
@@ -68,8 +69,14 @@ def _table(frame: pd.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def session_memory_fits(session: Session) -> list[MemoryFit]:
+    """What each memory sweep of the session found (from trials.csv)."""
+    return memory_fits(session.trials.to_dict("records")) if len(session.trials) else []
+
+
 def verdict_lines(session: Session, costs: list[TrialCost], result: BreakEven) -> list[str]:
-    """The answer in a few sentences: who is faster warm and cold, who is cheaper at which rate."""
+    """The answer in a few sentences: who is faster warm and cold, who is cheaper at which rate, and the smallest
+    memory that works for each function swept."""
     lines = []
     rows = session.requests[session.requests["status"] == "ok"]
     warm = rows[(rows["trial_kind"] == "warm") & ~rows["cold"]].groupby("target")["latency_ms"].median()
@@ -117,6 +124,7 @@ def verdict_lines(session: Session, costs: list[TrialCost], result: BreakEven) -
             lines.append(text + ".")
         else:
             lines.append(f"{c.server} against {c.function}: {c.note}.")
+    lines += [f"Memory sweep {fit.line}." for fit in session_memory_fits(session)]
     return lines
 
 
@@ -148,6 +156,8 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
     ]
     for key, title, missing in SECTIONS:
         parts.append(f"<section id='{key}'><h2>{_e(title)}</h2>{_img(makers[key](), title, missing)}")
+        if key == "memory" and (fits := session_memory_fits(session)):
+            parts.append("<ul class='memory-fit'>" + "".join(f"<li>{_e(f.line)}</li>" for f in fits) + "</ul>")
         if key == "cost":
             parts.append(
                 _table(

@@ -40,3 +40,16 @@ def hog(event, context):
 
 def fail(event, context):
     raise ValueError(f"bad input: {event.get('why', 'no reason')}")
+
+
+def hog_request(event, context):
+    """Answers like perfdesk's handler (one prediction) after holding TINY_HOG_MB MB for TINY_HOG_HOLD_S seconds: a
+    function whose memory need is known, so a memory sweep runs out of memory below it and works above it."""
+    block = b"\x01" * (int(os.environ.get("TINY_HOG_MB", "64")) * 1024 * 1024)  # written, so resident
+    time.sleep(float(os.environ.get("TINY_HOG_HOLD_S", "0.3")))
+    return {
+        "predictions": [[{"label": "hog", "score": 1.0}]],
+        "timings": {"inference_ms": 0.0},
+        "batch_size": 1,
+        "held_mb": len(block) // (1024 * 1024),
+    }
