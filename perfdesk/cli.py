@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "teardown",
         teardown_cli.add_arguments,
         teardown_cli.run_teardown,
-        help="remove the EC2 resources a session created (by their tags)",
+        help="remove every cloud resource a session created (EC2, functions, layers, roles, S3), also after a kill",
         description=teardown_cli.DESCRIPTION,
     )
     command(

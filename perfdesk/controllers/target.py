@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -161,6 +162,24 @@ class Target(ABC):
     def describe(self) -> dict[str, Any]:
         """Key facts for the manifest and the UI (host, function, memory, instance type, versions, ...)."""
         return {"name": self.name, "kind": self.kind, "billing": self.billing}
+
+    @classmethod
+    def sweep(
+        cls,
+        session_id: str | None,
+        *,
+        session_dir: Path | None,
+        region: str | None,
+        facts: list[dict[str, Any]],
+        say: Callable[[str], None],
+    ) -> list[str]:
+        """Remove what sessions of this kind left in the cloud, with no live target (``perfdesk teardown``, also
+        after the session was killed): found by the session's tags, and by what its targets recorded in
+        ``session_dir`` as they created it. ``session_id`` None: every session's. ``region``: the user's choice
+        (None: what the session recorded, else the provider's default); ``facts``: the manifest's ``describe()``
+        of the session's targets of this kind. Returns what was removed; raises RuntimeError naming what could not
+        be. Default: nothing (local processes end with their session)."""
+        return []
 
     # -- helpers for subclasses --------------------------------------------------------------------------------
     def set_state(self, state: TargetStatus | str, detail: str = "") -> None:

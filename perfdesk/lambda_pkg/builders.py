@@ -1,38 +1,58 @@
-"""Deployment packages: the function's code zip, a dependencies layer, a weights layer, a container build context.
+"""Deployment packages: the function's code zip, a dependencies layer, file layers, a container build context.
 
-* :func:`build_code_zip`: the handler and the inference module (pure Python, a few hundred KB), optionally the
-  weights (placement ``package``). Deterministic (fixed timestamps, sorted), so an unchanged package keeps its
-  CodeSha256 and the update is skipped.
-* :func:`build_dependency_layer`: manylinux wheels for the Lambda runtime's Python version and architecture
-  (``pip download --only-binary=:all: --platform ... --python-version ...``), unpacked under ``python/``, checked
-  against Lambda's 250 MB unzipped limit (:class:`PackageTooLarge` names the biggest items).
-* :func:`build_weights_layer`: the weights file under ``weights/`` (``/opt/weights/<file>`` in the function).
-* :func:`write_container_context`: a Dockerfile on ``public.ecr.aws/lambda/python`` for dependencies too big for
-  layers (PyTorch): ``docker build`` it, push to ECR, and give the image URI to the ``lambda`` target.
+* :func:`build_code_zip`: the handler and the inference module (pure Python, a few hundred KB), plus any files
+  the function needs (the ONNX export, weights) under their names in the task root.
+* :func:`build_dependency_layer`: the handler's dependencies for Lambda's Python runtime and architecture,
+  installed from manylinux wheels by ``pip install --target --platform ... --python-version ... --only-binary
+  =:all:`` (a cross-platform, binary-only resolve: never a source build for this machine, never this machine's
+  site-packages), under ``python/`` as Lambda's layer paths expect.
+* :func:`build_file_layer`: one file (the ONNX export, weights) under ``<folder>/`` (``/opt/<folder>/<file>``).
+* :func:`write_container_context`: a Dockerfile on ``public.ecr.aws/lambda/python`` for runtimes too big for a
+  layer (PyTorch, TensorFlow).
+
+Every zip is reproducible byte for byte: entries sorted by name, one fixed timestamp, modes normalised to 0644 or
+0755, no ``__pycache__`` and no ``bin/`` scripts (their shebang names this machine's interpreter). Unchanged
+packages keep their CodeSha256. :func:`package_facts` says how big each is against Lambda's limits (50 MB zipped
+inline, 250 MB unzipped for code and layers together); :class:`PackageTooLarge` names the biggest items.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from perfdesk import shipped
 
 #: Lambda's limit on the unzipped function plus all its layers.
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+#: Lambda's limit on a zip sent inline (CreateFunction, UpdateFunctionCode, PublishLayerVersion); above it the zip
+#: goes through S3 (S3Bucket/S3Key).
+MAX_INLINE_ZIP_BYTES = 50 * 1024 * 1024
 #: Handler string of the shipped handler.
 HANDLER = "perfdesk.shipped.handler.lambda_handler"
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
-_PLATFORMS = {
-    "x86_64": ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"],
-    "arm64": ["manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"],
+#: glibc of the OS under each Lambda Python runtime: python3.10 and 3.11 run on Amazon Linux 2 (glibc 2.26),
+#: python3.12 and 3.13 on Amazon Linux 2023 (glibc 2.34). A wheel for a newer glibc does not load there.
+RUNTIME_GLIBC = {"3.10": 26, "3.11": 26, "3.12": 34, "3.13": 34}
+_MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
+#: The handler's dependencies per inference runtime in a zip function (boto3 is in Lambda's Python runtime).
+LAYER_REQUIREMENTS = {"onnx": ["onnxruntime", "numpy", "pillow"]}
+#: Pins the resolver cannot know: on Amazon Linux 2 the newest onnxruntime with wheels for its glibc (1.16) was
+#: built against NumPy 1.x and fails to import under NumPy 2.
+_CONSTRAINTS = {("onnx", 26): ["numpy<2"]}
+#: Runtimes whose dependencies are far above the 250 MB a function and its layers may unzip to.
+IMAGE_ONLY = {
+    "torch": "PyTorch (torch and torchvision unzip to about 800 MB even as CPU-only wheels)",
+    "tensorflow": "TensorFlow (tensorflow-cpu unzips to about 1.2 GB)",
 }
-#: Runtime dependencies of the handler per inference runtime (boto3 is in Lambda's Python runtime already).
+#: Requirements of a container image per runtime (write_container_context).
 RUNTIME_REQUIREMENTS = {
     "torch": ["torch", "torchvision", "numpy", "pillow", "psutil"],
     "onnx": ["onnxruntime", "numpy", "pillow", "psutil"],
@@ -42,6 +62,10 @@ RUNTIME_REQUIREMENTS = {
 
 class PackageTooLarge(Exception):
     """A package is above Lambda's unzipped limit; the message names the biggest items and what to do."""
+
+
+class NotForZip(ValueError):
+    """The runtime's dependencies cannot go in a layer (PyTorch, TensorFlow): the function must be an image."""
 
 
 def _repo_root() -> Path:
@@ -54,55 +78,146 @@ def shipped_files(root: Path | None = None) -> list[tuple[Path, str]]:
     return [(root / name, name) for name in shipped.shipped_files(root)]
 
 
-def _add(zf: zipfile.ZipFile, name: str, data: bytes, mode: int = 0o644) -> None:
+def lambda_platforms(python_version: str, architecture: str) -> list[str]:
+    """pip ``--platform`` tags of the wheels that load on the runtime: manylinux2014 and every ``manylinux_2_N``
+    up to the runtime's glibc (pip takes the tags as given and does not add the older ones itself)."""
+    if architecture not in _MACHINE:
+        raise ValueError(f"architecture must be x86_64 or arm64, not {architecture!r}")
+    if python_version not in RUNTIME_GLIBC:
+        raise ValueError(f"no Lambda Python runtime {python_version!r}; known: {', '.join(sorted(RUNTIME_GLIBC))}")
+    machine = _MACHINE[architecture]
+    tags = [f"manylinux2014_{machine}"]
+    tags += [f"manylinux_2_{minor}_{machine}" for minor in range(17, RUNTIME_GLIBC[python_version] + 1)]
+    return tags
+
+
+def layer_requirements(runtime: str, python_version: str) -> tuple[list[str], list[str]]:
+    """(requirements, constraints) of the dependencies layer of a zip function on ``runtime``.
+
+    Raises :class:`NotForZip` for PyTorch and TensorFlow: no layer holds them, they go as container images."""
+    if runtime in IMAGE_ONLY:
+        raise NotForZip(
+            f"runtime {runtime!r} cannot be packaged as a zip with layers: {IMAGE_ONLY[runtime]}, far above the "
+            f"{MAX_UNZIPPED_BYTES // 2**20} MB a Lambda function and its layers may unzip to. Use the onnx runtime "
+            "(onnxruntime, numpy and pillow fit a layer; the model is exported at build time), or deploy a "
+            "container image (image_uri on a 'lambda' target)"
+        )
+    if runtime not in LAYER_REQUIREMENTS:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(sorted(LAYER_REQUIREMENTS))}")
+    glibc = RUNTIME_GLIBC.get(python_version, 34)
+    return list(LAYER_REQUIREMENTS[runtime]), list(_CONSTRAINTS.get((runtime, glibc), []))
+
+
+# -- zips ------------------------------------------------------------------------------------------------------
+def _info(name: str, mode: int) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, _ZIP_TIME)
-    info.external_attr = (0o100000 | mode) << 16
+    info.external_attr = (0o100000 | (0o755 if mode & 0o111 else 0o644)) << 16
     info.compress_type = zipfile.ZIP_DEFLATED
-    zf.writestr(info, data)
+    info.create_system = 3  # unix: the same bytes on every client OS
+    return info
+
+
+def _add(zf: zipfile.ZipFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    zf.writestr(_info(name, mode), data)
+
+
+def _add_file(zf: zipfile.ZipFile, name: str, path: Path) -> None:
+    st = path.stat()
+    info = _info(name, st.st_mode)
+    info.file_size = st.st_size  # lets zipfile decide on zip64 before streaming
+    with open(path, "rb") as src, zf.open(info, "w") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _skipped(rel: Path) -> bool:
+    return "__pycache__" in rel.parts or rel.suffix == ".pyc" or rel.parts[:2] == ("python", "bin")
 
 
 def _zip_tree(tree: Path, dest: Path) -> Path:
-    with zipfile.ZipFile(dest, "w") as zf:
-        for path in sorted(tree.rglob("*")):
-            if path.is_file():
-                _add(zf, path.relative_to(tree).as_posix(), path.read_bytes(), path.stat().st_mode & 0o777)
+    files = sorted(
+        (p.relative_to(tree).as_posix(), p)
+        for p in tree.rglob("*")
+        if p.is_file() and not p.is_symlink() and not _skipped(p.relative_to(tree))
+    )
+    return _zip_files(files, dest)
+
+
+def _zip_files(files: Iterable[tuple[str, Path]], dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        for name, path in sorted(files):
+            _add_file(zf, name, path)
+    os.replace(tmp, dest)
     return dest
 
 
-def build_code_zip(dest: str | Path, weights: str | Path | None = None, root: Path | None = None) -> Path:
-    """The function's code zip at ``dest``; with ``weights``, the file goes in as ``weights/<name>`` (placement
-    ``package``: then set PERFDESK_WEIGHTS=weights/<name>)."""
+def build_code_zip(
+    dest: str | Path,
+    weights: str | Path | None = None,
+    root: Path | None = None,
+    *,
+    files: Mapping[str, str | Path] | None = None,
+) -> Path:
+    """The function's code zip at ``dest``: the shipped code, plus ``files`` (name in the zip -> local file, e.g.
+    ``{"model/resnet50.onnx": path}``); ``weights`` goes in as ``weights/<name>`` (then set
+    PERFDESK_WEIGHTS=weights/<name>)."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(dest, "w") as zf:
-        for src, name in shipped_files(root):
-            _add(zf, name, src.read_bytes())
-        if weights is not None:
-            w = Path(weights)
-            _add(zf, f"weights/{w.name}", w.read_bytes())
+    entries = {name: src for src, name in shipped_files(root)}
+    if weights is not None:
+        entries[f"weights/{Path(weights).name}"] = Path(weights)
+    for name, src in (files or {}).items():
+        entries[name] = Path(src)
+    _zip_files(entries.items(), dest)
     check_unzipped_size([dest])
     return dest
+
+
+def build_file_layer(path: str | Path, dest: str | Path, folder: str = "weights") -> Path:
+    """A layer holding one file as ``<folder>/<name>`` (``/opt/<folder>/<name>`` in the function)."""
+    path = Path(path)
+    _zip_files([(f"{folder}/{path.name}", path)], Path(dest))
+    check_unzipped_size([Path(dest)])
+    return Path(dest)
 
 
 def build_weights_layer(weights: str | Path, dest: str | Path) -> Path:
     """A layer holding the weights file as ``weights/<name>`` (``/opt/weights/<name>`` in the function)."""
-    dest = Path(dest)
-    w = Path(weights)
-    with zipfile.ZipFile(dest, "w") as zf:
-        _add(zf, f"weights/{w.name}", w.read_bytes())
-    check_unzipped_size([dest])
-    return dest
+    return build_file_layer(weights, dest, "weights")
 
 
 def unzipped_items(zip_path: Path) -> dict[str, int]:
-    """Unzipped bytes per top-level item (``python/torch`` counts as one item) of a package."""
+    """Unzipped bytes per top-level item (``python/numpy`` counts as one item) of a package."""
     sizes: dict[str, int] = {}
     with zipfile.ZipFile(zip_path) as zf:
         for info in zf.infolist():
             parts = info.filename.split("/")
-            key = "/".join(parts[:2]) if parts[0] in ("python", "weights") and len(parts) > 2 else parts[0]
+            key = "/".join(parts[:2]) if parts[0] in ("python", "weights", "model") and len(parts) > 2 else parts[0]
             sizes[key] = sizes.get(key, 0) + info.file_size
     return sizes
+
+
+def package_facts(zip_path: str | Path, top: int = 5) -> dict:
+    """Sizes of one package against Lambda's limits: zipped bytes (inline up to 50 MB, else through S3), unzipped
+    bytes (250 MB for code and layers together) and its biggest items."""
+    zip_path = Path(zip_path)
+    items = unzipped_items(zip_path)
+    zipped = zip_path.stat().st_size
+    return {
+        "zipped_bytes": zipped,
+        "unzipped_bytes": sum(items.values()),
+        "upload": "inline" if zipped < MAX_INLINE_ZIP_BYTES else "s3",
+        "biggest": dict(sorted(items.items(), key=lambda kv: -kv[1])[:top]),
+    }
+
+
+def describe_sizes(name: str, facts: dict) -> str:
+    """One log line: ``deps layer: 38.6 MB zipped (inline), 133.0 MB unzipped (python/numpy 31.6 MB, ...)``."""
+    biggest = ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in facts["biggest"].items())
+    return (
+        f"{name}: {facts['zipped_bytes'] / 2**20:.1f} MB zipped ({facts['upload']}), "
+        f"{facts['unzipped_bytes'] / 2**20:.1f} MB unzipped ({biggest})"
+    )
 
 
 def check_unzipped_size(zips: list[Path], limit: int = MAX_UNZIPPED_BYTES) -> int:
@@ -123,67 +238,84 @@ def check_unzipped_size(zips: list[Path], limit: int = MAX_UNZIPPED_BYTES) -> in
     return total
 
 
+# -- the dependencies layer ------------------------------------------------------------------------------------
 def build_dependency_layer(
     dest: str | Path,
     requirements: list[str],
     python_version: str = "3.11",
     architecture: str = "x86_64",
     *,
+    constraints: list[str] | None = None,
     find_links: str | None = None,
     no_index: bool = False,
     work_dir: str | Path | None = None,
     limit: int = MAX_UNZIPPED_BYTES,
+    timeout_s: float = 1800.0,
 ) -> Path:
-    """A layer zip of manylinux wheels for Lambda's Python ``python_version`` on ``architecture`` (x86_64|arm64).
+    """A layer zip of ``requirements`` installed from manylinux wheels for Lambda's Python ``python_version`` on
+    ``architecture`` (x86_64|arm64), under ``python/``.
 
-    Wheels only (no source builds: they would be built for this machine, not Lambda's). Raises
-    :class:`PackageTooLarge` (what is big) or :class:`RuntimeError` (pip's message, e.g. no wheel for the platform).
+    pip resolves for the runtime, not for this machine (``--platform``, ``--python-version``, ``--implementation
+    cp``, ``--only-binary=:all:``), ignores what is installed here (``--target`` with ``--ignore-installed``), and
+    uses the configured index and its own cache (pip.conf, ``PIP_*``). Raises :class:`PackageTooLarge` (what is
+    big) or :class:`RuntimeError` (pip's message, e.g. no wheel for the platform).
     """
-    if architecture not in _PLATFORMS:
-        raise ValueError(f"architecture must be x86_64 or arm64, not {architecture!r}")
+    platforms = lambda_platforms(python_version, architecture)
     dest = Path(dest)
     tmp = Path(work_dir or tempfile.mkdtemp(prefix="perfdesk-layer-"))
-    wheels, tree = tmp / "wheels", tmp / "layer"
+    tree = tmp / "layer"
     shutil.rmtree(tree, ignore_errors=True)
-    wheels.mkdir(parents=True, exist_ok=True)
+    tree.mkdir(parents=True)
     cmd = [
         sys.executable,
         "-m",
         "pip",
-        "download",
+        "install",
+        "--target",
+        str(tree / "python"),
+        "--ignore-installed",
         "--only-binary=:all:",
-        "--dest",
-        str(wheels),
         "--python-version",
         python_version,
         "--implementation",
         "cp",
+        "--no-compile",
+        "--no-warn-conflicts",
+        "--no-warn-script-location",
         "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
     ]
-    for plat in _PLATFORMS[architecture]:
+    for plat in platforms:
         cmd += ["--platform", plat]
+    if constraints:
+        cfile = tmp / "constraints.txt"
+        cfile.write_text("\n".join(constraints) + "\n")
+        cmd += ["--constraint", str(cfile)]
     if find_links:
         cmd += ["--find-links", find_links]
     if no_index:
         cmd.append("--no-index")
     cmd += list(requirements)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PIP_TARGET", "PIP_USER", "PIP_PREFIX")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        tail = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()][-5:]
         raise RuntimeError(
-            f"pip could not get {architecture} wheels for Python {python_version} of "
-            f"{' '.join(requirements)}: " + " / ".join(tail)
+            f"pip could not get {architecture} wheels for Python {python_version} (platforms {platforms[0]} .. "
+            f"{platforms[-1]}) of {' '.join(requirements)}: " + " / ".join(tail)
         )
     site = tree / "python"
-    site.mkdir(parents=True)
-    for whl in sorted(wheels.glob("*.whl")):
-        with zipfile.ZipFile(whl) as zf:
-            zf.extractall(site)
-    # Check before zipping: a torch-sized tree should fail fast with the names, not after minutes of deflate.
+    # Check before zipping: a tree above the limit should fail fast with the names, not after minutes of deflate.
     sizes: dict[str, int] = {}
-    for item in site.iterdir():
-        sizes[f"python/{item.name}"] = (
-            sum(p.stat().st_size for p in item.rglob("*") if p.is_file()) if item.is_dir() else item.stat().st_size
+    for item in sorted(site.iterdir()):
+        rel = item.relative_to(tree)
+        if _skipped(rel):
+            continue
+        sizes[rel.as_posix()] = (
+            sum(p.stat().st_size for p in item.rglob("*") if p.is_file() and not _skipped(p.relative_to(tree)))
+            if item.is_dir()
+            else item.stat().st_size
         )
     total = sum(sizes.values())
     if total > limit:
@@ -194,7 +326,6 @@ def build_dependency_layer(
             + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in biggest)
             + ". Use the onnx runtime (onnxruntime fits), or a container image (write_container_context)"
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
     return _zip_tree(tree, dest)
 
 

@@ -1,22 +1,37 @@
 """Target kinds ``lambda`` (AWS Lambda) and ``local-lambda`` (perfdesk's emulator): the same boto3 code path.
 
-Both deploy the handler with :class:`~perfdesk.lambda_pkg.functions.FunctionManager`, invoke it synchronously
-with ``LogType=Tail`` and read the REPORT line (Duration, Billed Duration, Memory Size, Max Memory Used, Init
-Duration) into each :class:`RequestResult`. ``force_cold`` changes the environment variable
-``PERFDESK_COLD_NONCE`` (a configuration change retires every warm environment); ``set_memory`` updates
+Deploy builds what Lambda runs (:mod:`perfdesk.lambda_pkg.builders`): the code zip (handler and inference module),
+the dependencies layer from manylinux wheels for the function's Python version and architecture, and, on the onnx
+runtime, the model exported to ONNX here at build time (where torch is), shipped in the code zip, a layer or S3
+with its sha256, so the function imports only ONNX Runtime, numpy and pillow. PyTorch and TensorFlow do not fit a
+layer: they are refused as zips (a ``lambda`` target runs them from a container image, ``image_uri``). Zips over
+50 MB go through S3. Each package's size against Lambda's limits is logged and kept in the target's facts.
+
+Both kinds then deploy with :class:`~perfdesk.lambda_pkg.functions.FunctionManager`, invoke synchronously with
+``LogType=Tail`` and read the REPORT line into each :class:`RequestResult`. ``force_cold`` changes the environment
+variable ``PERFDESK_COLD_NONCE`` (a configuration change retires every warm environment); ``set_memory`` updates
 MemorySize and waits until the update is Successful. An invocation whose environment ran out of memory is an error
 row whose ``error`` starts with ``Runtime.OutOfMemory`` (the answer's errorType, or the REPORT line's Error Type).
+
+AWS's own configuration decides where calls go and as whom: the credential chain, ``AWS_PROFILE``,
+``AWS_REGION``, ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` (boto3 reads them). A target's
+``region``, ``profile_name`` and ``endpoint_url`` are explicit overrides. Everything created is tagged with the
+session and written to the session's ledger first; teardown removes it, and :meth:`sweep` (``perfdesk teardown``)
+finds it again after a crash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import Field
 
@@ -36,6 +51,8 @@ from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
 
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/perfdesk-local"
+#: Dummy credentials of local-lambda targets: no real credential is ever sent to an emulator or a local S3.
+LOCAL_KEYS = {"aws_access_key_id": "perfdesk-local", "aws_secret_access_key": "perfdesk-local"}
 
 
 class _FunctionSpec(TargetSpec):
@@ -45,15 +62,27 @@ class _FunctionSpec(TargetSpec):
     architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="Instruction set of the function.")
     python: Literal["3.10", "3.11", "3.12", "3.13"] = Field("3.11", description="Lambda Python runtime version.")
     weights_placement: Literal["package", "layer", "s3"] = Field(
-        "package", description="Where a weights file goes: in the code zip, in a layer, or read from S3 at init."
+        "package",
+        description="Where the model goes (the ONNX export made at build time, or an image's weights file): in the "
+        "code zip, in a layer, or in S3 (read at init).",
     )
-    weights_bucket: str | None = Field(None, description="S3 bucket for weights placement 's3'.")
+    bucket: str | None = Field(
+        None,
+        description="S3 bucket for zips over 50 MB and placement 's3' (default: one the session creates, tags and "
+        "removes).",
+    )
     reserved_concurrency: int | None = Field(
         None, ge=0, le=10000, description="Reserved concurrency (throttles above it)."
     )
     function_url: bool = Field(False, description="Also create a function URL (the HTTP path can be measured).")
-    region: str = Field("us-east-1", description="AWS region.")
-    endpoint_url: str | None = Field(None, description="Lambda API endpoint (default: AWS; e.g. a running emulator).")
+    region: str | None = Field(
+        None, description="AWS region (default: AWS's configuration: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)."
+    )
+    endpoint_url: str | None = Field(
+        None,
+        description="Lambda API endpoint, an explicit override (default: AWS's configuration, e.g. "
+        "AWS_ENDPOINT_URL_LAMBDA).",
+    )
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
 
 
@@ -66,21 +95,36 @@ class LambdaTargetSpec(_FunctionSpec):
         default_factory=list, description="Prebuilt dependency layer ARNs (default: one is built from wheels)."
     )
     image_uri: str | None = Field(None, description="ECR image URI of a container-image function (PyTorch-sized).")
-    profile_name: str | None = Field(None, description="AWS credentials profile name (never the keys themselves).")
+    profile_name: str | None = Field(
+        None, description="AWS profile, an explicit override of AWS_PROFILE (never the keys themselves)."
+    )
 
 
 class LocalLambdaTargetSpec(_FunctionSpec):
     """A function on perfdesk's local Lambda emulator (no AWS account)."""
 
     kind: Literal["local-lambda"] = "local-lambda"
+    endpoint_url: str | None = Field(
+        None, description="A running `perfdesk emulator` (default: one is started in-process for the target)."
+    )
     concurrency: int = Field(10, ge=1, le=1000, description="The emulator's account concurrency limit.")
     idle_s: float = Field(300.0, gt=0, le=7200, description="Idle environments are reclaimed after this long.")
     cpu_limits: bool = Field(True, description="CPU share proportional to memory (cgroups) where the OS allows.")
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 class _FunctionTarget(Target):
     billing = "function"
     supports_memory = True
+    #: local-lambda: dummy credentials, and nothing is ever sent to AWS itself.
+    local = False
 
     def __init__(self, spec: _FunctionSpec, ctx: TargetContext):
         super().__init__(spec, ctx)
@@ -91,6 +135,7 @@ class _FunctionTarget(Target):
         self._layer_names: list[str] = []
         self._role_names: list[str] = []
         self.memory_mb = spec.memory_mb
+        self.region = spec.region
         self.facts: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -99,6 +144,17 @@ class _FunctionTarget(Target):
         import boto3
 
         return boto3.session.Session(region_name=self.spec.region)
+
+    def _resolve_region(self) -> str:
+        from perfdesk.lambda_pkg.functions import aws_region
+
+        region = self.spec.region or aws_region(self._session())
+        if not region:
+            raise TargetError(
+                self.name, "deploy", "no AWS region", "set region on the target, or AWS_REGION, or a region in ~/.aws"
+            )
+        self.region = region
+        return region
 
     def _client(self, service: str, *, invoke: bool = False):
         from botocore.config import Config
@@ -110,20 +166,35 @@ class _FunctionTarget(Target):
             connect_timeout=10,
             max_pool_connections=128,
         )
-        kwargs: dict[str, Any] = {"config": cfg}
+        kwargs: dict[str, Any] = {"config": cfg, "region_name": self.region}
         if self.spec.endpoint_url and service == "lambda":
             kwargs["endpoint_url"] = self.spec.endpoint_url
         return self._session().client(service, **kwargs)
 
-    def _variables(self, workload: WorkloadSpec, weights_env: str) -> dict[str, str]:
-        engine = workload.engine_config()
-        engine.device, engine.weights = "cpu", weights_env
+    def _ledger(self):
+        """The session's record of what this target creates (in the session folder)."""
+        from perfdesk.lambda_pkg.functions import Ledger
+
+        return Ledger(
+            self._session_dir(),
+            region=self.region,
+            lambda_endpoint=self.spec.endpoint_url,
+            profile=getattr(self.spec, "profile_name", None),
+            local=self.local or None,
+            target=self.name,
+        )
+
+    def _variables(self, engine) -> dict[str, str]:
         env = {**engine.to_env(), "PERFDESK_COLD_NONCE": uuid.uuid4().hex[:12]}
         env.update(self.spec.environment)
         return env
 
+    def _session_dir(self) -> Path:
+        # absolute: the emulator hands these paths to functions, whose working directory is their task root
+        return Path(self.ctx.work_dir).resolve()
+
     def _work_dir(self) -> Path:
-        d = Path(self.ctx.work_dir) / "lambda" / self.name
+        d = self._session_dir() / "lambda" / self.name
         d.mkdir(parents=True, exist_ok=True)
         return d
 
@@ -133,56 +204,149 @@ class _FunctionTarget(Target):
             return None
         return Path(w)  # absolute: the profile loader resolved it
 
-    # -- deploy helpers shared by both kinds -----------------------------------------------------------------
-    def _deploy_common(
+    # -- packaging -------------------------------------------------------------------------------------------
+    def _publish(self, name: str, zip_path: Path, what: str) -> str:
+        arn = self.manager.publish_layer(
+            name, zip_path, runtimes=[f"python{self.spec.python}"], architectures=[self.spec.architecture], what=what
+        )
+        if name not in self._layer_names:
+            self._layer_names.append(name)
+        return arn
+
+    def _dependency_layer(self, workload: WorkloadSpec) -> Path:
+        """The dependencies layer's zip, built once per session for a runtime, Python version and architecture."""
+        from perfdesk.lambda_pkg import builders
+
+        spec = self.spec
+        reqs, constraints = builders.layer_requirements(workload.runtime, spec.python)
+        key = hashlib.sha256(json.dumps([reqs, constraints, spec.python, spec.architecture]).encode()).hexdigest()
+        dest = self._session_dir() / "lambda" / "layers" / f"deps-{workload.runtime}-py{spec.python}-"
+        dest = dest.with_name(dest.name + f"{spec.architecture}-{key[:12]}.zip")
+        if dest.is_file():
+            self.log(f"dependencies layer {dest.name} already built in this session")
+            return dest
+        self.log(
+            f"building the dependencies layer from manylinux wheels ({' '.join(reqs + constraints)}; Python "
+            f"{spec.python}, {spec.architecture})"
+        )
+        try:
+            return builders.build_dependency_layer(
+                dest, reqs, spec.python, spec.architecture, constraints=constraints, work_dir=self._work_dir() / "deps"
+            )
+        except builders.PackageTooLarge as exc:
+            raise TargetError(self.name, "dependencies layer", str(exc)) from None
+        except RuntimeError as exc:
+            raise TargetError(
+                self.name, "dependencies layer", str(exc), "check the runtime, the architecture and pip's index"
+            ) from None
+
+    def _onnx_export(self, workload: WorkloadSpec) -> tuple[Path, str, str | None]:
+        """Export the model to ONNX here, at build time (torch is on this machine, not in the function); returns
+        (file, its sha256, the weights' sha256 or None for random weights)."""
+        from perfdesk.shipped.errors import InferenceError
+        from perfdesk.shipped.inference.onnx_export import prepare_onnx
+        from perfdesk.shipped.inference.weights import resolve_weights
+
+        cfg = workload.engine_config()
+        cfg.device = "cpu"
+        self.log(f"exporting {workload.model} to ONNX on this machine (build time)")
+        try:
+            path = prepare_onnx(cfg)
+            weights_sha = resolve_weights(cfg.weights, cfg.weights_sha256, cfg.cache_path).sha256
+        except InferenceError as exc:
+            raise TargetError(
+                self.name,
+                "export the model to ONNX",
+                str(exc),
+                "the export is made on this machine and needs torch and torchvision here; the function needs neither",
+            ) from None
+        return path, _sha256(path), weights_sha
+
+    def _build_zip(self, workload: WorkloadSpec, layers: list[str], artifacts) -> tuple[Path, Any, list[str]]:
+        """Package a zip function: (code zip, engine options, layer ARNs)."""
+        from perfdesk.lambda_pkg import builders
+
+        spec, work = self.spec, self._work_dir()
+        engine = workload.engine_config()
+        engine.device = "cpu"
+        try:  # PyTorch and TensorFlow are refused here, before anything is built
+            builders.layer_requirements(workload.runtime, spec.python)
+        except builders.NotForZip as exc:
+            raise TargetError(self.name, "package", str(exc)) from None
+        try:  # the model is exported here, at build time: check for torch before anything is built
+            require("onnx", what=f"exporting {workload.model} to ONNX at build time (here, not in the function)")
+        except MissingExtra as exc:
+            raise TargetError(self.name, "export the model to ONNX", str(exc)) from None
+        deps_zip = None if layers else self._dependency_layer(workload)
+        onnx, onnx_sha, weights_sha = self._onnx_export(workload)
+        engine.weights_sha256, engine.onnx_sha256 = weights_sha, onnx_sha
+        files: dict[str, Path] = {}
+        model_zip = None
+        if spec.weights_placement == "package":
+            files[f"model/{onnx.name}"] = onnx
+            engine.onnx_file = f"model/{onnx.name}"
+        elif spec.weights_placement == "layer":
+            model_zip = builders.build_file_layer(onnx, work / "model-layer.zip", "model")
+            engine.onnx_file = f"/opt/model/{onnx.name}"
+        else:
+            loc = artifacts.upload(onnx)
+            engine.onnx_file = f"s3://{loc['S3Bucket']}/{loc['S3Key']}"
+        try:
+            code = builders.build_code_zip(work / "code.zip", files=files)
+            packages = {"code": code, "dependencies layer": deps_zip, "model layer": model_zip}
+            builders.check_unzipped_size([z for z in packages.values() if z is not None])
+        except builders.PackageTooLarge as exc:
+            raise TargetError(self.name, "package", str(exc)) from None
+        sizes = {}
+        for what, z in packages.items():
+            if z is not None:
+                sizes[what] = builders.package_facts(z)
+                self.log(builders.describe_sizes(what, sizes[what]))
+        total = sum(f["unzipped_bytes"] for f in sizes.values())
+        self.log(
+            f"function and layers unzip to {total / 2**20:.1f} MB of Lambda's "
+            f"{builders.MAX_UNZIPPED_BYTES / 2**20:.0f} MB" + (" (plus the prebuilt layers)" if layers else "")
+        )
+        self.facts.update(
+            packages=sizes,
+            unzipped_total_bytes=total,
+            unzipped_limit_bytes=builders.MAX_UNZIPPED_BYTES,
+            onnx_file=engine.onnx_file,
+            onnx_sha256=onnx_sha,
+        )
+        if deps_zip is not None:
+            name = f"perfdesk-deps-{workload.runtime}-py{spec.python.replace('.', '')}-{spec.architecture}"
+            layers = layers + [self._publish(name, deps_zip, "dependencies")]
+        if model_zip is not None:
+            layers = layers + [self._publish(f"{self.function}-model"[:64], model_zip, f"model {onnx.name}")]
+        return code, engine, layers
+
+    # -- deploy, shared by both kinds ------------------------------------------------------------------------
+    def _deploy_function(
         self,
         workload: WorkloadSpec,
         *,
-        role_arn: str,
+        manager,
+        artifacts,
+        role: Callable[[str | None], str],
         layers: list[str],
-        image_uri: str | None,
+        image_uri: str | None = None,
         extra_variables: dict[str, str] | None = None,
     ) -> None:
+        """Package (unless ``image_uri``), get the role (``role(bucket read by the function)``), create or update
+        the function, then probe it once."""
         from perfdesk.lambda_pkg import builders
 
-        work = self._work_dir()
-        weights_file = self._weights(workload)
-        weights_env = workload.weights
-        in_package = weights_file is not None and self.spec.weights_placement == "package"
-        if weights_file is not None and not weights_file.is_file():
-            raise TargetError(
-                self.name, "deploy", f"weights file {weights_file} not found", "fix 'weights' in the workload"
-            )
-        if weights_file is not None:
-            if self.spec.weights_placement == "package":
-                weights_env = f"weights/{weights_file.name}"
-            elif self.spec.weights_placement == "layer":
-                wl = builders.build_weights_layer(weights_file, work / "weights-layer.zip")
-                layer_name = f"{self.function}-weights"[:64]
-                layers = layers + [
-                    self.manager.publish_layer(
-                        layer_name,
-                        wl,
-                        runtimes=[f"python{self.spec.python}"],
-                        architectures=[self.spec.architecture],
-                        what="weights",
-                    )
-                ]
-                self._layer_names.append(layer_name)
-                weights_env = f"/opt/weights/{weights_file.name}"
-            else:
-                weights_env = self._upload_weights(weights_file)
-        code = None
+        self.manager = manager
         if image_uri is None:
-            try:
-                code = builders.build_code_zip(work / "code.zip", weights=weights_file if in_package else None)
-            except builders.PackageTooLarge as exc:
-                raise TargetError(self.name, "package", str(exc)) from None
-            self.facts["code_zip_bytes"] = code.stat().st_size
-        variables = self._variables(workload, weights_env)
-        variables.update(extra_variables or {})
+            code, engine, layers = self._build_zip(workload, layers, artifacts)
+        else:
+            code, engine = None, self._image_engine(workload, artifacts)
+        source = str(engine.onnx_file or engine.weights)
+        role_arn = role(urlparse(source).netloc if source.startswith("s3://") else None)
+        variables = {**self._variables(engine), **(extra_variables or {})}
         try:
-            cfg = self.manager.deploy_function(
+            cfg = manager.deploy_function(
                 self.function,
                 zip_path=code,
                 image_uri=image_uri,
@@ -196,9 +360,9 @@ class _FunctionTarget(Target):
                 layers=layers,
             )
             if self.spec.reserved_concurrency is not None:
-                self.manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
+                manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
-                self.facts["function_url"] = self.manager.ensure_url(self.function)
+                self.facts["function_url"] = manager.ensure_url(self.function)
         except Exception as exc:  # botocore ClientError / WaiterError: say which call and why
             raise TargetError(
                 self.name, "deploy", f"function {self.function}: {exc}", "check the role, region and quotas"
@@ -207,22 +371,34 @@ class _FunctionTarget(Target):
             {
                 "function": self.function,
                 "function_arn": cfg.get("FunctionArn"),
+                "region": self.region,
                 "runtime": cfg.get("Runtime"),
                 "architecture": self.spec.architecture,
                 "layers": [layer["Arn"] for layer in cfg.get("Layers", [])],
+                "uploads": dict(manager.uploads),
             }
         )
+        if artifacts.bucket:
+            self.facts["bucket"] = artifacts.bucket
         self.memory_mb = self.spec.memory_mb
         self._invoke_client = self._client("lambda", invoke=True)
         self._probe()
 
-    def _upload_weights(self, path: Path) -> str:
-        raise TargetError(
-            self.name,
-            "deploy",
-            "weights placement 's3' is not available on this target kind",
-            "use 'package' or 'layer'",
-        )
+    def _image_engine(self, workload: WorkloadSpec, artifacts):
+        """Engine options of an image function: the image holds its runtime; a weights file goes to S3 (placement
+        's3'), else the image is expected to hold it (write_container_context copies it in)."""
+        engine = workload.engine_config()
+        engine.device = "cpu"
+        weights = self._weights(workload)
+        if weights is not None:
+            if not weights.is_file():
+                raise TargetError(self.name, "deploy", f"weights file {weights} not found", "fix 'weights'")
+            if self.spec.weights_placement == "s3":
+                loc = artifacts.upload(weights)
+                engine.weights = f"s3://{loc['S3Bucket']}/{loc['S3Key']}"
+            else:
+                engine.weights = f"weights/{weights.name}"
+        return engine
 
     def _probe(self) -> None:
         """One invocation with a tiny image: the model loads (or its error surfaces) before any trial."""
@@ -233,6 +409,24 @@ class _FunctionTarget(Target):
             )
         self.facts["probe_init_ms"] = res.init_ms
         self.set_state(TargetStatus.READY, f"{self.function} at {self.memory_mb} MB")
+
+    @classmethod
+    def sweep(cls, session_id, *, session_dir, region, facts, say) -> list[str]:
+        """Remove every function resource of the session (``perfdesk teardown``): by tags where the session's
+        ledger says it worked (and in ``region``), and the untaggable layer versions the ledger names."""
+        from perfdesk.lambda_pkg.functions import Ledger
+        from perfdesk.lambda_pkg.teardown import sweep
+
+        entries = Ledger.read(session_dir) if session_dir is not None else []
+        if not entries and region is None:
+            if session_dir is not None:
+                return []  # the session recorded nothing: it created nothing in AWS
+            from perfdesk.lambda_pkg.functions import aws_region
+
+            region = aws_region()
+            if not region:
+                raise RuntimeError("no AWS region for the function resources: pass --region or set AWS_REGION")
+        return sweep(session_id, entries=entries, region=region, say=say)
 
     # -- the interface ---------------------------------------------------------------------------------------
     def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
@@ -345,7 +539,8 @@ class _FunctionTarget(Target):
                 self.name,
                 "teardown",
                 str(exc),
-                f"delete resources tagged perfdesk:session={self.ctx.session_id} by hand",
+                f"run `perfdesk teardown {self.ctx.session_id}`, or delete what is tagged "
+                f"perfdesk:session={self.ctx.session_id} by hand",
             ) from exc
 
     def describe(self) -> dict[str, Any]:
@@ -356,13 +551,31 @@ class _FunctionTarget(Target):
             "timeout_s": self.spec.timeout_s,
             "architecture": self.spec.architecture,
             "python": self.spec.python,
+            "region": self.region,
             "weights_placement": self.spec.weights_placement,
             **self.facts,
         }
 
 
+class _NoAwsS3:
+    """The S3 client of a local-lambda target when no local S3 is configured: it never reaches AWS itself."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __getattr__(self, name: str):
+        raise TargetError(
+            self.target,
+            "upload to S3",
+            "this package must go through S3 (Lambda takes at most 50 MB inline), and a local-lambda target "
+            "never sends anything to AWS",
+            "point AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) at a local S3 such as `moto_server`, or make the "
+            "package smaller (weights placement, a smaller model)",
+        )
+
+
 class LambdaTarget(_FunctionTarget):
-    """A function on AWS Lambda (credentials from the usual boto3 chain or a named profile)."""
+    """A function on AWS Lambda (or anything that speaks its API: AWS's endpoint variables decide where)."""
 
     kind = "lambda"
     spec_model = LambdaTargetSpec
@@ -373,66 +586,46 @@ class LambdaTarget(_FunctionTarget):
         return boto3.session.Session(region_name=self.spec.region, profile_name=self.spec.profile_name)
 
     def deploy(self, workload: WorkloadSpec) -> None:
-        from perfdesk.lambda_pkg import builders
-        from perfdesk.lambda_pkg.functions import FunctionManager
+        from perfdesk.lambda_pkg.functions import ArtifactBucket, FunctionManager
 
         spec: LambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
         self.set_state(TargetStatus.DEPLOYING)
-        self.manager = FunctionManager(
+        region = self._resolve_region()
+        ledger = self._ledger()
+        artifacts = ArtifactBucket(
+            self._client("s3"), self.ctx.session_id, region, bucket=spec.bucket, ledger=ledger, say=self.log
+        )
+        manager = FunctionManager(
             self._client("lambda"),
             self.ctx.session_id,
             iam_client=None if spec.role_arn else self._client("iam"),
             say=self.log,
+            artifacts=artifacts,
+            ledger=ledger,
         )
-        role = spec.role_arn
-        if role is None:
-            role_name = f"perfdesk-{self.ctx.session_id}"[:64]
-            role = self.manager.ensure_role(
-                role_name, region=spec.region, function_prefix="perfdesk-", bucket=spec.weights_bucket
-            )
-            self._role_names.append(role_name)
-        layers = list(spec.layers)
-        if not layers and spec.image_uri is None:
-            self.log(f"building the dependencies layer ({spec.architecture}, Python {spec.python}) from wheels")
+        self.manager = manager
+
+        def role(bucket: str | None) -> str:
+            if spec.role_arn:
+                return spec.role_arn
+            name = f"perfdesk-{self.ctx.session_id}"[:64]
+            if name not in self._role_names:
+                self._role_names.append(name)
             try:
-                deps = builders.build_dependency_layer(
-                    self._work_dir() / "deps-layer.zip",
-                    builders.RUNTIME_REQUIREMENTS[workload.runtime],
-                    spec.python,
-                    spec.architecture,
-                    work_dir=self._work_dir() / "deps",
-                )
-            except builders.PackageTooLarge as exc:
-                raise TargetError(self.name, "dependencies layer", str(exc)) from None
-            except RuntimeError as exc:
-                raise TargetError(self.name, "dependencies layer", str(exc), "check the runtime and network") from None
-            name = f"perfdesk-deps-{workload.runtime}-{spec.architecture}"
-            layers.append(
-                self.manager.publish_layer(
-                    name,
-                    deps,
-                    runtimes=[f"python{spec.python}"],
-                    architectures=[spec.architecture],
-                    what="dependencies",
-                )
-            )
-            self._layer_names.append(name)
-        self._deploy_common(
+                return manager.ensure_role(name, region=region, function_prefix="perfdesk-", bucket=bucket)
+            except Exception as exc:
+                raise TargetError(self.name, "execution role", str(exc), "or give role_arn") from exc
+
+        self._deploy_function(
             workload,
-            role_arn=role,
-            layers=layers,
+            manager=manager,
+            artifacts=artifacts,
+            role=role,
+            layers=list(spec.layers),
             image_uri=spec.image_uri,
             extra_variables={"PERFDESK_CACHE_DIR": "/tmp/perfdesk-cache"},
         )
-
-    def _upload_weights(self, path: Path) -> str:
-        bucket = self.spec.weights_bucket
-        if not bucket:
-            raise TargetError(self.name, "deploy", "weights placement 's3' needs weights_bucket")
-        key = f"perfdesk/{self.ctx.session_id}/{path.name}"
-        self._client("s3").upload_file(str(path), bucket, key)
-        return f"s3://{bucket}/{key}"
 
     def teardown(self) -> None:
         self._teardown_resources()
@@ -443,11 +636,12 @@ class LambdaTarget(_FunctionTarget):
 class LocalLambdaTarget(_FunctionTarget):
     """A function on perfdesk's local Lambda emulator, started in-process unless ``endpoint_url`` names one.
 
-    No wheels are downloaded: the code zip is built from this checkout and the environments run on the
-    emulator's own Python, whose site-packages stand in for the dependencies layer."""
+    Packaged exactly as for Lambda (code zip, dependencies layer from manylinux wheels, the ONNX export); zips over
+    50 MB go through a local S3 named by AWS's endpoint variables, from which the emulator reads them."""
 
     kind = "local-lambda"
     spec_model = LocalLambdaTargetSpec
+    local = True
 
     def __init__(self, spec: LocalLambdaTargetSpec, ctx: TargetContext):
         super().__init__(spec, ctx)
@@ -456,23 +650,30 @@ class LocalLambdaTarget(_FunctionTarget):
     def _session(self):
         import boto3
 
-        # the emulator checks no signature: dummy keys, so no real credential is ever sent to it
-        return boto3.session.Session(
-            region_name=self.spec.region, aws_access_key_id="perfdesk-local", aws_secret_access_key="perfdesk-local"
-        )
+        # dummy keys: no real credential is ever sent to an emulator or a local S3
+        return boto3.session.Session(region_name=self.spec.region, **LOCAL_KEYS)
+
+    def _ledger(self):
+        ledger = super()._ledger()
+        if self.emulator is not None:  # functions and layers end with the in-process emulator; S3 objects do not
+            ledger.common["lambda_endpoint"] = "in-process"
+        return ledger
 
     def deploy(self, workload: WorkloadSpec) -> None:
         from perfdesk.lambda_pkg.emulator import Emulator
-        from perfdesk.lambda_pkg.functions import FunctionManager
+        from perfdesk.lambda_pkg.functions import ArtifactBucket, FunctionManager
 
         spec: LocalLambdaTargetSpec = self.spec  # type: ignore[assignment]
         self.workload = workload
         self.set_state(TargetStatus.DEPLOYING)
+        from perfdesk.lambda_pkg.functions import aws_region
+
+        self.region = spec.region or aws_region(self._session()) or "us-east-1"
         if spec.endpoint_url is None and self.emulator is None:
-            # the emulator's environments run this interpreter under awslambdaric, with its site-packages as the
-            # dependencies layer: both must be here (an emulator at endpoint_url brings its own)
+            # the in-process emulator needs the runtime interface client here (an emulator at endpoint_url brings its
+            # own); the function's runtime comes in its dependencies layer, not from this machine
             try:
-                require("emulator", workload.runtime, what=f"a function of workload {workload.name!r} on the emulator")
+                require("emulator", what=f"a function of workload {workload.name!r} on the emulator")
             except MissingExtra as exc:
                 self.set_state(TargetStatus.FAILED)
                 raise TargetError(self.name, "deploy", str(exc)) from None
@@ -480,17 +681,27 @@ class LocalLambdaTarget(_FunctionTarget):
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
                 cpu_limits=spec.cpu_limits,
-                region=spec.region,
+                region=self.region,
                 work_dir=self._work_dir() / "emulator",
             ).start()
-            self.spec = spec.model_copy(update={"endpoint_url": self.emulator.url})
+            self.spec = spec = spec.model_copy(update={"endpoint_url": self.emulator.url})
             self.log(f"emulator on {self.emulator.url}")
-        self.manager = FunctionManager(self._client("lambda"), self.ctx.session_id, say=self.log)
-        self._deploy_common(workload, role_arn=LOCAL_ROLE, layers=[], image_uri=None)
+        ledger = self._ledger()
+        s3 = self._client("s3")
+        if "amazonaws.com" in s3.meta.endpoint_url:
+            s3 = _NoAwsS3(self.name)
+        else:
+            ledger.common["s3_endpoint"] = s3.meta.endpoint_url
+        artifacts = ArtifactBucket(
+            s3, self.ctx.session_id, self.region, bucket=spec.bucket, ledger=ledger, say=self.log
+        )
+        manager = FunctionManager(
+            self._client("lambda"), self.ctx.session_id, say=self.log, artifacts=artifacts, ledger=ledger
+        )
+        self._deploy_function(workload, manager=manager, artifacts=artifacts, role=lambda _: LOCAL_ROLE, layers=[])
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["dependencies"] = f"the emulator's Python environment ({sys.prefix}), not a layer"
         out["python_used"] = sys.version.split()[0]
         if self.emulator is not None:
             out["emulator"] = self.emulator.describe()
@@ -500,8 +711,7 @@ class LocalLambdaTarget(_FunctionTarget):
 
     def teardown(self) -> None:
         try:
-            if self.manager is not None and self.spec.endpoint_url:
-                self._teardown_resources()
+            self._teardown_resources()  # before the emulator stops: S3 objects outlive it
         finally:
             if self.emulator is not None:
                 self.emulator.stop()

@@ -163,6 +163,22 @@ class Ec2Target(SshTarget):
             self.terminated = True
             self.log("removed " + ", ".join(removed), stream="ec2")
 
+    @classmethod
+    def sweep(cls, session_id, *, session_dir, region, facts, say) -> list[str]:
+        """EC2 resources of the session, by their tags, in ``region`` or the regions its targets used."""
+        from perfdesk.remote.teardown import teardown_session
+
+        regions = [region] if region else sorted({f["region"] for f in facts if f.get("region")})
+        if not regions:
+            import os
+
+            import boto3
+
+            regions = [r for r in [os.environ.get("AWS_REGION") or boto3.session.Session().region_name] if r]
+        if not regions:
+            raise RuntimeError("no AWS region for EC2: pass --region or set AWS_REGION")
+        return [line for r in regions for line in teardown_session(session_id, r, on_line=say)]
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         price, as_of = hourly_price(self.spec.region, self.spec.instance_type)

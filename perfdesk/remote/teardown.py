@@ -1,15 +1,84 @@
-"""``perfdesk teardown``: find every EC2 resource a session created, by its tags, and remove it.
+"""``perfdesk teardown``: find everything a session created in the cloud, and remove it.
 
-Runs after a failed or interrupted session too: it needs nothing but the session id (or none: every resource
-tagged ``perfdesk:managed``) and the region. Order matters: instances first (a security group in use cannot be
+Runs after a failed, interrupted or killed session too. :func:`teardown` works from what the user names: a session
+folder (its manifest says which target kinds it used, its ledger what they created) or a session id (its folder is
+looked for under ``./sessions``; without it, every kind searches by tags), or every perfdesk session (``None``).
+Each target kind removes its own through :meth:`perfdesk.controllers.target.Target.sweep`: EC2 here
+(:func:`teardown_session`), functions, layers, roles and S3 in the function package.
+
+EC2 resources are found by their tags alone. Order matters: instances first (a security group in use cannot be
 deleted), then elastic IPs, security groups and key pairs.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
+from perfdesk.controllers.target import known_kinds, target_class
 from perfdesk.remote.ec2 import TAG_SESSION, Ec2Lifecycle, clients, session_filters
+
+#: Where sessions are looked for when the user gives an id (the profiles' default ``[session] output``).
+SESSIONS_DIR = Path("sessions")
+
+
+def find_session(ref: str | None, sessions_dir: Path = SESSIONS_DIR) -> tuple[str | None, Path | None]:
+    """(session id, session folder or None) from what the user typed: a session folder, or a session id."""
+    if ref is None:
+        return None, None
+    path = Path(ref).expanduser()
+    if path.is_dir() and ((path / "manifest.json").is_file() or (path / "requests.csv").is_file()):
+        try:
+            return json.loads((path / "manifest.json").read_text())["session_id"], path.resolve()
+        except (OSError, ValueError, KeyError):
+            return path.name, path.resolve()
+    folder = sessions_dir / ref
+    return ref, folder.resolve() if folder.is_dir() else None
+
+
+def teardown(
+    ref: str | None,
+    *,
+    region: str | None = None,
+    on_line: Callable[[str], None] | None = None,
+    sessions_dir: Path = SESSIONS_DIR,
+) -> list[str]:
+    """Remove what the session ``ref`` (a folder or an id; ``None``: every perfdesk session) left in the cloud,
+    kind by kind; return what was removed. Raises RuntimeError naming what is left (after trying everything)."""
+    say = on_line or (lambda line: None)
+    session_id, folder = find_session(ref, sessions_dir)
+    targets: dict[str, dict] = {}
+    if folder is not None and (folder / "manifest.json").is_file():
+        try:
+            targets = json.loads((folder / "manifest.json").read_text()).get("targets") or {}
+        except (OSError, ValueError):
+            targets = {}
+    kinds = sorted({str(t["kind"]) for t in targets.values() if t.get("kind")}) if targets else known_kinds()
+    groups: dict[object, tuple[type, list[dict]]] = {}  # kinds that share one sweep run it once
+    for kind in kinds:
+        try:
+            cls = target_class(kind)
+        except (KeyError, ImportError):
+            continue
+        key = getattr(cls.sweep, "__func__", cls.sweep)
+        facts = [t for t in targets.values() if t.get("kind") == kind]
+        if key in groups:
+            groups[key][1].extend(facts)
+        else:
+            groups[key] = (cls, facts)
+    removed: list[str] = []
+    problems: list[str] = []
+    for cls, facts in groups.values():
+        try:
+            removed += cls.sweep(session_id, session_dir=folder, region=region, facts=facts, say=say)
+        except RuntimeError as exc:
+            problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - credentials, endpoints: report, and go on with the other kinds
+            problems.append(f"{cls.kind}: {exc.__class__.__name__}: {exc}")
+    if problems:
+        raise RuntimeError("; ".join(problems))
+    return removed
 
 
 def teardown_session(

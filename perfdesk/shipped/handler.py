@@ -13,6 +13,9 @@ PERFDESK_THREADS            intra-op threads (default: the inference module's ch
 PERFDESK_WEIGHTS            ``random`` (default), a path (relative paths are under the package, ``/opt/...`` in a
                             layer), an ``https://`` URL or an ``s3://`` URI
 PERFDESK_WEIGHTS_SHA256     expected sha256 of the weights
+PERFDESK_ONNX_FILE          runtime ``onnx``: the export made at build time (a path under the package, ``/opt/...``
+                            in a layer, or an ``s3://`` URI); a function never exports at cold start
+PERFDESK_ONNX_SHA256        its sha256 (checked when it is downloaded)
 PERFDESK_WARMUP             ``1`` (default): run one inference during init, so the first request is not slowed
 PERFDESK_CACHE_DIR          where downloaded weights go (default ``/tmp/perfdesk-cache``: /tmp is writable)
 PERFDESK_COLD_NONCE         ignored by the handler: perfdesk changes it to force a cold start

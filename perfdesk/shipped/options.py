@@ -34,6 +34,11 @@ class EngineConfig:
     runtime ``tensorflow`` with model ``savedmodel`` it is the SavedModel directory. ``weights_sha256``, when
     given, is checked against the file. ``threads`` is the runtime's intra-op thread count (None: the measured
     default, see :mod:`perfdesk.shipped.inference.threads`). ``cache_dir`` holds downloaded weights and ONNX exports.
+
+    ``onnx_file`` (runtime ``onnx``) is an export made beforehand (at build time, where torch is): a path, an
+    ``https://`` URL or an ``s3://`` URI, checked against ``onnx_sha256`` when given. The engine loads it and never
+    exports; ``weights`` and ``weights_sha256`` then only say which weights it was exported from. A function
+    (``AWS_LAMBDA_FUNCTION_NAME`` set) on the onnx runtime needs it: it never exports at cold start.
     """
 
     model: str = "resnet50"
@@ -43,6 +48,8 @@ class EngineConfig:
     weights: str = "random"
     weights_sha256: str | None = None
     cache_dir: str | None = None
+    onnx_file: str | None = None
+    onnx_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -53,11 +60,15 @@ class EngineConfig:
             raise InferenceError(f"threads must be a positive integer or None, got {self.threads!r}")
         if not self.weights:
             raise InferenceError("weights must be 'random', a path, an https:// URL or an s3:// URI")
-        if self.weights_sha256 is not None:
-            sha = self.weights_sha256.strip().lower()
-            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-                raise InferenceError(f"weights_sha256 must be 64 hex digits, got {self.weights_sha256!r}")
-            self.weights_sha256 = sha
+        for name in ("weights_sha256", "onnx_sha256"):
+            value = getattr(self, name)
+            if value is not None:
+                sha = value.strip().lower()
+                if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+                    raise InferenceError(f"{name} must be 64 hex digits, got {value!r}")
+                setattr(self, name, sha)
+        if self.onnx_file is not None and self.runtime != "onnx":
+            raise InferenceError(f"onnx_file is for the onnx runtime, not {self.runtime!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> EngineConfig:
@@ -78,6 +89,10 @@ class EngineConfig:
             argv += ["--weights-sha256", self.weights_sha256]
         if self.cache_dir:
             argv += ["--cache-dir", self.cache_dir]
+        if self.onnx_file:
+            argv += ["--onnx-file", self.onnx_file]
+        if self.onnx_sha256:
+            argv += ["--onnx-sha256", self.onnx_sha256]
         return argv
 
     @staticmethod
@@ -90,6 +105,8 @@ class EngineConfig:
         g.add_argument("--weights", default="random", help="'random', a file, an https:// URL or an s3:// URI")
         g.add_argument("--weights-sha256", default=None, help="expected sha256 of the weights file")
         g.add_argument("--cache-dir", default=None, help="where downloaded weights and exports go")
+        g.add_argument("--onnx-file", default=None, help="onnx runtime: a ready export to load (never export)")
+        g.add_argument("--onnx-sha256", default=None, help="expected sha256 of the ONNX file")
 
     @classmethod
     def from_args(cls, ns: argparse.Namespace) -> EngineConfig:
@@ -101,6 +118,8 @@ class EngineConfig:
             weights=ns.weights,
             weights_sha256=ns.weights_sha256,
             cache_dir=ns.cache_dir,
+            onnx_file=getattr(ns, "onnx_file", None),
+            onnx_sha256=getattr(ns, "onnx_sha256", None),
         )
 
     # -- environment (a function) -------------------------------------------------------------------------
@@ -118,14 +137,24 @@ class EngineConfig:
             env["PERFDESK_WEIGHTS_SHA256"] = self.weights_sha256
         if self.cache_dir:
             env["PERFDESK_CACHE_DIR"] = self.cache_dir
+        if self.onnx_file:
+            env["PERFDESK_ONNX_FILE"] = self.onnx_file
+        if self.onnx_sha256:
+            env["PERFDESK_ONNX_SHA256"] = self.onnx_sha256
         return env
 
     @classmethod
     def from_env(cls, environ=os.environ) -> EngineConfig:
-        """Options from a function's environment; relative weights are under the task root (``LAMBDA_TASK_ROOT``)."""
-        weights = environ.get("PERFDESK_WEIGHTS", "random")
-        if weights != "random" and "://" not in weights and not os.path.isabs(weights):
-            weights = os.path.join(environ.get("LAMBDA_TASK_ROOT", os.getcwd()), weights)
+        """Options from a function's environment; relative paths (weights, the ONNX file) are under the task root
+        (``LAMBDA_TASK_ROOT``)."""
+        root = environ.get("LAMBDA_TASK_ROOT", os.getcwd())
+
+        def local(value: str | None) -> str | None:
+            if value and value != "random" and "://" not in value and not os.path.isabs(value):
+                return os.path.join(root, value)
+            return value
+
+        weights = local(environ.get("PERFDESK_WEIGHTS", "random")) or "random"
         threads = environ.get("PERFDESK_THREADS")
         return cls(
             model=environ.get("PERFDESK_MODEL", "resnet50"),
@@ -135,6 +164,8 @@ class EngineConfig:
             weights=weights,
             weights_sha256=environ.get("PERFDESK_WEIGHTS_SHA256") or None,
             cache_dir=environ.get("PERFDESK_CACHE_DIR") or None,
+            onnx_file=local(environ.get("PERFDESK_ONNX_FILE") or None),
+            onnx_sha256=environ.get("PERFDESK_ONNX_SHA256") or None,
         )
 
     @property

@@ -26,6 +26,7 @@ timeout_s = 120
 
 [[workloads]]
 model = "mobilenet_v2"
+runtime = "onnx"        # a zip function: ONNX Runtime in a layer, the model exported at build time
 images = "synthetic"
 synthetic_size = [96, 96]
 image_count = 2

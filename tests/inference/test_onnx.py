@@ -52,3 +52,37 @@ def test_prepared_export_is_found_without_torchvision(cache_dir, monkeypatch, ch
     engine = load_engine(cfg)
     assert engine.info["onnx_file"] == str(path) and engine.info["export_ms"] == 0.0
     assert engine.predict([chelsea_jpeg])["batch_size"] == 1
+
+
+def test_shipped_export_is_loaded_and_a_function_never_exports(cache_dir, tmp_path, monkeypatch, chelsea_jpeg):
+    """onnx_file: the build-time export is loaded as is (no weights read, no torch); inside a function with none,
+    init fails saying where the export should have come from."""
+    from perfdesk.shipped.inference import InferenceError, onnx_export
+
+    made = onnx_export.prepare_onnx(EngineConfig(model="mobilenet_v2", runtime="onnx", cache_dir=str(cache_dir)))
+    shipped = tmp_path / "task" / "model" / made.name
+    shipped.parent.mkdir(parents=True)
+    shipped.write_bytes(made.read_bytes())
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    monkeypatch.setattr(onnx_export, "import_torch", lambda: pytest.fail("torch must not be needed"))
+    env = {
+        "LAMBDA_TASK_ROOT": str(tmp_path / "task"),
+        "PERFDESK_MODEL": "mobilenet_v2",
+        "PERFDESK_RUNTIME": "onnx",
+        "PERFDESK_WEIGHTS": "/client/only/w.pth",  # where the client read them: never opened here
+        "PERFDESK_WEIGHTS_SHA256": "ab" * 32,
+        "PERFDESK_ONNX_FILE": f"model/{made.name}",
+        "PERFDESK_CACHE_DIR": str(tmp_path / "tmp-cache"),
+    }
+    cfg = EngineConfig.from_env(env)
+    assert cfg.onnx_file == str(shipped)
+    engine = load_engine(cfg)
+    assert engine.info["onnx_file"] == str(shipped) and engine.info["export_ms"] == 0.0
+    assert engine.info["random_weights"] is False and engine.info["weights_sha256"] == "ab" * 32
+    assert engine.predict([chelsea_jpeg])["batch_size"] == 1
+    with pytest.raises(InferenceError, match="is not there.*redeploy"):
+        load_engine(EngineConfig.from_env({**env, "PERFDESK_ONNX_FILE": "model/missing.onnx"}))
+    no_file = {k: v for k, v in env.items() if k != "PERFDESK_ONNX_FILE"}
+    with pytest.raises(InferenceError, match="never exports one at cold start.*PERFDESK_ONNX_FILE"):
+        load_engine(EngineConfig.from_env({**no_file, "PERFDESK_WEIGHTS": "random"}))
+    assert EngineConfig.from_env(env).to_env()["PERFDESK_ONNX_FILE"] == str(shipped)

@@ -131,7 +131,7 @@ def test_s3_weights(spread_weights, moto_s3, tmp_path, monkeypatch):
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "PERFDESK_S3_ENDPOINT_URL": moto_s3,
+        "AWS_ENDPOINT_URL_S3": moto_s3,  # AWS's own variable: boto3 reads it
     }.items():
         monkeypatch.setenv(k, v)
     s3 = boto3.client("s3", endpoint_url=moto_s3)

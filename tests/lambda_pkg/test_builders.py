@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -21,6 +22,10 @@ def test_code_zip_ships_handler_and_inference_only(tmp_path):
     assert all(n == "perfdesk/__init__.py" or n.startswith(("perfdesk/shipped/", "weights/")) for n in names)
     again = builders.build_code_zip(tmp_path / "again.zip", weights=weights)
     assert again.read_bytes() == z.read_bytes()  # deterministic: unchanged code keeps its CodeSha256
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx")
+    z = builders.build_code_zip(tmp_path / "model.zip", files={"model/m.onnx": model})
+    assert "model/m.onnx" in zipfile.ZipFile(z).namelist() and "weights/w.pth" not in zipfile.ZipFile(z).namelist()
 
 
 def test_size_check_names_the_biggest_items(tmp_path):
@@ -34,13 +39,14 @@ def test_size_check_names_the_biggest_items(tmp_path):
 
 
 def _wheel(folder, name="tinydep", version="1.0"):
-    """A minimal pure-Python wheel (what pip download would fetch), built here so the test needs no network."""
+    """A minimal pure-Python wheel with a console script (what pip would fetch), built here: no network needed."""
     dist = f"{name}-{version}.dist-info"
     path = folder / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{name}/__init__.py", "VALUE = 7\n")
         zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}/entry_points.txt", f"[console_scripts]\n{name} = {name}:VALUE\n")
         zf.writestr(f"{dist}/RECORD", "")
     return path
 
@@ -50,37 +56,79 @@ def test_dependency_layer_from_wheels(tmp_path, arch):
     wheels = tmp_path / "index"
     wheels.mkdir()
     _wheel(wheels)
-    z = builders.build_dependency_layer(
-        tmp_path / "deps.zip",
-        ["tinydep"],
-        "3.12",
-        arch,
-        find_links=str(wheels),
-        no_index=True,
-        work_dir=tmp_path / "work",
+    kw = dict(find_links=str(wheels), no_index=True)
+    z = builders.build_dependency_layer(tmp_path / "deps.zip", ["tinydep"], "3.12", arch, work_dir=tmp_path / "w", **kw)
+    names = zipfile.ZipFile(z).namelist()
+    assert "python/tinydep/__init__.py" in names and "python/tinydep-1.0.dist-info/METADATA" in names
+    # no scripts (their shebang names this machine's Python), no bytecode of this machine's Python
+    assert not [n for n in names if n.startswith("python/bin/") or "__pycache__" in n or n.endswith(".pyc")]
+    # reproducible byte for byte: another folder, another time, the same zip
+    again = builders.build_dependency_layer(
+        tmp_path / "again.zip", ["tinydep"], "3.12", arch, work_dir=tmp_path / "elsewhere", **kw
     )
-    assert "python/tinydep/__init__.py" in zipfile.ZipFile(z).namelist()
+    assert again.read_bytes() == z.read_bytes()
     with pytest.raises(builders.PackageTooLarge, match="python/tinydep"):
         builders.build_dependency_layer(
-            tmp_path / "big.zip",
-            ["tinydep"],
-            "3.12",
-            arch,
-            find_links=str(wheels),
-            no_index=True,
-            work_dir=tmp_path / "work2",
-            limit=10,
+            tmp_path / "big.zip", ["tinydep"], "3.12", arch, work_dir=tmp_path / "w2", limit=10, **kw
         )
-    with pytest.raises(RuntimeError, match="pip could not get"):
+    with pytest.raises(RuntimeError, match="pip could not get .* wheels for Python 3.12"):
         builders.build_dependency_layer(
-            tmp_path / "none.zip",
-            ["no-such-dep-xyz"],
-            "3.12",
-            arch,
-            find_links=str(wheels),
-            no_index=True,
-            work_dir=tmp_path / "work3",
+            tmp_path / "none.zip", ["no-such-dep-xyz"], "3.12", arch, work_dir=tmp_path / "w3", **kw
         )
+
+
+def test_platform_tags_follow_the_runtime_os():
+    al2 = builders.lambda_platforms("3.11", "x86_64")  # Amazon Linux 2: glibc 2.26
+    assert (
+        al2[0] == "manylinux2014_x86_64" and al2[-1] == "manylinux_2_26_x86_64" and "manylinux_2_28_x86_64" not in al2
+    )
+    al2023 = builders.lambda_platforms("3.13", "arm64")  # Amazon Linux 2023: glibc 2.34
+    assert al2023[0] == "manylinux2014_aarch64" and al2023[-1] == "manylinux_2_34_aarch64"
+    with pytest.raises(ValueError, match="known: 3.10, 3.11, 3.12, 3.13"):
+        builders.lambda_platforms("3.9", "x86_64")
+    with pytest.raises(ValueError, match="x86_64 or arm64"):
+        builders.lambda_platforms("3.12", "amd64")
+
+
+def test_layer_requirements_per_runtime():
+    assert builders.layer_requirements("onnx", "3.12") == (["onnxruntime", "numpy", "pillow"], [])
+    # Amazon Linux 2's newest onnxruntime (1.16) was built against NumPy 1.x
+    assert builders.layer_requirements("onnx", "3.11") == (["onnxruntime", "numpy", "pillow"], ["numpy<2"])
+    for runtime in ("torch", "tensorflow"):
+        with pytest.raises(builders.NotForZip, match="cannot be packaged as a zip.*container image"):
+            builders.layer_requirements(runtime, "3.12")
+
+
+def test_package_facts_say_inline_or_s3(tmp_path):
+    small = tmp_path / "small.zip"
+    small.write_bytes(builders.in_memory_zip({"python/pkg/a.py": b"A = 1\n" * 100}))
+    facts = builders.package_facts(small)
+    assert facts["upload"] == "inline" and facts["unzipped_bytes"] == 600 and facts["biggest"] == {"python/pkg": 600}
+    assert "MB zipped (inline)" in builders.describe_sizes("deps layer", facts)
+    big = tmp_path / "big.zip"
+    with zipfile.ZipFile(big, "w") as zf:  # stored random bytes: as large zipped as unzipped
+        zf.writestr("blob.bin", os.urandom(builders.MAX_INLINE_ZIP_BYTES))
+    assert builders.package_facts(big)["upload"] == "s3"
+
+
+@pytest.mark.slow
+def test_onnx_layer_from_the_configured_registry_is_reproducible(tmp_path):
+    """The real resolve (pip's configured index, its cache): onnxruntime, numpy and pillow for Python 3.11 on
+    x86_64, built twice to the same bytes; what the function imports and nothing of PyTorch."""
+    reqs, constraints = builders.layer_requirements("onnx", "3.11")
+    zips = [
+        builders.build_dependency_layer(
+            tmp_path / f"deps{i}.zip", reqs, "3.11", "x86_64", constraints=constraints, work_dir=tmp_path / f"w{i}"
+        )
+        for i in range(2)
+    ]
+    assert zips[0].read_bytes() == zips[1].read_bytes()
+    names = zipfile.ZipFile(zips[0]).namelist()
+    tops = {n.split("/")[1] for n in names}
+    assert {"onnxruntime", "numpy", "PIL"} <= tops and not {"torch", "torchvision", "bin"} & tops
+    assert any(n.startswith("python/numpy-1.") and n.endswith("/METADATA") for n in names)  # numpy<2 on AL2
+    facts = builders.package_facts(zips[0])
+    assert facts["unzipped_bytes"] < builders.MAX_UNZIPPED_BYTES
 
 
 def test_container_context(tmp_path):

@@ -38,6 +38,7 @@ environment = {{ TINY_HOG_MB = "{hog_mb}" }}
 [[workloads]]
 name = "hog"
 model = "mobilenet_v2"
+runtime = "onnx"         # a zip function (PyTorch is refused as a zip); the tiny handler loads no model
 images = "synthetic"
 synthetic_size = [32, 32]
 image_count = 1
@@ -61,13 +62,19 @@ def runs(tmp_path_factory):
 
     tmp_path = tmp_path_factory.mktemp("oom")
 
-    def tiny_code_zip(dest, weights=None, root=None) -> Path:
+    def tiny_code_zip(dest, weights=None, root=None, **files) -> Path:
         Path(dest).write_bytes(builders.in_memory_zip({"tiny.py": (HANDLERS / "tiny.py").read_bytes()}))
+        return Path(dest)
+
+    def no_dependencies(dest, *args, **kwargs) -> Path:  # the tiny handler imports nothing: no wheels to fetch
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        Path(dest).write_bytes(builders.in_memory_zip({"python/.keep": b""}))
         return Path(dest)
 
     out: dict[str, tuple[int, str, Path]] = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(builders, "build_code_zip", tiny_code_zip)
+        mp.setattr(builders, "build_dependency_layer", no_dependencies)
         mp.setattr(builders, "HANDLER", "tiny.hog_request")
         for name, hog_mb, baseline in (("worked", 100, None), ("regressed", 300, "worked"), ("oom", 300, "regressed")):
             argv = ["--headless", str(_profile(tmp_path, name, hog_mb))]

@@ -1,4 +1,5 @@
-"""The local-lambda target end to end: the real handler with mobilenet_v2 (random weights) on the emulator."""
+"""The local-lambda target end to end: the real handler with mobilenet_v2 (random weights) on ONNX Runtime on the
+emulator, packaged as for Lambda (dependencies layer from manylinux wheels, the ONNX export made at build time)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from perfdesk.controllers.results import ERROR, OK, THROTTLED
 from perfdesk.controllers.target import TargetContext, target_class
 from perfdesk.controllers.workload import Payload, WorkloadSpec, build_payloads
 
-pytestmark = pytest.mark.slow
+
+def test_torch_is_refused_as_a_zip(tmp_path):
+    from perfdesk.controllers.target import TargetError
+
+    ctx = TargetContext(session_id="t-refuse", emit=lambda e: None, work_dir=str(tmp_path))
+    cls = target_class("local-lambda")
+    target = cls(cls.spec_model(name="fn", kind="local-lambda"), ctx)
+    try:
+        with pytest.raises(TargetError, match="fn: package: runtime 'torch' cannot be packaged as a zip.*image"):
+            target.deploy(WorkloadSpec(name="w", model="mobilenet_v2", runtime="torch", images="synthetic"))
+    finally:
+        target.teardown()
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +36,14 @@ def deployed(tmp_path_factory):
     )
     target = cls(spec, ctx)
     workload = WorkloadSpec(
-        name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic", synthetic_size=(160, 120), image_count=2
+        name="mnv2", model="mobilenet_v2", runtime="onnx", images="synthetic", synthetic_size=(160, 120), image_count=2
     )
     target.deploy(workload)
     yield target, build_payloads(workload), events
     target.teardown()
 
 
+@pytest.mark.slow
 def test_deploy_cold_then_warm(deployed):
     target, payloads, events = deployed
     assert target.facts["probe_init_ms"] > 0  # the deploy probe was the cold start
@@ -40,9 +53,15 @@ def test_deploy_cold_then_warm(deployed):
     assert r.memory_size_mb == 3538 and r.max_memory_used_mb > 50 and r.billed_ms >= r.duration_ms > 0
     assert r.server_inference_ms > 0 and r.request_id
     d = target.describe()
-    assert d["kind"] == "local-lambda" and "emulator" in d and "not a layer" in d["dependencies"]
+    assert d["kind"] == "local-lambda" and "emulator" in d and d["region"] == "us-east-1"
+    assert d["onnx_file"].startswith("model/mobilenet_v2-random0") and len(d["onnx_sha256"]) == 64
+    deps = d["packages"]["dependencies layer"]
+    assert deps["upload"] == "inline" and 0 < d["unzipped_total_bytes"] < d["unzipped_limit_bytes"]
+    assert "python/onnxruntime" in deps["biggest"] or "python/numpy" in deps["biggest"]
+    assert "code.zip" in d["uploads"] and set(d["uploads"].values()) == {"inline"}  # all under 50 MB zipped
 
 
+@pytest.mark.slow
 def test_forced_cold_and_memory_change(deployed):
     target, payloads, _ = deployed
     target.force_cold()
@@ -54,6 +73,7 @@ def test_forced_cold_and_memory_change(deployed):
     assert r.status == OK and r.cold and r.memory_size_mb == 2240
 
 
+@pytest.mark.slow
 def test_bad_payload_and_throttle_are_rows_not_crashes(deployed):
     target, payloads, _ = deployed
     bad = Payload(["x"], [b"x"], json.dumps({"images": [base64.b64encode(b"not an image").decode()]}).encode(), 1)

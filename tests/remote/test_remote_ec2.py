@@ -103,13 +103,15 @@ def test_failed_launch_removes_what_it_made(aws):
     assert left(ec2, "bad") == {"instances": [], "addresses": [], "groups": [], "keys": []}
 
 
-def test_cli_teardown(aws, capsys):
+def test_cli_teardown(aws, capsys, monkeypatch, tmp_path):
     from perfdesk.cli import main
 
     ec2, _, ami, endpoint = aws
     lifecycle(aws, "cli").launch(LaunchSpec(name="c", ami=ami, public_key=PUBKEY))
     assert main(["teardown", "--region", REGION]) == 2  # no session and no --all
-    argv = ["teardown", "cli", "--region", REGION, "--endpoint-url", endpoint]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)  # AWS's own variable, as a LocalStack user sets it
+    monkeypatch.chdir(tmp_path)  # no ./sessions folder here: every kind searches by the session's tags
+    argv = ["teardown", "cli", "--region", REGION]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "removed instance" in out and "removed security group" in out and "removed key pair" in out

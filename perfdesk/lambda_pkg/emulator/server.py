@@ -45,6 +45,7 @@ from perfdesk.lambda_pkg.emulator.store import (
     ApiError,
     FunctionRecord,
     LayerVersion,
+    code_zip,
     dir_size,
     function_name_from,
     invalid,
@@ -370,14 +371,15 @@ class Emulator:
                 raise invalid(f"{key} is required for a zip package")
         self._check_config(body)
         code = body.get("Code") or {}
-        if "ZipFile" not in code:
-            raise invalid("The emulator accepts Code.ZipFile only (no S3 or container images here).")
+        if "ImageUri" in code:
+            raise invalid("The emulator accepts zip code only (Code.ZipFile, or Code.S3Bucket/S3Key), no images.")
         with self._lock:
             if name in self.functions:
                 raise ApiError(409, "ResourceConflictException", f"Function already exist: {name}")
             layers = self._layers_for(body.get("Layers") or [])
         task_dir = self.work_dir / "functions" / name / "code-1"
-        sha, size = unpack_zip(base64.b64decode(code["ZipFile"]), task_dir)
+        data, inline = code_zip(code, self.region)
+        sha, size = unpack_zip(data, task_dir, inline=inline)
         self._check_unzipped(task_dir, layers)
         fn = FunctionRecord(
             name=name,
@@ -433,11 +435,12 @@ class Emulator:
 
     def update_code(self, ref: str, body: dict) -> dict:
         fn = self._function(ref)
-        if "ZipFile" not in body:
-            raise invalid("The emulator accepts ZipFile only (no S3 or container images here).")
+        if "ImageUri" in body:
+            raise invalid("The emulator accepts zip code only (ZipFile, or S3Bucket/S3Key), no images.")
+        data, inline = code_zip(body, self.region)
         with fn.lock:
             task_dir = fn.task_dir.parent / f"code-{fn.revision + 1}"
-            sha, size = unpack_zip(base64.b64decode(body["ZipFile"]), task_dir)
+            sha, size = unpack_zip(data, task_dir, inline=inline)
             self._check_unzipped(task_dir, fn.layers)
             fn.task_dir, fn.code_sha256, fn.code_size = task_dir, sha, size
             if body.get("Architectures"):
@@ -456,12 +459,11 @@ class Emulator:
     def publish_layer(self, ref: str, body: dict) -> dict:
         name = layer_name_from(ref)
         content = body.get("Content") or {}
-        if "ZipFile" not in content:
-            raise invalid("The emulator accepts Content.ZipFile only (no S3 here).")
+        data, inline = code_zip(content, self.region)
         with self._lock:
             version = self._layer_seq[name] = self._layer_seq.get(name, 0) + 1
         directory = self.work_dir / "layers" / name / str(version)
-        sha, size = unpack_zip(base64.b64decode(content["ZipFile"]), directory)
+        sha, size = unpack_zip(data, directory, inline=inline)
         lv = LayerVersion(
             name,
             version,

@@ -49,9 +49,38 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def unpack_zip(data: bytes, dest: Path) -> tuple[str, int]:
-    """Unpack a zip (checked, path-safe) into ``dest``; return (base64 sha256, zip size)."""
-    if len(data) > MAX_ZIP_UPLOAD:
+def code_zip(code: dict, region: str) -> tuple[bytes, bool]:
+    """The zip a Code (or layer Content) argument names, and whether it came inline: ``ZipFile`` (base64), or
+    ``S3Bucket``/``S3Key`` (``S3ObjectVersion``) read from the emulator's S3 endpoint, as Lambda reads it from S3.
+    That endpoint is boto3's own configuration (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``: the moto server
+    locally); with no credentials configured, dummy ones (a local S3 checks none)."""
+    if "ZipFile" in code:
+        return base64.b64decode(code["ZipFile"]), True
+    if not (code.get("S3Bucket") and code.get("S3Key")):
+        raise invalid("Code must name a ZipFile, or an S3Bucket and S3Key (the emulator runs no container images).")
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = boto3.session.Session(region_name=region)
+    creds = {} if session.get_credentials() else {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    args = {"Bucket": code["S3Bucket"], "Key": code["S3Key"]}
+    if code.get("S3ObjectVersion"):
+        args["VersionId"] = code["S3ObjectVersion"]
+    try:
+        return session.client("s3", **creds).get_object(**args)["Body"].read(), False
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise invalid(
+            f"Error occurred while GetObject. S3 Error Code: {err.get('Code')}. S3 Error Message: {err.get('Message')}"
+        ) from None
+    except BotoCoreError as exc:
+        raise invalid(f"Error occurred while GetObject from s3://{args['Bucket']}/{args['Key']}: {exc}") from None
+
+
+def unpack_zip(data: bytes, dest: Path, *, inline: bool = True) -> tuple[str, int]:
+    """Unpack a zip (checked, path-safe) into ``dest``; return (base64 sha256, zip size). Only a zip sent inline
+    is held to the 50 MB upload limit; one read from S3 to the unzipped limit alone."""
+    if inline and len(data) > MAX_ZIP_UPLOAD:
         raise ApiError(
             413,
             "RequestEntityTooLargeException",

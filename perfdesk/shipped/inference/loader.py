@@ -7,7 +7,7 @@ from perfdesk.shipped.options import EngineConfig
 
 from .base import Engine
 from .registry import resolve
-from .weights import resolve_weights
+from .weights import ResolvedWeights, resolve_weights
 
 
 def load_engine(cfg: EngineConfig) -> Engine:
@@ -18,7 +18,10 @@ def load_engine(cfg: EngineConfig) -> Engine:
     spec = resolve(cfg.model, cfg.runtime)
     if spec.name == "savedmodel" and cfg.weights == "random":
         raise InferenceError("model 'savedmodel' needs weights = the path of a SavedModel directory")
-    weights = resolve_weights(cfg.weights, cfg.weights_sha256, cfg.cache_path)
+    if cfg.onnx_file:  # a ready export holds the weights: they are not read (nor shipped) again
+        weights = ResolvedWeights(cfg.weights, None, cfg.weights_sha256)
+    else:
+        weights = resolve_weights(cfg.weights, cfg.weights_sha256, cfg.cache_path)
     if cfg.runtime == "torch":
         from .runtime_torch import TorchEngine as cls
     elif cfg.runtime == "onnx":

@@ -22,7 +22,8 @@ DOWNLOAD_TIMEOUT_S = 60
 
 @dataclass
 class ResolvedWeights:
-    """Where the weights are on disk (None for random) and their sha256."""
+    """Where the weights are on disk and their sha256. ``path`` is None for random weights, and for an ONNX export
+    loaded instead of them (``onnx_file``: the export holds the weights; ``sha256`` says which they were)."""
 
     source: str
     path: Path | None
@@ -30,7 +31,7 @@ class ResolvedWeights:
 
     @property
     def random(self) -> bool:
-        return self.path is None
+        return self.source == "random"
 
 
 def sha256_of(path: Path) -> str:
@@ -127,8 +128,7 @@ def _download_s3(uri: str, dest: Path) -> None:
         raise InferenceError(f"weights {uri}: boto3 is needed for s3:// weights (pip install boto3)") from None
     from botocore.exceptions import BotoCoreError, ClientError
 
-    endpoint = os.environ.get("PERFDESK_S3_ENDPOINT_URL")  # a local S3 (the moto server in tests)
-    try:
-        boto3.client("s3", endpoint_url=endpoint).download_file(bucket, key, str(dest))
+    try:  # boto3 reads AWS's own configuration: credentials, region, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+        boto3.client("s3").download_file(bucket, key, str(dest))
     except (BotoCoreError, ClientError) as exc:
         raise InferenceError(f"could not download weights from {uri}: {exc}") from None
