@@ -523,3 +523,179 @@ def is_executable(rootfs: Path, path: str) -> bool:
         return target.is_file() and bool(target.stat().st_mode & stat.S_IXOTH)
     except (OSError, ImageFailed):
         return False
+
+
+# -- image functions: records and their life cycle ------------------------------------------------------------------
+@dataclass
+class ImageFunction:
+    """What an image function runs, and where it stands: attached to a FunctionRecord as ``fn.image``."""
+
+    uri: str
+    overrides: dict = field(default_factory=dict)  # the function's ImageConfig (EntryPoint, Command, WorkingDirectory)
+    resolved: ResolvedImage | None = None
+    unpacked: UnpackedImage | None = None
+    state: str = "Pending"
+    state_reason: str = "The function is being created."
+    state_reason_code: str = "Creating"
+    last_update_status: str = "Successful"
+    last_update_reason: str = ""
+    last_update_reason_code: str = ""
+
+    @property
+    def run(self) -> ImageConfig | None:
+        return self.resolved.run_config(self.overrides) if self.resolved is not None else None
+
+    @property
+    def rootfs(self) -> Path | None:
+        return self.unpacked.rootfs if self.unpacked is not None else None
+
+    def configuration(self, base: dict[str, Any]) -> dict[str, Any]:
+        """GetFunctionConfiguration's answer for an image function, from the zip function's ``base``."""
+        out = {k: v for k, v in base.items() if k not in ("Runtime", "Handler", "Layers")}
+        out["PackageType"] = "Image"
+        out["CodeSize"] = 0
+        if self.resolved is not None:
+            out["CodeSha256"] = self.resolved.digest.split(":", 1)[-1]
+        out["State"] = self.state
+        if self.state != "Active":
+            out["StateReason"], out["StateReasonCode"] = self.state_reason, self.state_reason_code
+        out["LastUpdateStatus"] = self.last_update_status
+        if self.last_update_status != "Successful":
+            out["LastUpdateStatusReason"] = self.last_update_reason
+            out["LastUpdateStatusReasonCode"] = self.last_update_reason_code
+        if self.overrides:
+            out["ImageConfigResponse"] = {"ImageConfig": dict(self.overrides)}
+        return out
+
+    def code(self) -> dict[str, str]:
+        """GetFunction's ``Code`` for an image function."""
+        out = {"RepositoryType": "ECR", "ImageUri": self.uri}
+        if self.resolved is not None:
+            out["ResolvedImageUri"] = self.resolved.resolved_uri
+        return out
+
+    def check_invokable(self) -> None:
+        if self.state != "Active":
+            raise ApiError(
+                409,
+                "ResourceConflictException",
+                f"The operation cannot be performed at this time. The function is currently in the following state: "
+                f"{self.state}",
+            )
+
+
+def check_image_request(body: dict, code: dict) -> tuple[str, dict]:
+    """(ImageUri, ImageConfig) of a CreateFunction body for an image, refused as Lambda refuses a bad mix."""
+    if body.get("PackageType", "Zip") != "Image":
+        raise invalid("Please don't provide ImageUri when the intended function PackageType is Zip.")
+    if any(body.get(key) for key in ("Handler", "Runtime", "Layers")):
+        raise invalid(
+            "Please don't provide Handler or Runtime or Layer when the intended function PackageType is Image."
+        )
+    if not code.get("ImageUri"):
+        raise invalid("Please provide ImageUri when the intended function PackageType is Image.")
+    return code["ImageUri"], check_image_config(body.get("ImageConfig") or {})
+
+
+def check_image_config(config: dict) -> dict:
+    out = {}
+    for key in ("EntryPoint", "Command"):
+        if key in config:
+            value = config[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise invalid(f"ImageConfig.{key} must be a list of strings")
+            out[key] = list(value)
+    if config.get("WorkingDirectory"):
+        out["WorkingDirectory"] = str(config["WorkingDirectory"])
+    return out
+
+
+class ImageFunctions:
+    """The emulator's image functions: resolve at create/update (AWS's errors, at once), pull and unpack in the
+    background (``Pending`` -> ``Active`` or ``Failed``; an update ``InProgress`` -> ``Successful`` or ``Failed``,
+    the old image serving meanwhile)."""
+
+    def __init__(self, source: ImageSource | None = None):
+        self.source = source or ImageSource()
+        self._threads: list[threading.Thread] = []
+
+    def describe(self) -> dict[str, Any]:
+        return self.source.describe()
+
+    def create(self, uri: str, overrides: dict, architecture: str) -> tuple[ImageFunction, RegistryClient]:
+        image = ImageFunction(uri, overrides)
+        resolved, client = self.source.resolve(uri)
+        image.resolved = resolved
+        return image, client
+
+    def start_pull(self, fn, image: ImageFunction, client: RegistryClient, *, on_ready) -> None:
+        """Pull and unpack in the background; ``on_ready(fn)`` runs when an update's new image serves."""
+
+        def work() -> None:
+            try:
+                unpacked = self.source.unpack(image.resolved, client)
+                failure = None
+            except ImageFailed as exc:
+                unpacked, failure = None, exc
+            except Exception as exc:  # noqa: BLE001 - the function's state must say, whatever it was
+                log.exception("emulator: pulling %s failed", image.uri)
+                unpacked, failure = None, ImageFailed(f"the image could not be pulled: {exc}")
+            with fn.lock:
+                current: ImageFunction = fn.image
+                if current is image:  # a create: Pending -> Active | Failed
+                    if failure is None:
+                        image.unpacked, image.state, image.state_reason, image.state_reason_code = (
+                            unpacked,
+                            "Active",
+                            "",
+                            "",
+                        )
+                    else:
+                        image.state, image.state_reason, image.state_reason_code = (
+                            "Failed",
+                            str(failure),
+                            failure.reason_code,
+                        )
+                    return
+                if getattr(fn, "pending_image", None) is not image:
+                    return  # a later update replaced this one
+                fn.pending_image = None
+                if failure is None:
+                    image.unpacked, image.state, image.state_reason, image.state_reason_code = (
+                        unpacked,
+                        "Active",
+                        "",
+                        "",
+                    )
+                    image.last_update_status = "Successful"
+                    fn.image = image
+                    fn.code_sha256 = image.resolved.digest.split(":", 1)[-1]
+                    fn.touch()
+                else:
+                    current.last_update_status = "Failed"
+                    current.last_update_reason = str(failure)
+                    current.last_update_reason_code = failure.reason_code
+            if failure is None:
+                on_ready(fn)
+
+        t = threading.Thread(target=work, name=f"image-pull-{fn.name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def update(self, fn, uri: str, *, on_ready) -> None:
+        """UpdateFunctionCode with an ImageUri: resolve now, pull in the background, swap when unpacked."""
+        current: ImageFunction = fn.image
+        resolved, client = self.source.resolve(uri)
+        new = ImageFunction(uri, dict(current.overrides), resolved=resolved)
+        with fn.lock:
+            fn.pending_image = new
+            current.last_update_status = "InProgress"
+            current.last_update_reason = "The function is being updated."
+            current.last_update_reason_code = "InProgress"
+        self.start_pull(fn, new, client, on_ready=on_ready)
+
+    def wait(self, timeout_s: float = 600.0) -> None:
+        """Wait for the background pulls (tests; the emulator's stop)."""
+        deadline = time.monotonic() + timeout_s
+        for t in list(self._threads):
+            t.join(max(0.0, deadline - time.monotonic()))
