@@ -7,8 +7,9 @@
   =:all:`` (a cross-platform, binary-only resolve: never a source build for this machine, never this machine's
   site-packages), under ``python/`` as Lambda's layer paths expect.
 * :func:`build_file_layer`: one file (the ONNX export, weights) under ``<folder>/`` (``/opt/<folder>/<file>``).
-* :func:`write_container_context`: a Dockerfile on ``public.ecr.aws/lambda/python`` for runtimes too big for a
-  layer (PyTorch, TensorFlow).
+* :func:`write_container_context`: a container image's build context for runtimes too big for a layer (PyTorch,
+  TensorFlow): the task root with the dependencies resolved the same way, on the Lambda Python base image
+  (:mod:`perfdesk.lambda_pkg.images` builds, checks and pushes it).
 
 Every zip is reproducible byte for byte: entries sorted by name, one fixed timestamp, modes normalised to 0644 or
 0755, no ``__pycache__`` and no ``bin/`` scripts (their shebang names this machine's interpreter). Unchanged
@@ -52,7 +53,7 @@ IMAGE_ONLY = {
     "torch": "PyTorch (torch and torchvision unzip to about 800 MB even as CPU-only wheels)",
     "tensorflow": "TensorFlow (tensorflow-cpu unzips to about 1.2 GB)",
 }
-#: Requirements of a container image per runtime (write_container_context).
+#: Requirements of a container image's task root per runtime (write_container_context).
 RUNTIME_REQUIREMENTS = {
     "torch": ["torch", "torchvision", "numpy", "pillow", "psutil"],
     "onnx": ["onnxruntime", "numpy", "pillow", "psutil"],
@@ -233,14 +234,14 @@ def check_unzipped_size(zips: list[Path], limit: int = MAX_UNZIPPED_BYTES) -> in
         raise PackageTooLarge(
             f"the function's packages unzip to {total / 2**20:.0f} MB, above Lambda's {limit / 2**20:.0f} MB limit "
             f"for a function and its layers; biggest: {listing}. Put the weights in S3 (weights placement 's3'), "
-            "use the onnx runtime, or build a container image (perfdesk.lambda_pkg.builders.write_container_context)"
+            "use the onnx runtime, or package the function as a container image (packaging = 'image')"
         )
     return total
 
 
 # -- the dependencies layer ------------------------------------------------------------------------------------
-def build_dependency_layer(
-    dest: str | Path,
+def install_wheels(
+    target: str | Path,
     requirements: list[str],
     python_version: str = "3.11",
     architecture: str = "x86_64",
@@ -249,30 +250,26 @@ def build_dependency_layer(
     find_links: str | None = None,
     no_index: bool = False,
     work_dir: str | Path | None = None,
-    limit: int = MAX_UNZIPPED_BYTES,
     timeout_s: float = 1800.0,
 ) -> Path:
-    """A layer zip of ``requirements`` installed from manylinux wheels for Lambda's Python ``python_version`` on
-    ``architecture`` (x86_64|arm64), under ``python/``.
+    """Install ``requirements`` into ``target`` from manylinux wheels for Lambda's Python ``python_version`` on
+    ``architecture`` (x86_64|arm64): a layer's ``python/`` folder, or an image's task root.
 
     pip resolves for the runtime, not for this machine (``--platform``, ``--python-version``, ``--implementation
     cp``, ``--only-binary=:all:``), ignores what is installed here (``--target`` with ``--ignore-installed``), and
-    uses the configured index and its own cache (pip.conf, ``PIP_*``). Raises :class:`PackageTooLarge` (what is
-    big) or :class:`RuntimeError` (pip's message, e.g. no wheel for the platform).
-    """
+    uses the configured index and its own cache (pip.conf, ``PIP_*``). Raises :class:`RuntimeError` with pip's
+    message (e.g. no wheel for the platform)."""
     platforms = lambda_platforms(python_version, architecture)
-    dest = Path(dest)
-    tmp = Path(work_dir or tempfile.mkdtemp(prefix="perfdesk-layer-"))
-    tree = tmp / "layer"
-    shutil.rmtree(tree, ignore_errors=True)
-    tree.mkdir(parents=True)
+    target = Path(target)
+    tmp = Path(work_dir or tempfile.mkdtemp(prefix="perfdesk-wheels-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
         "-m",
         "pip",
         "install",
         "--target",
-        str(tree / "python"),
+        str(target),
         "--ignore-installed",
         "--only-binary=:all:",
         "--python-version",
@@ -305,6 +302,43 @@ def build_dependency_layer(
             f"pip could not get {architecture} wheels for Python {python_version} (platforms {platforms[0]} .. "
             f"{platforms[-1]}) of {' '.join(requirements)}: " + " / ".join(tail)
         )
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: their shebang names this machine's Python
+    return target
+
+
+def build_dependency_layer(
+    dest: str | Path,
+    requirements: list[str],
+    python_version: str = "3.11",
+    architecture: str = "x86_64",
+    *,
+    constraints: list[str] | None = None,
+    find_links: str | None = None,
+    no_index: bool = False,
+    work_dir: str | Path | None = None,
+    limit: int = MAX_UNZIPPED_BYTES,
+    timeout_s: float = 1800.0,
+) -> Path:
+    """A layer zip of ``requirements`` installed from manylinux wheels for Lambda's Python ``python_version`` on
+    ``architecture`` (x86_64|arm64), under ``python/`` (:func:`install_wheels`). Raises :class:`PackageTooLarge`
+    (what is big) or :class:`RuntimeError` (pip's message, e.g. no wheel for the platform).
+    """
+    dest = Path(dest)
+    tmp = Path(work_dir or tempfile.mkdtemp(prefix="perfdesk-layer-"))
+    tree = tmp / "layer"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    install_wheels(
+        tree / "python",
+        requirements,
+        python_version,
+        architecture,
+        constraints=constraints,
+        find_links=find_links,
+        no_index=no_index,
+        work_dir=tmp,
+        timeout_s=timeout_s,
+    )
     site = tree / "python"
     # Check before zipping: a tree above the limit should fail fast with the names, not after minutes of deflate.
     sizes: dict[str, int] = {}
@@ -324,67 +358,77 @@ def build_dependency_layer(
             f"the dependencies layer unzips to {total / 2**20:.0f} MB, above Lambda's {limit / 2**20:.0f} MB limit; "
             "biggest: "
             + ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in biggest)
-            + ". Use the onnx runtime (onnxruntime fits), or a container image (write_container_context)"
+            + ". Use the onnx runtime (onnxruntime fits), or a container image (packaging = 'image')"
         )
     return _zip_tree(tree, dest)
 
 
-DOCKERFILE = """\
-# perfdesk function image: the handler and the inference module on AWS's Lambda Python base image.
-# Build: docker build --platform linux/{platform} -t perfdesk-fn . ; push to ECR; set image_uri in the profile.
-FROM --platform=linux/{platform} public.ecr.aws/lambda/python:{python}
-
-COPY requirements.txt ${{LAMBDA_TASK_ROOT}}/requirements.txt
-RUN pip install --no-cache-dir {pip_options}-r ${{LAMBDA_TASK_ROOT}}/requirements.txt --target ${{LAMBDA_TASK_ROOT}}
-
-COPY perfdesk/ ${{LAMBDA_TASK_ROOT}}/perfdesk/
-{weights_line}
-ENV PERFDESK_MODEL={model} PERFDESK_RUNTIME={runtime}
-CMD ["{handler}"]
-"""
+def image_requirements(runtime: str, python_version: str) -> tuple[list[str], list[str]]:
+    """(requirements, constraints) of a container image's task root on ``runtime``: torch and torchvision pinned
+    as the matching pair of ``scripts/constraints.txt`` where this is a checkout that has it."""
+    if runtime not in RUNTIME_REQUIREMENTS:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(sorted(RUNTIME_REQUIREMENTS))}")
+    constraints = list(_CONSTRAINTS.get((runtime, RUNTIME_GLIBC.get(python_version, 34)), []))
+    pins = _repo_root() / "scripts" / "constraints.txt"
+    if runtime == "torch" and pins.is_file():
+        for line in pins.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                constraints.append(line)
+    return list(RUNTIME_REQUIREMENTS[runtime]), constraints
 
 
 def write_container_context(
     dest: str | Path,
-    model: str = "resnet50",
     runtime: str = "torch",
-    python_version: str = "3.11",
+    python_version: str = "3.12",
     architecture: str = "x86_64",
+    *,
+    base: str | None = None,
+    files: Mapping[str, str | Path] | None = None,
     requirements: list[str] | None = None,
-    weights: str | Path | None = None,
-    pip_options: str = "",
+    constraints: list[str] | None = None,
+    find_links: str | None = None,
+    no_index: bool = False,
+    work_dir: str | Path | None = None,
     root: Path | None = None,
+    compile_py: bool = True,
 ) -> Path:
-    """Write a container image build context (Dockerfile, requirements.txt, perfdesk/, weights/) into ``dest``.
+    """A container image's build context in ``dest``: ``task/`` holds the shipped code, ``files`` (name in the task
+    root -> local file, e.g. the weights) and the runtime's dependencies installed from manylinux wheels for the
+    function's platform (:func:`install_wheels`, never this machine's site-packages); the Dockerfile copies it to
+    ``/var/task`` on ``base`` (default AWS's ``public.ecr.aws/lambda/python:<version>``) and runs the shipped
+    handler. Nothing runs at build time, so Docker and buildah build it alike (:mod:`perfdesk.lambda_pkg.images`).
+    Raises :class:`RuntimeError` with pip's message."""
+    from perfdesk.lambda_pkg import images
 
-    For dependencies above the 250 MB layer limit (PyTorch): images may be up to 10 GB. ``pip_options`` is added
-    to the install line (e.g. an extra index of CPU-only torch wheels)."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    reqs = requirements or RUNTIME_REQUIREMENTS[runtime]
-    (dest / "requirements.txt").write_text("\n".join(reqs) + "\n")
-    for src, name in shipped_files(root):
-        out = dest / name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, out)
-    weights_line = ""
-    if weights is not None:
-        w = Path(weights)
-        (dest / "weights").mkdir(exist_ok=True)
-        shutil.copyfile(w, dest / "weights" / w.name)
-        weights_line = f"COPY weights/ ${{LAMBDA_TASK_ROOT}}/weights/\nENV PERFDESK_WEIGHTS=weights/{w.name}\n"
-    (dest / "Dockerfile").write_text(
-        DOCKERFILE.format(
-            platform="arm64" if architecture == "arm64" else "amd64",
-            python=python_version,
-            pip_options=(pip_options + " ") if pip_options else "",
-            weights_line=weights_line,
-            model=model,
-            runtime=runtime,
-            handler=HANDLER,
+    if requirements is None:
+        requirements, pinned = image_requirements(runtime, python_version)
+        constraints = pinned + list(constraints or [])
+    entries: dict[str, Path] = {name: src for src, name in shipped_files(root)}
+    entries.update({name: Path(src) for name, src in (files or {}).items()})
+
+    def install(task: Path) -> None:
+        install_wheels(
+            task,
+            requirements,
+            python_version,
+            architecture,
+            constraints=constraints,
+            find_links=find_links,
+            no_index=no_index,
+            work_dir=work_dir,
         )
+
+    return images.write_function_context(
+        dest,
+        base=base or images.AWS_BASE.format(python=python_version),
+        handler=HANDLER,
+        files=entries,
+        install=install if requirements else None,
+        python_version=python_version,
+        compile_py=compile_py,
     )
-    return dest
 
 
 def zip_bytes(path: str | Path) -> bytes:

@@ -29,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--no-cpu-limits", action="store_true", help="do not put environments in cpu cgroups")
     p.add_argument("--work-dir", default=None, help="where code and environments live (default: a temp dir)")
+    p.add_argument(
+        "--registry",
+        default=None,
+        help="the registry behind a local ECR, e.g. http://127.0.0.1:5000: image functions' ECR image URIs are pulled "
+        "from it (default: PERFDESK_ECR_REGISTRY)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print function logs")
     return p
 
@@ -54,6 +60,7 @@ def run_emulator(args: argparse.Namespace) -> int:
             cpu_limits=not args.no_cpu_limits,
             region=args.region,
             log_sink=sink,
+            registry=args.registry,
         ).start()
     except OSError as exc:
         print(

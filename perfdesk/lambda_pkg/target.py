@@ -84,6 +84,31 @@ class _FunctionSpec(TargetSpec):
         "AWS_ENDPOINT_URL_LAMBDA).",
     )
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    packaging: Literal["zip", "image"] | None = Field(
+        None,
+        description="How the function is packaged: 'zip' (code zip and layers) or 'image' (a container image built "
+        "here and pushed to ECR); default: image for the torch and tensorflow runtimes, zip otherwise.",
+    )
+    image_uri: str | None = Field(
+        None, description="A prebuilt ECR image to run (packaging 'image' without a build here)."
+    )
+    base_image: str | None = Field(
+        None,
+        description="Base of the function's image: an image reference, or 'local' (perfdesk's stand-in, built from "
+        "this machine's Python); default: AWS's public.ecr.aws/lambda/python:<python> where the function runs on "
+        "AWS, the stand-in elsewhere.",
+    )
+    image_builder: Literal["auto", "docker", "buildah"] = Field(
+        "auto", description="What builds the image: Docker where an engine is running, else buildah."
+    )
+    repository: str | None = Field(
+        None, description="ECR repository for the image (default: one the session creates, tags and removes)."
+    )
+    registry: str | None = Field(
+        None,
+        description="The registry behind a local ECR, e.g. http://127.0.0.1:5000 (default: PERFDESK_ECR_REGISTRY; "
+        "on AWS the repository's own).",
+    )
 
 
 class LambdaTargetSpec(_FunctionSpec):
@@ -94,7 +119,6 @@ class LambdaTargetSpec(_FunctionSpec):
     layers: list[str] = Field(
         default_factory=list, description="Prebuilt dependency layer ARNs (default: one is built from wheels)."
     )
-    image_uri: str | None = Field(None, description="ECR image URI of a container-image function (PyTorch-sized).")
     profile_name: str | None = Field(
         None, description="AWS profile, an explicit override of AWS_PROFILE (never the keys themselves)."
     )
@@ -137,6 +161,7 @@ class _FunctionTarget(Target):
         self.memory_mb = spec.memory_mb
         self.region = spec.region
         self.facts: dict[str, Any] = {}
+        self._images: list[Any] = []  # images.EcrImages of each image this target pushed
         self._lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------
@@ -333,15 +358,20 @@ class _FunctionTarget(Target):
         image_uri: str | None = None,
         extra_variables: dict[str, str] | None = None,
     ) -> None:
-        """Package (unless ``image_uri``), get the role (``role(bucket read by the function)``), create or update
-        the function, then probe it once."""
+        """Package (a zip with layers, or an image built and pushed here, unless ``image_uri`` names one), get the
+        role (``role(bucket read by the function)``), create or update the function, then probe it once."""
         from perfdesk.lambda_pkg import builders
 
         self.manager = manager
-        if image_uri is None:
+        packaging = "image" if image_uri else self._packaging(workload)
+        self.facts["packaging"] = packaging
+        if packaging == "zip":
             code, engine, layers = self._build_zip(workload, layers, artifacts)
-        else:
+        elif image_uri:
             code, engine = None, self._image_engine(workload, artifacts)
+        else:
+            code = None
+            image_uri, engine = self._build_image(workload, artifacts)
         source = str(engine.onnx_file or engine.weights)
         role_arn = role(urlparse(source).netloc if source.startswith("s3://") else None)
         variables = {**self._variables(engine), **(extra_variables or {})}
@@ -383,6 +413,124 @@ class _FunctionTarget(Target):
         self.memory_mb = self.spec.memory_mb
         self._invoke_client = self._client("lambda", invoke=True)
         self._probe()
+
+    # -- container images -----------------------------------------------------------------------------------
+    def _packaging(self, workload: WorkloadSpec) -> str:
+        """The profile's ``packaging``, else an image for the runtimes no layer holds (PyTorch, TensorFlow)."""
+        from perfdesk.lambda_pkg import builders
+
+        if self.spec.packaging:
+            return self.spec.packaging
+        return "image" if workload.runtime in builders.IMAGE_ONLY else "zip"
+
+    def _lambda_on_aws(self) -> bool:
+        """Whether the function runs on AWS itself (then AWS's base image), not on an emulator."""
+        from perfdesk.lambda_pkg.images import is_aws_endpoint
+
+        return self.manager is not None and is_aws_endpoint(self.manager.lam.meta.endpoint_url)
+
+    def _ecr_client(self):
+        """ECR's control plane (AWS's configuration decides where: ``AWS_ENDPOINT_URL_ECR``, ...)."""
+        return self._client("ecr")
+
+    def _registry_url(self) -> str | None:
+        """The registry behind a local ECR: the profile's ``registry``, else ``PERFDESK_ECR_REGISTRY``."""
+        import os
+
+        from perfdesk.lambda_pkg.images import REGISTRY_ENV
+
+        return self.spec.registry or os.environ.get(REGISTRY_ENV) or None
+
+    def _build_image(self, workload: WorkloadSpec, artifacts) -> tuple[str, Any]:
+        """Build the function's image here and push it to ECR: (image URI, engine options).
+
+        The task root holds the shipped code, the runtime's dependencies from manylinux wheels for the function's
+        Python version and architecture, and the model's file (the weights file, or the ONNX export on the onnx
+        runtime) unless its placement is 's3'. An image has no layers: placement 'layer' puts it in the image."""
+        from perfdesk.lambda_pkg import builders, images
+
+        spec, work = self.spec, self._work_dir()
+        engine = workload.engine_config()
+        engine.device = "cpu"
+        files: dict[str, Path] = {}
+        if workload.runtime == "onnx":
+            try:
+                require("onnx", what=f"exporting {workload.model} to ONNX at build time (here, not in the function)")
+            except MissingExtra as exc:
+                raise TargetError(self.name, "export the model to ONNX", str(exc)) from None
+            onnx, onnx_sha, weights_sha = self._onnx_export(workload)
+            engine.weights_sha256, engine.onnx_sha256 = weights_sha, onnx_sha
+            if spec.weights_placement == "s3":
+                loc = artifacts.upload(onnx)
+                engine.onnx_file = f"s3://{loc['S3Bucket']}/{loc['S3Key']}"
+            else:
+                files[f"model/{onnx.name}"] = onnx
+                engine.onnx_file = f"model/{onnx.name}"
+            self.facts.update(onnx_file=engine.onnx_file, onnx_sha256=onnx_sha)
+        else:
+            weights = self._weights(workload)
+            if weights is not None:
+                if not weights.is_file():
+                    raise TargetError(self.name, "deploy", f"weights file {weights} not found", "fix 'weights'")
+                if spec.weights_placement == "s3":
+                    loc = artifacts.upload(weights)
+                    engine.weights = f"s3://{loc['S3Bucket']}/{loc['S3Key']}"
+                else:
+                    files[f"weights/{weights.name}"] = weights
+                    engine.weights = f"weights/{weights.name}"
+        label = f"{workload.name}-{workload.runtime}-py{spec.python}-{spec.architecture}"
+        try:
+            builder = images.choose_builder(spec.image_builder)
+            base = spec.base_image or images.default_base(spec.python, self._lambda_on_aws())
+            base_ref = images.ensure_base(builder, base, spec.python, spec.architecture, work_dir=work, say=self.log)
+            reqs, constraints = builders.image_requirements(workload.runtime, spec.python)
+            self.log(
+                f"resolving the image's dependencies from manylinux wheels ({' '.join(reqs + constraints)}; Python "
+                f"{spec.python}, {spec.architecture}) on {base_ref}"
+            )
+            context = builders.write_container_context(
+                work / f"image-{workload.name}",
+                workload.runtime,
+                spec.python,
+                spec.architecture,
+                base=base_ref,
+                files=files,
+                work_dir=work / "image-wheels",
+            )
+            ref, size = images.build_function_image(builder, context, label, spec.architecture, say=self.log)
+            store = images.EcrImages(
+                self._ecr_client(),
+                self.ctx.session_id,
+                self.region,
+                registry=self._registry_url(),
+                repository=spec.repository,
+                ledger=self.manager.ledger,
+                say=self.log,
+            )
+            self._images.append(store)
+            pushed = store.push(builder, ref, f"{self.name}-{workload.name}")
+        except images.ImageError as exc:
+            raise TargetError(self.name, "container image", str(exc)) from None
+        except RuntimeError as exc:
+            raise TargetError(
+                self.name,
+                "container image",
+                str(exc),
+                "check the runtime, the Python version (PyTorch's wheels need glibc 2.28: Lambda's python3.12 or "
+                "later) and pip's index",
+            ) from None
+        self.facts["image"] = {
+            "uri": pushed["image_uri"],
+            "repository": pushed["repository"],
+            "tag": pushed["tag"],
+            "registry": pushed["registry"],
+            "base": base_ref,
+            "local_ref": ref,
+            "uncompressed_bytes": size,
+            "limit_bytes": images.MAX_IMAGE_BYTES,
+            **builder.describe(),
+        }
+        return pushed["image_uri"], engine
 
     def _image_engine(self, workload: WorkloadSpec, artifacts):
         """Engine options of an image function: the image holds its runtime; a weights file goes to S3 (placement
@@ -533,7 +681,13 @@ class _FunctionTarget(Target):
         if self.manager is None:
             return []
         try:
-            return self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
+            removed = self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
+            for store in self._images:
+                for line in store.remove():
+                    self.log(f"deleted {line}")
+                    removed.append(line)
+            self._images = []
+            return removed
         except Exception as exc:
             raise TargetError(
                 self.name,
@@ -646,6 +800,34 @@ class LocalLambdaTarget(_FunctionTarget):
     def __init__(self, spec: LocalLambdaTargetSpec, ctx: TargetContext):
         super().__init__(spec, ctx)
         self.emulator = None
+        self.registry = None  # images.LocalRegistry this target started (no registry was named)
+
+    def _lambda_on_aws(self) -> bool:
+        return False
+
+    def _ecr_client(self):
+        """A local ECR where AWS's endpoint variables name one (its repositories are created and tagged there);
+        else none: a local-lambda target never sends anything to AWS."""
+        ecr = self._client("ecr")
+        return None if "amazonaws.com" in ecr.meta.endpoint_url else ecr
+
+    def _registry_url(self) -> str | None:
+        url = super()._registry_url()
+        return url or (self.registry.url if self.registry is not None else None)
+
+    def _start_registry(self, workload: WorkloadSpec) -> None:
+        """A registry on loopback for this target's images, where none is named and the function is an image."""
+        from perfdesk.lambda_pkg.images import ImageError, LocalRegistry
+
+        if self.registry is not None or super()._registry_url() or self.spec.image_uri:
+            return
+        if self._packaging(workload) != "image":
+            return
+        try:
+            self.registry = LocalRegistry(self._work_dir() / "registry").start()
+        except ImageError as exc:
+            raise TargetError(self.name, "image registry", str(exc)) from None
+        self.log(f"image registry on {self.registry.url} (the registry behind ECR for this target)")
 
     def _session(self):
         import boto3
@@ -677,12 +859,14 @@ class LocalLambdaTarget(_FunctionTarget):
             except MissingExtra as exc:
                 self.set_state(TargetStatus.FAILED)
                 raise TargetError(self.name, "deploy", str(exc)) from None
+            self._start_registry(workload)
             self.emulator = Emulator(
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
                 cpu_limits=spec.cpu_limits,
                 region=self.region,
                 work_dir=self._work_dir() / "emulator",
+                registry=self._registry_url(),
             ).start()
             self.spec = spec = spec.model_copy(update={"endpoint_url": self.emulator.url})
             self.log(f"emulator on {self.emulator.url}")
@@ -692,13 +876,23 @@ class LocalLambdaTarget(_FunctionTarget):
             s3 = _NoAwsS3(self.name)
         else:
             ledger.common["s3_endpoint"] = s3.meta.endpoint_url
+        ecr = self._ecr_client()
+        if ecr is not None:
+            ledger.common["ecr_endpoint"] = ecr.meta.endpoint_url
         artifacts = ArtifactBucket(
             s3, self.ctx.session_id, self.region, bucket=spec.bucket, ledger=ledger, say=self.log
         )
         manager = FunctionManager(
             self._client("lambda"), self.ctx.session_id, say=self.log, artifacts=artifacts, ledger=ledger
         )
-        self._deploy_function(workload, manager=manager, artifacts=artifacts, role=lambda _: LOCAL_ROLE, layers=[])
+        self._deploy_function(
+            workload,
+            manager=manager,
+            artifacts=artifacts,
+            role=lambda _: LOCAL_ROLE,
+            layers=[],
+            image_uri=spec.image_uri,
+        )
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -717,5 +911,8 @@ class LocalLambdaTarget(_FunctionTarget):
                 self.emulator.stop()
                 self.emulator = None
                 self.spec = self.spec.model_copy(update={"endpoint_url": None})
+            if self.registry is not None:
+                self.registry.stop()
+                self.registry = None
             self._invoke_client = None
             self.set_state(TargetStatus.TORN_DOWN)

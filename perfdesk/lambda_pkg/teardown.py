@@ -4,11 +4,11 @@ What a session created is found two ways, and each resource is removed only if i
 
 * by its tags (``perfdesk:session``, ``perfdesk:managed``): functions (their versions, URLs and concurrency go with
   them), execution roles under ``/perfdesk/`` (with their policies), S3 buckets the session created (with every
-  object in them);
+  object in them), ECR repositories the session created (with every image in them);
 * by the session's :class:`~perfdesk.lambda_pkg.functions.Ledger` (``aws-resources.jsonl`` in its folder, written
   before each create call): layer versions, which take no tags (their description carries the session id), the
-  session's objects in a bucket the profile named, and the regions, endpoint overrides and AWS profile the session
-  used.
+  session's objects in a bucket the profile named, its image tags in an ECR repository the profile named, and the
+  regions, endpoint overrides and AWS profile the session used.
 
 Clients use AWS's own configuration (credential chain, ``AWS_PROFILE``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` and
 ``AWS_ENDPOINT_URL_<SERVICE>``), plus what the ledger recorded as an explicit override.
@@ -43,6 +43,7 @@ class Place:
     profile: str | None = None
     local: bool = False  # a local-lambda target's: dummy keys, and the local S3 it used (never AWS itself)
     s3_endpoint: str | None = None
+    ecr_endpoint: str | None = None  # a local ECR a local-lambda target used
 
     @property
     def lambda_gone(self) -> bool:
@@ -54,7 +55,7 @@ class Place:
 
         keys = LOCAL_KEYS if self.local else {}
         session = boto3.session.Session(region_name=self.region, profile_name=self.profile, **keys)
-        endpoint = {"lambda": self.lambda_endpoint, "s3": self.s3_endpoint}.get(service)
+        endpoint = {"lambda": self.lambda_endpoint, "s3": self.s3_endpoint, "ecr": self.ecr_endpoint}.get(service)
         return session.client(service, endpoint_url=endpoint, config=Config(retries={"max_attempts": 3}))
 
 
@@ -64,7 +65,12 @@ def _ours(tags: dict[str, str], session_id: str | None) -> bool:
 
 def _place_of(e: dict) -> Place:
     return Place(
-        e.get("region", ""), e.get("lambda_endpoint"), e.get("profile"), bool(e.get("local")), e.get("s3_endpoint")
+        e.get("region", ""),
+        e.get("lambda_endpoint"),
+        e.get("profile"),
+        bool(e.get("local")),
+        e.get("s3_endpoint"),
+        e.get("ecr_endpoint"),
     )
 
 
@@ -111,6 +117,8 @@ def sweep(
             lam = client(place, "lambda")
             removed += attempt(f"functions in {place.region}", _functions, lam, mine)
             removed += attempt(f"layers in {place.region}", _layers, lam, mine)
+        if _used_ecr(place, mine, entries):
+            removed += attempt(f"ECR in {place.region}", _ecr, client(place, "ecr"), mine)
         account = (place.profile, place.local, place.s3_endpoint)  # IAM and S3 are global: once per account
         if account in done_global:
             continue
@@ -127,6 +135,20 @@ def sweep(
     if problems:
         raise RuntimeError("teardown left function resources behind: " + "; ".join(problems))
     return removed
+
+
+def _used_ecr(place: Place, mine: list[dict], entries: list[dict]) -> bool:
+    """ECR is swept where the session recorded an image there, or by tags alone where there is no ledger; a local
+    target's images are in a local ECR only (never AWS's)."""
+    if place.local and not place.ecr_endpoint:
+        return False
+    return not entries or any(e.get("type", "").startswith("ecr-") for e in mine)
+
+
+def _ecr(ecr, entries: list[dict], session_id: str | None) -> list[str]:
+    from perfdesk.lambda_pkg.images import sweep_ecr
+
+    return sweep_ecr(ecr, entries, session_id)
 
 
 def _functions(lam, entries: list[dict], session_id: str | None) -> list[str]:

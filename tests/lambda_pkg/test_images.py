@@ -205,3 +205,69 @@ def test_a_local_ecr_without_a_registry_is_refused_with_what_to_do(moto_server, 
     store = images.EcrImages(_ecr(moto_server), "img-noreg", "us-east-1")
     with pytest.raises(images.ImageError, match="name the local registry"):
         store.registry("123456789012.dkr.ecr.us-east-1.amazonaws.com/perfdesk/x")
+
+
+# -- the emulator's control plane for image functions -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pushed_tiny(builder, tiny_image, registry, moto_server):
+    """The tiny image pushed to a session repository in moto's ECR, backed by the loopback registry."""
+    store = images.EcrImages(_ecr(moto_server), f"img-fn-{time.time_ns()}", "us-east-1", registry=registry.url)
+    pushed = store.push(builder, tiny_image[0], "tiny")
+    yield pushed
+    store.remove()
+
+
+@pytest.fixture(scope="module")
+def image_emulator(registry, tmp_path_factory):
+    from perfdesk.lambda_pkg.emulator import Emulator
+
+    emu = Emulator(
+        work_dir=tmp_path_factory.mktemp("emu-img"), idle_s=60, account_concurrency=4, registry=registry.url
+    ).start()
+    emu.images.source.cache = emu_images.ImageCache(tmp_path_factory.mktemp("image-cache"))
+    yield emu
+    emu.stop()
+
+
+def test_create_image_function_through_boto3_reports_as_aws(image_emulator, pushed_tiny):
+    from tests.lambda_pkg.conftest import ROLE, lambda_client
+
+    lam = lambda_client(image_emulator.url)
+    uri = pushed_tiny["image_uri"].split("@")[0] + ":" + pushed_tiny["tag"]
+    created = lam.create_function(
+        FunctionName="img-boto3", PackageType="Image", Code={"ImageUri": uri}, Role=ROLE, MemorySize=256, Timeout=10
+    )
+    assert created["PackageType"] == "Image" and "Runtime" not in created and "Handler" not in created
+    assert created["State"] in ("Pending", "Active")
+    lam.get_waiter("function_active_v2").wait(FunctionName="img-boto3", WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    got = lam.get_function(FunctionName="img-boto3")
+    assert got["Configuration"]["State"] == "Active"
+    assert got["Code"] == {
+        "RepositoryType": "ECR",
+        "ImageUri": uri,
+        "ResolvedImageUri": pushed_tiny["image_uri"],
+    }
+    assert got["Configuration"]["CodeSha256"] == pushed_tiny["digest"].split(":")[1]
+
+
+def test_an_image_that_does_not_exist_is_refused_at_create(image_emulator, pushed_tiny):
+    from botocore.exceptions import ClientError
+
+    from tests.lambda_pkg.conftest import ROLE, lambda_client
+
+    lam = lambda_client(image_emulator.url)
+    missing = pushed_tiny["image_uri"].split("@")[0] + ":no-such-tag"
+    with pytest.raises(ClientError) as info:
+        lam.create_function(FunctionName="img-missing", PackageType="Image", Code={"ImageUri": missing}, Role=ROLE)
+    err = info.value.response["Error"]
+    assert err["Code"] == "InvalidParameterValueException"
+    assert err["Message"] == f"Source image {missing} does not exist. Provide a valid source image."
+    with pytest.raises(ClientError, match="Please don't provide Handler or Runtime or Layer"):
+        lam.create_function(
+            FunctionName="img-handler",
+            PackageType="Image",
+            Code={"ImageUri": pushed_tiny["image_uri"]},
+            Role=ROLE,
+            Handler="x.y",
+        )
+    assert "img-missing" not in image_emulator.functions

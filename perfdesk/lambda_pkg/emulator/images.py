@@ -699,3 +699,74 @@ class ImageFunctions:
         deadline = time.monotonic() + timeout_s
         for t in list(self._threads):
             t.join(max(0.0, deadline - time.monotonic()))
+
+
+# -- the emulator's API, for image functions --------------------------------------------------------------------------
+def create_image_function(emu, body: dict, **record_fields: Any):
+    """CreateFunction with ``PackageType: Image``: check the request, resolve the image (AWS's errors at once),
+    record the function (``Pending``) and pull it in the background. Returns the record."""
+    from perfdesk.lambda_pkg.emulator.store import ApiError as _ApiError
+    from perfdesk.lambda_pkg.emulator.store import FunctionRecord, function_name_from
+
+    name = body.get("FunctionName") or ""
+    function_name_from(name)
+    if not body.get("Role"):
+        raise invalid("Role is required")
+    uri, overrides = check_image_request(body, body.get("Code") or {})
+    emu._check_config(body)
+    with emu._lock:
+        if name in emu.functions:
+            raise _ApiError(409, "ResourceConflictException", f"Function already exist: {name}")
+    image, client = emu.images.create(uri, overrides, (body.get("Architectures") or ["x86_64"])[0])
+    fn = FunctionRecord(
+        name=name,
+        region=emu.region,
+        runtime="",
+        role=body["Role"],
+        handler="",
+        task_dir=Path("/var/task"),
+        code_sha256=image.resolved.digest.split(":", 1)[-1],
+        code_size=0,
+        description=body.get("Description", ""),
+        timeout=int(body.get("Timeout", 3)),
+        memory=int(body.get("MemorySize", 128)),
+        variables=dict((body.get("Environment") or {}).get("Variables") or {}),
+        architectures=body.get("Architectures") or ["x86_64"],
+        tags=dict(body.get("Tags") or {}),
+        **record_fields,
+    )
+    fn.image = image
+    with emu._lock:
+        if name in emu.functions:
+            raise _ApiError(409, "ResourceConflictException", f"Function already exist: {name}")
+        emu.functions[name] = fn
+    emu.images.start_pull(fn, image, client, on_ready=lambda f: emu._retire(f.name))
+    return fn
+
+
+def update_image_code(emu, fn, body: dict) -> None:
+    """UpdateFunctionCode of an image function: only an ImageUri (AWS refuses a zip for it, and an image for a zip
+    function)."""
+    if fn.image is None:
+        raise invalid("Please don't provide ImageUri when the current function package type is Zip.")
+    if not body.get("ImageUri"):
+        raise invalid("Please provide ImageUri when the current function package type is Image.")
+    if fn.image.last_update_status == "InProgress":
+        raise ApiError(
+            409,
+            "ResourceConflictException",
+            f"The operation cannot be performed at this time. An update is in progress for resource: {fn.arn}",
+        )
+    if body.get("Architectures"):
+        fn.architectures = body["Architectures"]
+    emu.images.update(fn, body["ImageUri"], on_ready=lambda f: emu._retire(f.name))
+
+
+def check_image_configuration(fn, body: dict) -> None:
+    """UpdateFunctionConfiguration of an image function: no Handler, Runtime or Layers; ImageConfig may change."""
+    if any(body.get(key) for key in ("Handler", "Runtime", "Layers")):
+        raise invalid(
+            "Please don't provide Handler or Runtime or Layer when the intended function PackageType is Image."
+        )
+    if "ImageConfig" in body:
+        fn.image.overrides = check_image_config(body.get("ImageConfig") or {})

@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from perfdesk.lambda_pkg.emulator import images
 from perfdesk.lambda_pkg.emulator.cgroups import CpuLimiter
 from perfdesk.lambda_pkg.emulator.environment import ExecutionEnvironment, FunctionSnapshot, Invocation
+from perfdesk.lambda_pkg.emulator.images import ImageFunctions, ImageSource
 from perfdesk.lambda_pkg.emulator.store import (
     MAX_LAYERS,
     MAX_UNZIPPED,
@@ -76,6 +78,7 @@ class Emulator:
         region: str = "us-east-1",
         python: str = sys.executable,
         log_sink: Callable[[str, str], None] | None = None,
+        registry: str | None = None,
     ):
         self.host, self.port = host, port
         self.idle_s = idle_s
@@ -86,6 +89,7 @@ class Emulator:
         self._own_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="perfdesk-emulator-"))
         self.limiter = CpuLimiter(enabled=cpu_limits)
+        self.images = ImageFunctions(ImageSource(registry))  # container-image functions (images.py)
         self.functions: dict[str, FunctionRecord] = {}
         self.layers: dict[str, dict[int, LayerVersion]] = {}
         self._layer_seq: dict[str, int] = {}
@@ -145,6 +149,7 @@ class Emulator:
             "cpu_limits": self.limiter.active,
             "cpu_limits_note": self.limiter.reason or "cgroup v1 cpu quota: memory_mb / 1769 vCPU per environment",
             "memory_limit": "process tree RSS polled (psutil); above MemorySize the environment is killed",
+            **self.images.describe(),
         }
 
     def environment_pids(self) -> list[int]:
@@ -182,6 +187,8 @@ class Emulator:
             fn = self.functions.get(name)
             if fn is None:
                 raise not_found(f"Function arn:aws:lambda:{self.region}:123456789012:function:{name}")
+            if fn.image is not None:
+                fn.image.check_invokable()
             if fn.reserved_concurrency is not None and self._inflight.get(name, 0) >= fn.reserved_concurrency:
                 self.stats["throttles"] += 1
                 raise ApiError(
@@ -364,6 +371,8 @@ class Emulator:
             )
 
     def create_function(self, body: dict) -> dict:
+        if body.get("PackageType") == "Image" or "ImageUri" in (body.get("Code") or {}):
+            return images.create_image_function(self, body).configuration()
         name = body.get("FunctionName") or ""
         function_name_from(name)
         for key in ("Role", "Handler", "Runtime"):
@@ -414,6 +423,8 @@ class Emulator:
                     "PreconditionFailedException",
                     "The Revision Id provided does not match the latest Revision Id.",
                 )
+            if fn.image is not None:
+                images.check_image_configuration(fn, body)
             if "Layers" in body:
                 fn.layers = self._layers_for(body["Layers"] or [])
             for key, attr in (("MemorySize", "memory"), ("Timeout", "timeout")):
@@ -435,6 +446,9 @@ class Emulator:
 
     def update_code(self, ref: str, body: dict) -> dict:
         fn = self._function(ref)
+        if fn.image is not None or "ImageUri" in body:
+            images.update_image_code(self, fn, body)
+            return fn.configuration()
         if "ImageUri" in body:
             raise invalid("The emulator accepts zip code only (ZipFile, or S3Bucket/S3Key), no images.")
         data, inline = code_zip(body, self.region)
@@ -634,7 +648,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
         rec = self.emu._function(fn)
         out = {
             "Configuration": rec.configuration(),
-            "Code": {"RepositoryType": "S3", "Location": f"{self.emu.url}/code/{rec.name}"},
+            "Code": rec.image.code()
+            if rec.image is not None
+            else {"RepositoryType": "S3", "Location": f"{self.emu.url}/code/{rec.name}"},
             "Tags": dict(rec.tags),
         }
         if rec.reserved_concurrency is not None:

@@ -166,6 +166,7 @@ class FunctionRecord:
     revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_modified: str = field(default_factory=now_iso)
     url_config: dict[str, Any] | None = None
+    image: Any = None  # images.ImageFunction of a container-image function (PackageType Image)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -178,8 +179,9 @@ class FunctionRecord:
         self.last_modified = now_iso()
 
     def configuration(self) -> dict[str, Any]:
-        """GetFunctionConfiguration's answer. Updates apply synchronously, so State is Active at once."""
-        return {
+        """GetFunctionConfiguration's answer. Updates apply synchronously, so State is Active at once (an image
+        function's state is its image's: :mod:`images`)."""
+        out = {
             "FunctionName": self.name,
             "FunctionArn": self.arn,
             "Runtime": self.runtime,
@@ -204,6 +206,7 @@ class FunctionRecord:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": 512},
         }
+        return out if self.image is None else self.image.configuration(out)
 
 
 def function_name_from(ref: str) -> str:
