@@ -100,8 +100,8 @@ def layer_requirements(runtime: str, python_version: str) -> tuple[list[str], li
         raise NotForZip(
             f"runtime {runtime!r} cannot be packaged as a zip with layers: {IMAGE_ONLY[runtime]}, far above the "
             f"{MAX_UNZIPPED_BYTES // 2**20} MB a Lambda function and its layers may unzip to. Use the onnx runtime "
-            "(onnxruntime, numpy and pillow fit a layer; the model is exported at build time), or deploy a "
-            "container image (image_uri on a 'lambda' target)"
+            "(onnxruntime, numpy and pillow fit a layer; the model is exported at build time), or package it as a "
+            "container image (packaging = 'image', this runtime's default)"
         )
     if runtime not in LAYER_REQUIREMENTS:
         raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(sorted(LAYER_REQUIREMENTS))}")

@@ -132,14 +132,35 @@ def test_onnx_layer_from_the_configured_registry_is_reproducible(tmp_path):
 
 
 def test_container_context(tmp_path):
+    """The task root holds the shipped code and the dependencies resolved for the function's platform (here arm64,
+    not this machine), and the Dockerfile only copies it onto the base."""
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
     ctx = builders.write_container_context(
-        tmp_path / "image", model="resnet50", runtime="torch", architecture="arm64", python_version="3.12"
+        tmp_path / "image",
+        "torch",
+        python_version="3.12",
+        architecture="arm64",
+        files={"weights/w.pt": weights},
+        requirements=["six"],
+        work_dir=tmp_path / "wheels",
+        compile_py=False,
     )
     docker = (ctx / "Dockerfile").read_text()
-    assert "FROM --platform=linux/arm64 public.ecr.aws/lambda/python:3.12" in docker
+    assert "FROM public.ecr.aws/lambda/python:3.12" in docker
+    assert "COPY task/ /var/task/" in docker and "RUN" not in docker
     assert 'CMD ["perfdesk.shipped.handler.lambda_handler"]' in docker
-    assert "torch" in (ctx / "requirements.txt").read_text().split()
-    assert (ctx / "perfdesk" / "shipped" / "handler.py").is_file()
+    task = ctx / "task"
+    assert (task / "perfdesk" / "shipped" / "handler.py").is_file()
+    assert (task / "weights" / "w.pt").read_bytes() == b"weights"
+    assert (task / "six.py").is_file() and not (task / "bin").exists()
+
+
+def test_image_requirements_pin_the_torch_pair():
+    reqs, constraints = builders.image_requirements("torch", "3.12")
+    assert {"torch", "torchvision"} <= set(reqs)
+    pins = [c for c in constraints if c.startswith(("torch==", "torchvision=="))]
+    assert len(pins) == 2  # the matching pair of scripts/constraints.txt
 
 
 def test_handler_imports_nothing_of_the_controller_side():

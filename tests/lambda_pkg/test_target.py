@@ -18,12 +18,16 @@ def test_torch_is_refused_as_a_zip(tmp_path):
 
     ctx = TargetContext(session_id="t-refuse", emit=lambda e: None, work_dir=str(tmp_path))
     cls = target_class("local-lambda")
-    target = cls(cls.spec_model(name="fn", kind="local-lambda"), ctx)
+    target = cls(cls.spec_model(name="fn", kind="local-lambda", packaging="zip"), ctx)
+    workload = WorkloadSpec(name="w", model="mobilenet_v2", runtime="torch", images="synthetic")
     try:
         with pytest.raises(TargetError, match="fn: package: runtime 'torch' cannot be packaged as a zip.*image"):
-            target.deploy(WorkloadSpec(name="w", model="mobilenet_v2", runtime="torch", images="synthetic"))
+            target.deploy(workload)
     finally:
         target.teardown()
+    default = cls(cls.spec_model(name="fn", kind="local-lambda"), ctx)
+    assert default._packaging(workload) == "image"  # PyTorch's default packaging: a container image
+    assert default._packaging(workload.model_copy(update={"runtime": "onnx"})) == "zip"
 
 
 @pytest.fixture(scope="module")
