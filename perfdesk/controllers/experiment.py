@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from perfdesk.controllers.events import (
     EventBus,
@@ -369,8 +370,8 @@ class Experiment:
             self.teardown(target)
         described = {name: t.describe() for name, t in self.targets.items()}
         try:
-            provenance = manifest_extras({})
-        except Exception as exc:  # provenance is best effort; the measurements are already saved
+            provenance: dict[str, Any] = manifest_extras({})
+        except Exception as exc:  # noqa: BLE001 - provenance is best effort; the measurements are already saved
             provenance = {"error": repr(exc)}
         provenance["rtt"] = dict(self._rtt)
         self.store.write_manifest(targets=described, provenance=provenance)

@@ -144,6 +144,7 @@ def _predict(event: dict) -> dict:
                         "payload limit; send fewer or smaller images, or S3 keys ({'s3': {'bucket', 'keys'}})"
                     )
             body = event
+        assert _ENGINE is not None  # _handle() loaded it
         return _ENGINE.predict_request(body)
     except BadInput as exc:
         raise _BadRequest(str(exc)) from None

@@ -22,6 +22,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import WorkerState
@@ -177,7 +178,8 @@ class PerfdeskApp(App):
 
     def on_job_finished(self, message: JobFinished) -> None:
         self.job = None
-        severity = {"failed": "error", "stopped": "warning"}.get(message.status, "information")
+        levels: dict[str, SeverityLevel] = {"failed": "error", "stopped": "warning"}
+        severity = levels.get(message.status, "information")
         self.notify(
             f"{message.job}: {message.status}{': ' + message.detail if message.detail else ''}",
             severity=severity,

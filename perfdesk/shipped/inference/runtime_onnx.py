@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,9 @@ def pick_providers(ort, device: str) -> tuple[list[str], str]:
 
 
 class OnnxEngine(Engine):
+    session: Any  # an onnxruntime.InferenceSession (onnxruntime is imported on load)
+    input_name: str
+
     @classmethod
     def load(cls, cfg, spec, weights) -> OnnxEngine:
         ort, import_ms = _import_ort()

@@ -81,6 +81,8 @@ def _pick_device(tf, device: str) -> str:
 
 
 class TensorFlowEngine(Engine):
+    device: str
+
     @classmethod
     def load(cls, cfg, spec, weights) -> TensorFlowEngine:
         tf, import_ms = import_tf()

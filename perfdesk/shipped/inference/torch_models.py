@@ -63,6 +63,7 @@ def load_state_dict(weights: ResolvedWeights) -> dict:
     import torch
 
     path = weights.path
+    assert path is not None  # called only for weights on disk (random weights have no state dict)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, not a torch file, pickled code refused by weights_only
