@@ -119,7 +119,7 @@ def _s3_images(spec: dict) -> list[bytes]:
     for key in keys:
         try:
             out.append(s3.get_object(Bucket=spec["bucket"], Key=key)["Body"].read())
-        except Exception as exc:  # botocore's errors: name the object and the cause
+        except Exception as exc:  # noqa: BLE001 - botocore's errors: name the object and the cause
             raise _BadRequest(f"could not read s3://{spec['bucket']}/{key}: {exc}") from None
     return out
 

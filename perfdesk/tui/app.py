@@ -170,7 +170,7 @@ class PerfdeskApp(App):
             detail = fn(*args) or ""
             if self.experiment.cancel.is_set():
                 status = "stopped"
-        except Exception as exc:  # reported in the logs and a notification; the desk stays up
+        except Exception as exc:  # noqa: BLE001 - reported in the logs and a notification; the desk stays up
             status, detail = "failed", f"{type(exc).__name__}: {exc}"
             self.experiment.log(f"{name} failed: {detail}")
         finally:

@@ -57,7 +57,7 @@ class OnnxEngine(Engine):
         providers, device = pick_providers(ort, cfg.device)
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own kinds: one InferenceError
             raise InferenceError(
                 f"ONNX Runtime could not load {path} ({exc}); delete the file to export it again"
             ) from None
