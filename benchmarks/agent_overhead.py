@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfdesk.controllers.events import EventBus  # noqa: E402
-from perfdesk.controllers.loadgen import run_closed_loop  # noqa: E402
-from perfdesk.controllers.target import TargetContext  # noqa: E402
-from perfdesk.controllers.workload import WorkloadSpec, build_payloads  # noqa: E402
-from perfdesk.remote.local import LocalServerSpec, LocalServerTarget  # noqa: E402
+from perfdesk.controllers.events import EventBus
+from perfdesk.controllers.loadgen import run_closed_loop
+from perfdesk.controllers.target import TargetContext
+from perfdesk.controllers.workload import WorkloadSpec, build_payloads
+from perfdesk.remote.local import LocalServerSpec, LocalServerTarget
 
 
 def in_process(engine, image: bytes, concurrency: int, seconds: float) -> float:

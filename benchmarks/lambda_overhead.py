@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfdesk.lambda_pkg import builders  # noqa: E402
-from perfdesk.lambda_pkg.emulator import Emulator  # noqa: E402
-from perfdesk.lambda_pkg.report import parse_log_result  # noqa: E402
+from perfdesk.lambda_pkg import builders
+from perfdesk.lambda_pkg.emulator import Emulator
+from perfdesk.lambda_pkg.report import parse_log_result
 
 
 def main() -> None:

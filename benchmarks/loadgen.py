@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfdesk.controllers.loadgen import constant_schedule, run_closed_loop, run_open_loop  # noqa: E402
-from perfdesk.controllers.results import REQUEST_COLUMNS, request_row  # noqa: E402
-from perfdesk.controllers.session import _CsvFile  # noqa: E402
-from perfdesk.controllers.workload import Payload  # noqa: E402
-from perfdesk.remote.agent_target import AgentClient, AgentEndpoint  # noqa: E402
-from perfdesk.remote.local import free_port  # noqa: E402
+from perfdesk.controllers.loadgen import constant_schedule, run_closed_loop, run_open_loop
+from perfdesk.controllers.results import REQUEST_COLUMNS, request_row
+from perfdesk.controllers.session import _CsvFile
+from perfdesk.controllers.workload import Payload
+from perfdesk.remote.agent_target import AgentClient, AgentEndpoint
+from perfdesk.remote.local import free_port
 
 ANSWER = '{"predictions": [[{"label": "tabby", "index": 281, "prob": 0.9}]], "timings": {"inference_ms": 0.0}}'
 

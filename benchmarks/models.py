@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfdesk.shipped.inference import EngineConfig, InferenceError, known_models, load_engine  # noqa: E402
-from perfdesk.shipped.inference.registry import TF_ALIASES, resolve  # noqa: E402
+from perfdesk.shipped.inference import EngineConfig, InferenceError, known_models, load_engine
+from perfdesk.shipped.inference.registry import TF_ALIASES, resolve
 
 
 def photo_jpeg() -> bytes:
@@ -88,7 +88,7 @@ def run_interleaved(
         ips = c["batch"] * 1000.0 / float(np.mean(totals))
         try:
             flops = flops_per_image(engine.info["model"].removeprefix("keras_"), image_hw)
-        except Exception as exc:  # FLOP counting is best effort; the timing still stands
+        except Exception as exc:  # noqa: BLE001 - FLOP counting is best effort; the timing still stands
             print(f"  (FLOPs of {c['model']} not counted: {exc})", file=sys.stderr)
             flops = float("nan")
         rows.append(

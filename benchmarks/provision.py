@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "remote"))
 
-import conftest  # noqa: E402  (the sshd fixture, used as a context)
+import conftest  # the sshd fixture, used as a context
 
-from perfdesk.remote.provision import Provisioner, ProvisionOptions  # noqa: E402
+from perfdesk.remote.provision import Provisioner, ProvisionOptions
 
 
 class _Factory:

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from perfdesk.controllers.events import (
@@ -66,7 +74,7 @@ class HeadlessPrinter:
             console=console,
             transient=False,
         )
-        self._task = None
+        self._task: TaskID | None = None
         self._started = 0.0
         self._done = 0
         self._errors = 0

@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from perfdesk.controllers.events import (
     EventBus,
@@ -117,7 +118,7 @@ class Experiment:
             target, workload, trial = current
             try:
                 sample = target.sample_metrics()
-            except Exception as exc:  # a sample is best effort; the requests tell the story
+            except Exception as exc:  # noqa: BLE001 - a sample is best effort; the requests tell the story
                 sample = None
                 self.log(f"metrics sample failed: {exc}", target.name)
             if sample:
@@ -158,7 +159,7 @@ class Experiment:
             self.log(f"deploy failed: {exc}", target.name)
             target.set_state(TargetStatus.FAILED, str(exc))
             return False
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a defect: logged with its traceback; the session goes on
             self.failures.append(f"{target.name}: deploy: {exc!r}")
             self.log(f"deploy failed: {traceback.format_exc()}", target.name)
             target.set_state(TargetStatus.FAILED, repr(exc))
@@ -181,7 +182,7 @@ class Experiment:
             self._rtt[target.name] = (
                 tcp_rtt(*endpoint, samples=5, timeout=2.0) if endpoint else {"error": "no endpoint known"}
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the round trip time is best effort
             self._rtt[target.name] = {"error": repr(exc)}
 
     def ensure_deployed(self, target: Target, workload: WorkloadSpec) -> bool:
@@ -277,7 +278,7 @@ class Experiment:
             self.log(f"trial {trial.name} failed: {exc}", target.name)
             if not run.failed_levels:
                 self._emit_status(trial, target, workload, "failed", str(exc))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a defect in a trial: logged with its traceback; the session goes on
             self.log(f"trial {trial.name} failed: {traceback.format_exc()}", target.name)
             self._emit_status(trial, target, workload, "failed", repr(exc))
         finally:
@@ -306,7 +307,7 @@ class Experiment:
         """Tear ``target`` down; a failure is recorded and logged, never raised."""
         try:
             target.teardown()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded and logged, never raised
             self.failures.append(f"{target.name}: teardown: {exc}")
             self.log(f"teardown failed: {exc}", target.name)
 
@@ -369,8 +370,8 @@ class Experiment:
             self.teardown(target)
         described = {name: t.describe() for name, t in self.targets.items()}
         try:
-            provenance = manifest_extras({})
-        except Exception as exc:  # provenance is best effort; the measurements are already saved
+            provenance: dict[str, Any] = manifest_extras({})
+        except Exception as exc:  # noqa: BLE001 - provenance is best effort; the measurements are already saved
             provenance = {"error": repr(exc)}
         provenance["rtt"] = dict(self._rtt)
         self.store.write_manifest(targets=described, provenance=provenance)

@@ -28,7 +28,12 @@ def constant_schedule(rate: float, *, duration_s: float | None = None, count: in
     """Send offsets (seconds from the start) at a constant rate, for a duration or a count."""
     if rate <= 0:
         raise ValueError("rate must be positive")
-    n = count if count is not None else int(np.floor(duration_s * rate + 1e-9))
+    if count is not None:
+        n = count
+    elif duration_s is not None:
+        n = int(np.floor(duration_s * rate + 1e-9))
+    else:
+        raise ValueError("give a duration or a count")
     return np.arange(n, dtype=float) / rate
 
 
@@ -41,6 +46,8 @@ def poisson_schedule(
     rng = np.random.default_rng(seed)
     if count is not None:
         return np.cumsum(rng.exponential(1.0 / rate, count)) - 0.0
+    if duration_s is None:
+        raise ValueError("give a duration or a count")
     out: list[float] = []
     t = 0.0
     while True:

@@ -14,12 +14,17 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfdesk.controllers.target import TargetSpec, known_kinds, target_class
 from perfdesk.controllers.workload import WorkloadSpec
+
+if TYPE_CHECKING:
+    from perfdesk.controllers.trials import TrialSpec
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ProfileError(Exception):
@@ -54,7 +59,7 @@ class Profile:
     session: SessionSection
     targets: list[TargetSpec]
     workloads: list[WorkloadSpec]
-    trials: list[BaseModel]
+    trials: list[TrialSpec]
     thresholds: dict[str, float] = field(default_factory=dict)
     prices: dict[str, Any] = field(default_factory=dict)
 
@@ -156,7 +161,7 @@ class _Collector:
         self.add(where + ("kind",), f"{problem}; {hint}known kinds: {', '.join(known)}")
         return None
 
-    def validate(self, model: type[BaseModel], data: Any, prefix: tuple, context: dict) -> BaseModel | None:
+    def validate(self, model: type[M], data: Any, prefix: tuple, context: dict) -> M | None:
         if not isinstance(data, dict):
             self.add(prefix, f"must be a table, not {type(data).__name__}")
             return None
@@ -240,7 +245,7 @@ def load_profile(path: str | Path) -> Profile:
             wnames.add(spec.name)
             workloads.append(spec)
 
-    trials: list[BaseModel] = []
+    trials: list[TrialSpec] = []
     raw_trials = raw.get("trials", [])
     if not isinstance(raw_trials, list) or not raw_trials:
         c.add(("trials",), "at least one [[trials]] table is needed")
@@ -278,4 +283,5 @@ def load_profile(path: str | Path) -> Profile:
 
     if c.problems:
         raise ProfileError(path, c.problems)
+    assert session is not None  # validate() returns None only after recording a problem
     return Profile(path, raw, session, targets, workloads, trials, dict(thresholds), dict(prices))

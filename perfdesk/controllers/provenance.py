@@ -114,7 +114,7 @@ def client_host() -> dict[str, Any]:
 
         info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
         info["physical_cores"] = psutil.cpu_count(logical=False)
-    except Exception:  # psutil is a dependency, but a manifest must not fail for want of it
+    except Exception:  # noqa: BLE001 - psutil is a dependency, but a manifest must not fail for want of it
         pass
     return info
 

@@ -265,7 +265,8 @@ def _sequential(rec: LevelRecorder, n: int, cancel: threading.Event, *, record: 
 
 
 def run_cold(run: TrialRun) -> None:
-    spec: ColdSpec = run.spec  # type: ignore[assignment]
+    spec = run.spec
+    assert isinstance(spec, ColdSpec)  # TRIAL_KINDS runs each kind with its own spec
     rec = run.level(1, expected=spec.count)
     try:
         for i in range(spec.count):
@@ -287,7 +288,8 @@ def run_cold(run: TrialRun) -> None:
 
 
 def run_warm(run: TrialRun) -> None:
-    spec: WarmSpec = run.spec  # type: ignore[assignment]
+    spec = run.spec
+    assert isinstance(spec, WarmSpec)  # TRIAL_KINDS runs each kind with its own spec
     rec = run.level(1, expected=spec.count)
     _sequential(rec, spec.warmup, run.cancel, record=False)
     _sequential(rec, spec.count, run.cancel)
@@ -295,7 +297,8 @@ def run_warm(run: TrialRun) -> None:
 
 
 def run_concurrency(run: TrialRun) -> None:
-    spec: ConcurrencySpec = run.spec  # type: ignore[assignment]
+    spec = run.spec
+    assert isinstance(spec, ConcurrencySpec)  # TRIAL_KINDS runs each kind with its own spec
     for level in spec.levels:
         if run.cancel.is_set():
             break
@@ -314,7 +317,8 @@ def run_concurrency(run: TrialRun) -> None:
 
 
 def run_rate(run: TrialRun) -> None:
-    spec: RateSpec = run.spec  # type: ignore[assignment]
+    spec = run.spec
+    assert isinstance(spec, RateSpec)  # TRIAL_KINDS runs each kind with its own spec
     for i, rate in enumerate(spec.rates):
         if run.cancel.is_set():
             break
@@ -340,7 +344,8 @@ def run_memory(run: TrialRun) -> None:
     result, not a failure: the level ends there with status ``out of memory``, and the rest of it is not sent (each
     further request would be one more cold start that runs out of memory). A warm-up that runs out of memory is
     recorded: it is the level's evidence."""
-    spec: MemorySpec = run.spec  # type: ignore[assignment]
+    spec = run.spec
+    assert isinstance(spec, MemorySpec)  # TRIAL_KINDS runs each kind with its own spec
     if not run.target.supports_memory:
         raise Unsupported(f"{run.target.kind} targets have no memory size; the memory trial runs on functions")
     configured = getattr(run.target.spec, "memory_mb", None)
@@ -403,7 +408,8 @@ def run_stream(run: TrialRun) -> None:
     """Frames are due at ``start + i / fps``. Latency is from the due time; a frame that cannot be sent within one
     frame interval of its due time (sequential: the previous frame is still in flight; async: every slot is busy)
     is dropped and recorded with status ``dropped``; one sent late but within the interval is counted late."""
-    spec: StreamSpec = run.spec  # type: ignore[assignment]
+    spec = run.spec
+    assert isinstance(spec, StreamSpec)  # TRIAL_KINDS runs each kind with its own spec
     if spec.source is not None:
         run.payloads = _frame_payloads(spec, run)
     rec = run.level(spec.fps, expected=spec.frames, duration_s=spec.frames / spec.fps)
@@ -454,6 +460,7 @@ def _frame_payloads(spec: StreamSpec, run: TrialRun) -> list[Payload]:
     from perfdesk.shipped.errors import InferenceError
     from perfdesk.shipped.inference.frames import frames
 
+    assert spec.source is not None  # run_stream reads frames only from a source
     source = Path(spec.source)  # absolute: the profile loader resolved it
     if source.is_file():
         try:

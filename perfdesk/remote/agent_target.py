@@ -128,7 +128,7 @@ class AgentTarget(Target):
                 health = client.get_json("/healthz", timeout=min(30.0, max(1.0, deadline - time.time())))
                 self.client = client
                 return health
-            except Exception as exc:  # not up yet
+            except Exception as exc:  # noqa: BLE001 - not up yet
                 last = str(exc)[:200]
                 time.sleep(0.1)
         client.close()

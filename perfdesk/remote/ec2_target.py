@@ -34,7 +34,7 @@ from perfdesk.remote.ssh_target import SshSpec, SshTarget
 class Ec2Spec(SshSpec):
     """``kind = "ec2"``: an EC2 instance launched for the session (then provisioned over SSH)."""
 
-    kind: Literal["ec2"] = "ec2"  # type: ignore[assignment]
+    kind: Literal["ec2"] = "ec2"  # type: ignore[assignment]  # the discriminator, narrowed from SshSpec's "ssh"
     host: str = Field("", description="Filled in with the instance's address; leave empty.")
     user: str | None = Field("ubuntu", description="Login user of the AMI (ubuntu for Ubuntu AMIs).")
     region: str = Field("us-east-1", description="AWS region.")
@@ -85,7 +85,7 @@ class Ec2Target(SshTarget):
             # ephemeral addresses stay out of the user's ~/.ssh/known_hosts
             self.spec = spec = spec.model_copy(update={"known_hosts": str(Path(ctx.work_dir) / "known_hosts")})
 
-    def _ssh_host(self) -> tuple[str, int | None]:
+    def _ssh_host(self) -> tuple[str, int]:
         if self.instance is None:
             raise TargetError(self.name, "connect", "no instance launched yet")
         return self.address(self.instance)

@@ -23,7 +23,7 @@ import re
 import shlex
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,7 +228,7 @@ class Provisioner:
             return '"$HOME"/' + shlex.quote(root)
         return shlex.quote(root)
 
-    def probe(self, extra_files: list[str] = ()) -> dict:
+    def probe(self, extra_files: Sequence[str] = ()) -> dict:
         """One round trip: host facts, the layout created, the stamp, and which parts exist.
 
         ``extra_files`` are paths relative to remote_dir whose existence is reported (weights in the cache).
@@ -292,12 +292,14 @@ class Provisioner:
         """Home directory, OS, Python version and whether an NVIDIA GPU is present."""
         if self._facts is None:
             self.probe()
+        assert self._facts is not None  # probe() sets it or raises
         return self._facts
 
     @property
     def layout(self) -> HostLayout:
         if self._layout is None:
             self.probe()
+        assert self._layout is not None  # probe() sets it or raises
         return self._layout
 
     def write_stamp(self, stamp: dict) -> None:
@@ -311,7 +313,7 @@ class Provisioner:
         local_weights = self._local_weights(weights)
         weights_rel = f"cache/weights-{local_weights[1][:16]}-{local_weights[0].name}" if local_weights else None
         info = self.probe([weights_rel] if weights_rel else [])
-        facts, L, stamp = self._facts, self._layout, info["stamp"]
+        facts, L, stamp = self.facts(), self.layout, info["stamp"]  # set by the probe above
         self.on_line(
             f"provisioning {self.t.host}: {facts.system}, Python {facts.python_version}, "
             f"{'GPU ' + facts.gpu if facts.cuda else 'no GPU'}, in {L.root}"

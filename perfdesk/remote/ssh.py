@@ -26,9 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from perfdesk.controllers.target import TargetError
 from perfdesk.remote.transport import CommandResult, LineSplitter, Transport, _failure, local_path
+
+if TYPE_CHECKING:
+    import paramiko
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +158,7 @@ class SshTransport(Transport):
         self.command_timeout_s = command_timeout_s
         self.on_log = on_log
         self.reconnects = 0
-        self._client = None
+        self._client: paramiko.SSHClient | None = None
         self._sftp = None
         self._jump: SshTransport | None = None
         self._lock = threading.RLock()
@@ -246,7 +250,7 @@ class SshTransport(Transport):
 
     def _jump_channel(self, ep: SshEndpoint):
         """A direct-tcpip channel through the ProxyJump host(s) to ``ep`` (the last hop of a chain is nearest)."""
-        hops = [h.strip() for h in ep.proxy_jump.split(",") if h.strip()]
+        hops = [h.strip() for h in (ep.proxy_jump or "").split(",") if h.strip()]
         jump = SshTransport(
             hops[-1],
             known_hosts=self.known_hosts,
@@ -260,6 +264,7 @@ class SshTransport(Transport):
             jump.endpoint.proxy_jump = ",".join(hops[:-1])
         jump.connect()
         self._jump = jump
+        assert jump._client is not None  # connect() opened it
         try:
             return jump._client.get_transport().open_channel(
                 "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=self.connect_timeout_s

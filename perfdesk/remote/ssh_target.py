@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,9 @@ from perfdesk.remote.provision import (
     stop_agent,
 )
 from perfdesk.remote.transport import Transport
+
+if TYPE_CHECKING:
+    from perfdesk.remote.ssh import LocalForward
 
 
 class InstallSpec(BaseModel):
@@ -101,7 +104,7 @@ class SshTarget(AgentTarget):
         self.provisioner: Provisioner | None = None
         self.report: ProvisionReport | None = None
         self._report_key: tuple | None = None
-        self._forward = None
+        self._forward: LocalForward | None = None
         self._follow_stop: threading.Event | None = None
         self._started = False
         self._token = ""
@@ -227,7 +230,7 @@ class SshTarget(AgentTarget):
     def teardown(self) -> None:
         try:
             super().teardown()
-            if self.provisioner is not None and self.report is not None:
+            if self.provisioner is not None and self.report is not None and self.transport is not None:
                 removed = self.provisioner.clean()
                 self.log(f"removed {', '.join(removed)} on {self.transport.host}")
         except TargetError as exc:

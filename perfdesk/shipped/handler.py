@@ -122,7 +122,7 @@ def _s3_images(spec: dict) -> list[bytes]:
     for key in keys:
         try:
             out.append(s3.get_object(Bucket=spec["bucket"], Key=key)["Body"].read())
-        except Exception as exc:  # botocore's errors: name the object and the cause
+        except Exception as exc:  # noqa: BLE001 - botocore's errors: name the object and the cause
             raise _BadRequest(f"could not read s3://{spec['bucket']}/{key}: {exc}") from None
     return out
 
@@ -147,6 +147,7 @@ def _predict(event: dict) -> dict:
                         "payload limit; send fewer or smaller images, or S3 keys ({'s3': {'bucket', 'keys'}})"
                     )
             body = event
+        assert _ENGINE is not None  # _handle() loaded it
         return _ENGINE.predict_request(body)
     except BadInput as exc:
         raise _BadRequest(str(exc)) from None

@@ -22,6 +22,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import WorkerState
@@ -169,7 +170,7 @@ class PerfdeskApp(App):
             detail = fn(*args) or ""
             if self.experiment.cancel.is_set():
                 status = "stopped"
-        except Exception as exc:  # reported in the logs and a notification; the desk stays up
+        except Exception as exc:  # noqa: BLE001 - reported in the logs and a notification; the desk stays up
             status, detail = "failed", f"{type(exc).__name__}: {exc}"
             self.experiment.log(f"{name} failed: {detail}")
         finally:
@@ -177,7 +178,8 @@ class PerfdeskApp(App):
 
     def on_job_finished(self, message: JobFinished) -> None:
         self.job = None
-        severity = {"failed": "error", "stopped": "warning"}.get(message.status, "information")
+        levels: dict[str, SeverityLevel] = {"failed": "error", "stopped": "warning"}
+        severity = levels.get(message.status, "information")
         self.notify(
             f"{message.job}: {message.status}{': ' + message.detail if message.detail else ''}",
             severity=severity,

@@ -139,7 +139,7 @@ class ChartData:
             if cost_fn is not None and billed is not None:
                 try:
                     cost = cost_fn(mb, billed)
-                except Exception:  # a cost model that cannot price this size: show latency only
+                except Exception:  # noqa: BLE001 - a cost model that cannot price this size: show latency only
                     cost = None
             series.setdefault(str(s["target"]), {})[mb] = (p50, cost)
         out = {}

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from perfdesk.controllers.results import RequestResult
+    from perfdesk.tui.chart_data import ChartData
+    from perfdesk.tui.verdict_data import Verdict
 
 
 @dataclass
@@ -23,10 +29,10 @@ class JobFinished(Message):
 
 @dataclass
 class ImageAnswered(Message):
-    """One target answered the 'try one image' request (``result`` is a RequestResult)."""
+    """One target answered the 'try one image' request."""
 
     target: str
-    result: object
+    result: RequestResult
 
 
 @dataclass
@@ -43,7 +49,7 @@ class SessionLoaded(Message):
     """A saved session's CSVs were read (``error`` says why not)."""
 
     path: Path
-    data: object = None  # a ChartData
+    data: ChartData | None = None
     summaries: list = field(default_factory=list)  # trials.csv rows
     status: str = ""  # the manifest's status (completed, interrupted, running ...)
     error: str = ""
@@ -59,7 +65,7 @@ class TrialEdited(Message):
 
 @dataclass
 class VerdictComputed(Message):
-    """A session's verdict was computed in a worker (``verdict`` is a :class:`perfdesk.tui.verdict_data.Verdict`)."""
+    """A session's verdict was computed in a worker."""
 
     path: Path
-    verdict: object
+    verdict: Verdict

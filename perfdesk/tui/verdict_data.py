@@ -125,7 +125,7 @@ def compute_verdict(path: str | Path) -> Verdict:
     except SessionError as exc:
         out.error = str(exc)
         return out
-    except Exception as exc:  # a bad [prices] section (pydantic) or a malformed CSV: say so, keep the desk up
+    except Exception as exc:  # noqa: BLE001 - bad [prices] (pydantic) or a malformed CSV: say so, keep the desk up
         out.error = f"cannot compute the verdict of {folder}: {type(exc).__name__}: {exc}"
         return out
     out.lines = verdict_lines(result)

@@ -123,7 +123,7 @@ def bootstrap_p99_ratio(
         return None
     ratio = float(np.quantile(b, 0.99) / np.quantile(a, 0.99)) if np.quantile(a, 0.99) > 0 else math.inf
     low, high = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
-    p = 2 * min(np.mean(ratios <= 1.0), np.mean(ratios >= 1.0))
+    p = 2 * min(float(np.mean(ratios <= 1.0)), float(np.mean(ratios >= 1.0)))
     return ratio, float(low), float(high), float(min(1.0, max(p, 1.0 / n_boot)))
 
 
@@ -352,6 +352,8 @@ def gate_comparison(comparison: Comparison, thresholds: Thresholds) -> GateResul
             limit = getattr(thresholds, name)
             change = group.metrics.get(metric)
             if limit is None or change is None or change.change_pct is None or change.p_value is None:
+                continue
+            if change.baseline is None or change.current is None:  # a change has both values
                 continue
             result.checked += 1
             if sign * change.change_pct > limit and change.p_value < thresholds.alpha:

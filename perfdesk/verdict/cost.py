@@ -281,7 +281,7 @@ def trial_costs(session: Session, book: PriceBook | None = None) -> list[TrialCo
                 item.cost_usd = float(costs["cost_usd"].sum())
         elif item.duration_s is not None:
             item.instance_hours = item.duration_s / 3600.0
-            if price.priced:
+            if price.hourly_usd is not None:  # priced, for a server
                 item.cost_usd = price.hourly_usd * item.instance_hours
         if item.cost_usd is not None and ok:
             item.cost_per_1k_usd = item.cost_usd / ok * 1000.0

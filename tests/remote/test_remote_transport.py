@@ -155,7 +155,7 @@ def test_wrong_user_key_is_refused(sshd, tmp_path):
 
 
 def test_connection_refused_says_what_to_check(sshd):
-    from tests.remote.conftest import free_port  # noqa: PLC0415
+    from tests.remote.conftest import free_port
 
     with pytest.raises(TargetError, match="cannot connect to 127.0.0.1 port .*check that the host is up"):
         sshd.transport(port=free_port()).connect()

@@ -104,7 +104,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
 
     server: _RuntimeApiServer
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - keep stderr quiet; debug log instead
+    def log_message(self, format: str, *args) -> None:  # keep stderr quiet; debug log instead
         log.debug("runtime api %s: " + format, self.server.env.env_id, *args)
 
     def _reply(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
@@ -120,7 +120,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path != _RUNTIME_PREFIX + "invocation/next":
             self._reply(404, b'{"errorMessage":"unknown runtime endpoint"}')
             return
@@ -141,7 +141,7 @@ class _RuntimeApiHandler(BaseHTTPRequestHandler):
             },
         )
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self._body()
         path = self.path
         env = self.server.env

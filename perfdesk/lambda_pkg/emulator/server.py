@@ -564,7 +564,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
     server: _ControlServer
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002
+    def log_message(self, format: str, *args) -> None:
         log.debug("emulator api: " + format, *args)
 
     def _send(
@@ -616,7 +616,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
             {"x-amzn-ErrorType": "ResourceNotFoundException"},
         )
 
-    do_GET = do_POST = do_PUT = do_DELETE = _dispatch  # noqa: N815
+    do_GET = do_POST = do_PUT = do_DELETE = _dispatch
 
     @property
     def emu(self) -> Emulator:

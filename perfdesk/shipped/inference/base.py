@@ -72,6 +72,11 @@ class Engine:
         }
 
     # -- runtime hooks ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, cfg: EngineConfig, spec: ModelSpec, weights: ResolvedWeights) -> Engine:
+        """Import the runtime, build the model and return the engine (:func:`load_engine` calls it)."""
+        raise NotImplementedError
+
     def _classify(self, batch: np.ndarray) -> np.ndarray:
         """Pre-processed batch -> (N, classes) logits or probabilities."""
         raise NotImplementedError
@@ -93,6 +98,7 @@ class Engine:
         t0 = time.perf_counter()
         decoded = [decode_image(b, i) for i, b in enumerate(images)]
         t1 = time.perf_counter()
+        predictions: list  # per image: its top-k classes (a list), or its boxes (a dict)
         if self.task == CLASSIFICATION:
             x = preprocess.classification_batch(decoded, self.preprocess_mode, self.input_size)
             t2 = time.perf_counter()

@@ -74,7 +74,8 @@ def video_frames(
         last_t = 0.0
         try:
             for decoded in container.decode(stream):
-                t = float(decoded.pts * decoded.time_base) if decoded.pts is not None else None
+                pts, time_base = decoded.pts, decoded.time_base
+                t = float(pts * time_base) if pts is not None and time_base is not None else None
                 if t is None:
                     continue
                 if start is None:

@@ -13,6 +13,7 @@ from .weights import ResolvedWeights, resolve_weights
 def load_engine(cfg: EngineConfig) -> Engine:
     """Build the engine ``cfg`` describes. Raises :class:`InferenceError` with a message saying what to fix
     (unknown model: the known ones; missing, truncated or mismatched weights: the file; a runtime not installed)."""
+    cls: type[Engine]  # the runtime's subclass, imported below
     if isinstance(cfg, dict):
         cfg = EngineConfig.from_dict(cfg)
     spec = resolve(cfg.model, cfg.runtime)

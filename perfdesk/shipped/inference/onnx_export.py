@@ -47,6 +47,7 @@ def cache_file(spec: ModelSpec, weights: ResolvedWeights, cache_dir: Path, opset
     """
     folder = cache_dir / "onnx"
     if not weights.random:
+        assert weights.sha256 is not None  # weights on disk are hashed when resolved
         return folder / f"{spec.name}-{weights.sha256[:16]}-opset{opset}.onnx"
     tv = _torchvision_version()
     if tv is None:

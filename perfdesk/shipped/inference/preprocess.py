@@ -26,7 +26,7 @@ def resize_center_crop(img, resize: int = RESIZE, crop: int = CROP) -> np.ndarra
         nw, nh = resize, max(1, round(h * resize / w))
     else:
         nw, nh = max(1, round(w * resize / h)), resize
-    img = img.resize((nw, nh), Image.BILINEAR)
+    img = img.resize((nw, nh), Image.Resampling.BILINEAR)
     left = int(round((nw - crop) / 2.0))
     top = int(round((nh - crop) / 2.0))
     # (Pillow pads with black where the crop box leaves the image, which only happens when resize < crop.)

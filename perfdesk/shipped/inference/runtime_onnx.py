@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,9 @@ def pick_providers(ort, device: str) -> tuple[list[str], str]:
 
 
 class OnnxEngine(Engine):
+    session: Any  # an onnxruntime.InferenceSession (onnxruntime is imported on load)
+    input_name: str
+
     @classmethod
     def load(cls, cfg, spec, weights) -> OnnxEngine:
         ort, import_ms = _import_ort()
@@ -98,7 +102,7 @@ class OnnxEngine(Engine):
         providers, device = pick_providers(ort, cfg.device)
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own kinds: one InferenceError
             raise InferenceError(
                 f"ONNX Runtime could not load {path} ({exc}); "
                 + ("ship a good export (redeploy)" if cfg.onnx_file else "delete the file to export it again")

@@ -59,7 +59,7 @@ def _load_triton_first() -> None:
     try:
         if importlib.util.find_spec("triton") is not None:
             import triton  # noqa: F401
-    except Exception:  # a broken triton must not stop TensorFlow from loading
+    except Exception:  # noqa: BLE001 - a broken triton must not stop TensorFlow from loading
         pass
 
 
@@ -81,6 +81,8 @@ def _pick_device(tf, device: str) -> str:
 
 
 class TensorFlowEngine(Engine):
+    device: str
+
     @classmethod
     def load(cls, cfg, spec, weights) -> TensorFlowEngine:
         tf, import_ms = import_tf()
@@ -110,7 +112,7 @@ class TensorFlowEngine(Engine):
         if not weights.random:
             try:
                 model.load_weights(str(weights.path))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - Keras raises many kinds: one InferenceError naming the file
                 raise InferenceError(
                     f"weights file {weights.path} could not be loaded into Keras {cls_name} "
                     f"({type(exc).__name__}: {str(exc)[:300]}); it must be a Keras weights file (.weights.h5 or .h5)"
@@ -127,7 +129,7 @@ class TensorFlowEngine(Engine):
             raise InferenceError(f"weights {path} is a file; model 'savedmodel' needs the SavedModel directory")
         try:
             loaded = tf.saved_model.load(str(path))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - TensorFlow raises many kinds: one InferenceError
             raise InferenceError(
                 f"could not load the SavedModel at {path} ({type(exc).__name__}: {str(exc)[:300]})"
             ) from None

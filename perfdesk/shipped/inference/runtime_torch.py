@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,10 @@ def pick_torch_device(device: str) -> str:
 
 
 class TorchEngine(Engine):
+    threads: int
+    device: str
+    model: Any  # a torch.nn.Module (torch is imported on load)
+
     @classmethod
     def load(cls, cfg, spec, weights) -> TorchEngine:
         import_ms = import_torch()

@@ -63,9 +63,10 @@ def load_state_dict(weights: ResolvedWeights) -> dict:
     import torch
 
     path = weights.path
+    assert path is not None  # called only for weights on disk (random weights have no state dict)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, not a torch file, pickled code refused by weights_only
+    except Exception as exc:  # noqa: BLE001 - truncated zip, not a torch file, pickled code refused by weights_only
         raise InferenceError(
             f"weights file {path} could not be read as a PyTorch state dict ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:300] if str(exc) else ''}); is it truncated or of another format?"

@@ -162,6 +162,7 @@ class SessionColumn(Vertical):
         if message.error:
             title.update(f"[b]{self.path.name}[/]  [red]{message.error}[/]")
             return
+        assert message.data is not None  # a SessionLoaded without an error has its data
         requests = sum(len(v) for v in message.data.samples.values())
         title.update(
             f"[b]{self.path.name}[/]  [dim]{message.status or 'no manifest'} · {requests} requests · "

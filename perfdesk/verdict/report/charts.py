@@ -158,7 +158,7 @@ def cost_per_1k(costs: list[TrialCost]) -> bytes | None:
     fig = Figure(figsize=(7.5, 0.8 + 0.28 * len(priced)))
     ax = fig.subplots()
     colors = ["#4f81bd" if c.model == "server" else "#9bbb59" for c in priced]
-    ax.barh(np.arange(len(priced)), [c.cost_per_1k_usd for c in priced], color=colors)
+    ax.barh(np.arange(len(priced)), [c.cost_per_1k_usd or 0.0 for c in priced], color=colors)  # all priced
     ax.set_yticks(np.arange(len(priced)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")

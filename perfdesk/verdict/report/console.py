@@ -49,7 +49,7 @@ def comparison_table(result: Comparison, verbose: bool = False) -> Table:
     for _, title, _ in _SHOWN:
         table.add_column(title)
     for group in result.groups:
-        row = [group.trial, group.level, group.target]
+        row: list[str | Text] = [group.trial, group.level, group.target]
         cells = {metric: _cell(group.metrics.get(metric), fmt, verbose) for metric, _, fmt in _SHOWN}
         if group.out_of_memory_current[1]:  # the err cell says why: the size is too small (red: newly so)
             cells["error_rate_pct"].append(" out of memory", style="red" if group.newly_out_of_memory else "magenta")
