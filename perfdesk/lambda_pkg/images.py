@@ -747,7 +747,7 @@ class LocalRegistry:
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         config = self.root / "config.yml"
         config.write_text(REGISTRY_CONFIG.format(root=self.root / "data", port=self.port))
-        log_file = open(self.root / "registry.log", "ab")  # noqa: SIM115 - the process keeps it
+        log_file = open(self.root / "registry.log", "ab")
         self.proc = subprocess.Popen(
             [exe, "serve", str(config)], stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )

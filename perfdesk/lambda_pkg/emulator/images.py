@@ -637,7 +637,7 @@ class ImageFunctions:
                 failure = None
             except ImageFailed as exc:
                 unpacked, failure = None, exc
-            except Exception as exc:  # noqa: BLE001 - the function's state must say, whatever it was
+            except Exception as exc:
                 log.exception("emulator: pulling %s failed", image.uri)
                 unpacked, failure = None, ImageFailed(f"the image could not be pulled: {exc}")
             with fn.lock:
