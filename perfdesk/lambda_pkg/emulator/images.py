@@ -38,8 +38,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from typing import Any, cast
+from urllib.parse import quote, urlparse
 
 from perfdesk.lambda_pkg.emulator.store import ApiError, invalid
 
@@ -151,8 +151,8 @@ class ResolvedImage:
         for item in cfg.get("Env") or []:
             key, _, value = item.partition("=")
             env.append((key, value))
-        entry = overrides.get("EntryPoint") if overrides.get("EntryPoint") else cfg.get("Entrypoint") or []
-        cmd = overrides.get("Command") if overrides.get("Command") else cfg.get("Cmd") or []
+        entry: list[str] = list(overrides.get("EntryPoint") or cfg.get("Entrypoint") or [])
+        cmd: list[str] = list(overrides.get("Command") or cfg.get("Cmd") or [])
         workdir = overrides.get("WorkingDirectory") or cfg.get("WorkingDir") or "/"
         return ImageConfig(tuple(entry), tuple(cmd), workdir, tuple(env), cfg.get("User") or "")
 
@@ -198,7 +198,7 @@ class RegistryClient:
     def _bearer(self, challenge: str) -> str:
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         realm = params.pop("realm", "")
-        query = "&".join(f"{k}={urllib.request.quote(v)}" for k, v in params.items())
+        query = "&".join(f"{k}={quote(v)}" for k, v in params.items())
         with urllib.request.urlopen(f"{realm}?{query}", timeout=self.timeout_s) as resp:
             data = json.loads(resp.read())
         return data.get("token") or data.get("access_token") or ""
@@ -396,7 +396,7 @@ class ImageCache:
                 hasher = hashlib.sha256()
                 with client.blob(image.repository, digest) as resp:
                     raw = _Hashing(resp, hasher)
-                    stream = gzip.GzipFile(fileobj=raw, mode="rb") if kind == "gzip" else raw
+                    stream: Any = gzip.GzipFile(fileobj=cast(Any, raw), mode="rb") if kind == "gzip" else raw
                     counted = _Counting(stream, limit, size)
                     _apply_layer(rootfs, counted, created=set())
                     while counted.read(1 << 20):  # the tar's padding: the digest covers every byte
@@ -457,16 +457,17 @@ class ImageSource:
     def registry_for(self, uri: str) -> tuple[str, str, str]:
         """(registry base URL, repository, reference) of an image URI; refused as Lambda refuses it."""
         host, repo, ref = split_uri(uri)
-        own = urlparse(self.registry).netloc if self.registry else None
+        registry = self.registry
+        own = urlparse(registry).netloc if registry else None
         if ECR_HOST.match(host):
-            if self.registry is None:
+            if registry is None:
                 raise invalid(
                     f"Source image {uri} cannot be pulled: the emulator has no registry for ECR's image URIs "
                     f"(start it with --registry URL or set {REGISTRY_ENV})"
                 )
-            return self.registry, repo, ref
-        if own and host == own:
-            return self.registry, repo, ref
+            return registry, repo, ref
+        if registry and host == own:
+            return registry, repo, ref
         raise invalid(f"Source image {uri} is not valid. Provide a valid source image.")
 
     def resolve(self, uri: str) -> tuple[ResolvedImage, RegistryClient]:
@@ -597,8 +598,8 @@ def check_image_request(body: dict, code: dict) -> tuple[str, dict]:
     return code["ImageUri"], check_image_config(body.get("ImageConfig") or {})
 
 
-def check_image_config(config: dict) -> dict:
-    out = {}
+def check_image_config(config: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key in ("EntryPoint", "Command"):
         if key in config:
             value = config[key]
@@ -631,9 +632,14 @@ class ImageFunctions:
     def start_pull(self, fn, image: ImageFunction, client: RegistryClient, *, on_ready) -> None:
         """Pull and unpack in the background; ``on_ready(fn)`` runs when an update's new image serves."""
 
+        resolved = image.resolved
+        assert resolved is not None  # resolved at create or update, before the pull starts
+
         def work() -> None:
+            unpacked: UnpackedImage | None
+            failure: ImageFailed | None
             try:
-                unpacked = self.source.unpack(image.resolved, client)
+                unpacked = self.source.unpack(resolved, client)
                 failure = None
             except ImageFailed as exc:
                 unpacked, failure = None, exc
