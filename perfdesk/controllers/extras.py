@@ -22,7 +22,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("onnxruntime", "onnx", "torch", "torchvision"),
     "tensorflow": ("tensorflow",),
     "video": ("av",),
-    "emulator": ("awslambdaric",),
+    "emulator": ("awslambdaric", "moto"),
 }
 #: What the agent needs besides an inference runtime: part of the base install, checked all the same (a trimmed
 #: environment gets a message, not an agent dying at start-up).

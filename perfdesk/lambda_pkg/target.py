@@ -47,6 +47,7 @@ from perfdesk.controllers.results import (
 )
 from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
+from perfdesk.lambda_pkg.local_s3 import LocalS3
 from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
 
@@ -181,7 +182,7 @@ class _FunctionTarget(Target):
         self.region = region
         return region
 
-    def _client(self, service: str, *, invoke: bool = False):
+    def _client(self, service: str, *, invoke: bool = False, endpoint_url: str | None = None):
         from botocore.config import Config
 
         read = max(self.spec.request_timeout_s, self.spec.timeout_s + 10.0) if invoke else 60
@@ -194,6 +195,8 @@ class _FunctionTarget(Target):
         kwargs: dict[str, Any] = {"config": cfg, "region_name": self.region}
         if self.spec.endpoint_url and service == "lambda":
             kwargs["endpoint_url"] = self.spec.endpoint_url
+        if endpoint_url:
+            kwargs["endpoint_url"] = endpoint_url
         return self._session().client(service, **kwargs)
 
     def _ledger(self):
@@ -800,16 +803,19 @@ class LocalLambdaTarget(_FunctionTarget):
     def __init__(self, spec: LocalLambdaTargetSpec, ctx: TargetContext):
         super().__init__(spec, ctx)
         self.emulator = None
+        self.local_s3: LocalS3 | None = None
         self.registry = None  # images.LocalRegistry this target started (no registry was named)
 
     def _lambda_on_aws(self) -> bool:
         return False
 
     def _ecr_client(self):
-        """A local ECR where AWS's endpoint variables name one (its repositories are created and tagged there);
-        else none: a local-lambda target never sends anything to AWS."""
+        """A local ECR: the one AWS's endpoint variables name, else the target's own moto server (its local S3);
+        never AWS's. The image's repository is created and tagged there."""
         ecr = self._client("ecr")
-        return None if "amazonaws.com" in ecr.meta.endpoint_url else ecr
+        if "amazonaws.com" not in ecr.meta.endpoint_url:
+            return ecr
+        return self._client("ecr", endpoint_url=self.local_s3.url) if self.local_s3 is not None else None
 
     def _registry_url(self) -> str | None:
         url = super()._registry_url()
@@ -860,7 +866,13 @@ class LocalLambdaTarget(_FunctionTarget):
                 self.set_state(TargetStatus.FAILED)
                 raise TargetError(self.name, "deploy", str(exc)) from None
             self._start_registry(workload)
+            s3_url = self._client("s3").meta.endpoint_url
+            if "amazonaws.com" in s3_url:  # no local S3 configured: one of our own, never AWS
+                self.local_s3 = LocalS3(self.name, self._work_dir() / "local-s3.log").start()
+                s3_url = self.local_s3.url
+                self.log(f"local S3 (moto) on {s3_url}")
             self.emulator = Emulator(
+                s3_endpoint_url=s3_url,
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
                 cpu_limits=spec.cpu_limits,
@@ -871,13 +883,13 @@ class LocalLambdaTarget(_FunctionTarget):
             self.spec = spec = spec.model_copy(update={"endpoint_url": self.emulator.url})
             self.log(f"emulator on {self.emulator.url}")
         ledger = self._ledger()
-        s3 = self._client("s3")
+        s3 = self._client("s3", endpoint_url=self.local_s3.url) if self.local_s3 is not None else self._client("s3")
         if "amazonaws.com" in s3.meta.endpoint_url:
             s3 = _NoAwsS3(self.name)
-        else:
+        elif self.local_s3 is None:  # a local S3 of the user's: objects outlive the session, teardown finds them
             ledger.common["s3_endpoint"] = s3.meta.endpoint_url
         ecr = self._ecr_client()
-        if ecr is not None:
+        if ecr is not None and self.local_s3 is None:  # a local ECR of the user's: teardown finds it there
             ledger.common["ecr_endpoint"] = ecr.meta.endpoint_url
         artifacts = ArtifactBucket(
             s3, self.ctx.session_id, self.region, bucket=spec.bucket, ledger=ledger, say=self.log
@@ -885,6 +897,8 @@ class LocalLambdaTarget(_FunctionTarget):
         manager = FunctionManager(
             self._client("lambda"), self.ctx.session_id, say=self.log, artifacts=artifacts, ledger=ledger
         )
+        # a function reading S3 (weights or model placement s3) reads the local S3 its package went to, never AWS
+        routes = {"AWS_ENDPOINT_URL_S3": self.local_s3.url} if self.local_s3 is not None else None
         self._deploy_function(
             workload,
             manager=manager,
@@ -892,6 +906,7 @@ class LocalLambdaTarget(_FunctionTarget):
             role=lambda _: LOCAL_ROLE,
             layers=[],
             image_uri=spec.image_uri,
+            extra_variables=routes,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -914,5 +929,8 @@ class LocalLambdaTarget(_FunctionTarget):
             if self.registry is not None:
                 self.registry.stop()
                 self.registry = None
+            if self.local_s3 is not None:
+                self.local_s3.stop()
+                self.local_s3 = None
             self._invoke_client = None
             self.set_state(TargetStatus.TORN_DOWN)

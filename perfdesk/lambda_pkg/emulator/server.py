@@ -79,6 +79,7 @@ class Emulator:
         python: str = sys.executable,
         log_sink: Callable[[str, str], None] | None = None,
         registry: str | None = None,
+        s3_endpoint_url: str | None = None,
     ):
         self.host, self.port = host, port
         self.idle_s = idle_s
@@ -86,6 +87,7 @@ class Emulator:
         self.region = region
         self.python = python
         self.log_sink = log_sink  # (function name, log text) after each invocation
+        self.s3_endpoint_url = s3_endpoint_url  # where S3Bucket/S3Key code is read (None: boto3's configuration)
         self._own_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="perfdesk-emulator-"))
         self.limiter = CpuLimiter(enabled=cpu_limits)
@@ -387,7 +389,7 @@ class Emulator:
                 raise ApiError(409, "ResourceConflictException", f"Function already exist: {name}")
             layers = self._layers_for(body.get("Layers") or [])
         task_dir = self.work_dir / "functions" / name / "code-1"
-        data, inline = code_zip(code, self.region)
+        data, inline = code_zip(code, self.region, self.s3_endpoint_url)
         sha, size = unpack_zip(data, task_dir, inline=inline)
         self._check_unzipped(task_dir, layers)
         fn = FunctionRecord(
@@ -451,7 +453,7 @@ class Emulator:
             return fn.configuration()
         if "ImageUri" in body:
             raise invalid("The emulator accepts zip code only (ZipFile, or S3Bucket/S3Key), no images.")
-        data, inline = code_zip(body, self.region)
+        data, inline = code_zip(body, self.region, self.s3_endpoint_url)
         with fn.lock:
             task_dir = fn.task_dir.parent / f"code-{fn.revision + 1}"
             sha, size = unpack_zip(data, task_dir, inline=inline)
@@ -473,7 +475,7 @@ class Emulator:
     def publish_layer(self, ref: str, body: dict) -> dict:
         name = layer_name_from(ref)
         content = body.get("Content") or {}
-        data, inline = code_zip(content, self.region)
+        data, inline = code_zip(content, self.region, self.s3_endpoint_url)
         with self._lock:
             version = self._layer_seq[name] = self._layer_seq.get(name, 0) + 1
         directory = self.work_dir / "layers" / name / str(version)

@@ -49,11 +49,12 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def code_zip(code: dict, region: str) -> tuple[bytes, bool]:
+def code_zip(code: dict, region: str, endpoint_url: str | None = None) -> tuple[bytes, bool]:
     """The zip a Code (or layer Content) argument names, and whether it came inline: ``ZipFile`` (base64), or
     ``S3Bucket``/``S3Key`` (``S3ObjectVersion``) read from the emulator's S3 endpoint, as Lambda reads it from S3.
     That endpoint is boto3's own configuration (``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``: the moto server
-    locally); with no credentials configured, dummy ones (a local S3 checks none)."""
+    locally) unless ``endpoint_url`` names one; with no credentials configured, dummy ones (a local S3 checks
+    none)."""
     if "ZipFile" in code:
         return base64.b64decode(code["ZipFile"]), True
     if not (code.get("S3Bucket") and code.get("S3Key")):
@@ -67,7 +68,7 @@ def code_zip(code: dict, region: str) -> tuple[bytes, bool]:
     if code.get("S3ObjectVersion"):
         args["VersionId"] = code["S3ObjectVersion"]
     try:
-        return session.client("s3", **creds).get_object(**args)["Body"].read(), False
+        return session.client("s3", endpoint_url=endpoint_url, **creds).get_object(**args)["Body"].read(), False
     except ClientError as exc:
         err = exc.response.get("Error", {})
         raise invalid(
