@@ -271,3 +271,42 @@ def test_an_image_that_does_not_exist_is_refused_at_create(image_emulator, pushe
             Handler="x.y",
         )
     assert "img-missing" not in image_emulator.functions
+
+
+def test_perfdesk_teardown_finds_the_session_repositories_by_ledger_and_tags(moto_server, tmp_path, monkeypatch):
+    """A session killed after creating its repository (and another left untagged, named only in the ledger):
+    ``perfdesk teardown``'s sweep removes both, and an image tag in a repository the profile named, not the rest."""
+    from perfdesk.lambda_pkg.functions import Ledger
+    from perfdesk.lambda_pkg.teardown import sweep
+
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "t")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "t")
+    ecr = _ecr(moto_server)
+    session = f"img-sweep-{time.time_ns()}"
+    ledger = Ledger(tmp_path, region="us-east-1", target="fn")
+    store = images.EcrImages(ecr, session, "us-east-1", ledger=ledger)
+    tagged = store.ensure_repository(store.repository_name("fn")).split("/", 1)[1]
+    ledger.add("ecr-repository", name=f"perfdesk/{session}/untagged")  # killed between the ledger and the tags
+    ecr.create_repository(repositoryName=f"perfdesk/{session}/untagged")
+    ecr.create_repository(repositoryName=f"kept-{session}")
+    manifest = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}'
+    for tag in ("mine", "theirs"):
+        ecr.put_image(
+            repositoryName=f"kept-{session}",
+            imageManifest=manifest.replace("{}", f'{{"t":"{tag}"}}'),
+            imageTag=tag,
+            imageManifestMediaType="application/vnd.oci.image.manifest.v1+json",
+        )
+    ledger.add("ecr-image", repository=f"kept-{session}", tag="mine")
+
+    removed = sweep(session, entries=Ledger.read(tmp_path), region=None)
+    assert f"ECR repository {tagged}" in removed and f"ECR repository perfdesk/{session}/untagged" in removed
+    assert f"ECR image kept-{session}:mine" in removed
+    names = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
+    assert not {tagged, f"perfdesk/{session}/untagged"} & names and f"kept-{session}" in names
+    left = {i["imageTag"] for i in ecr.list_images(repositoryName=f"kept-{session}")["imageIds"]}
+    assert left == {"theirs"}
+    assert sweep(session, entries=Ledger.read(tmp_path), region=None) == []  # safe to repeat
