@@ -776,3 +776,63 @@ def check_image_configuration(fn, body: dict) -> None:
         )
     if "ImageConfig" in body:
         fn.image.overrides = check_image_config(body.get("ImageConfig") or {})
+
+
+# -- what an environment of an image function runs ---------------------------------------------------------------------
+#: Variables the image's own Env decides (AWS's base images set them), not the managed runtime's defaults.
+IMAGE_OWNED = frozenset(
+    {"PATH", "LD_LIBRARY_PATH", "LANG", "TZ", "PYTHONPATH", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR"}
+)
+
+
+@dataclass(frozen=True)
+class ImageRun:
+    """An image function's environment: its unpacked root, the command (ENTRYPOINT + CMD, the first resolved on the
+    image's PATH), the working directory and the image's Env."""
+
+    rootfs: Path
+    argv: tuple[str, ...]
+    working_dir: str
+    env: tuple[tuple[str, str], ...]
+    handler: str = ""  # what Lambda puts in ``_HANDLER`` for an image: the CMD's first word
+
+
+def image_run(fn) -> ImageRun | None:
+    """The run description of an Active image function (None for a zip function)."""
+    image: ImageFunction | None = getattr(fn, "image", None)
+    if image is None or image.unpacked is None or image.run is None:
+        return None
+    run = image.run
+    argv = list(run.argv)
+    env = run.env_dict
+    if argv and "/" not in argv[0]:  # exec form with a bare name: the image's PATH, looked up inside its root
+        for folder in (env.get("PATH") or "/usr/local/bin:/usr/bin:/bin").split(":"):
+            candidate = f"{folder.rstrip('/')}/{argv[0]}"
+            if folder and is_executable(image.unpacked.rootfs, candidate):
+                argv[0] = candidate
+                break
+    handler = run.command[0] if run.command else ""
+    return ImageRun(image.unpacked.rootfs, tuple(argv), run.working_dir, run.env, handler)
+
+
+def image_process_env(run: ImageRun, lambda_env: dict[str, str], variables: dict[str, str]) -> dict[str, str]:
+    """An image function's process environment: the image's Env, then what Lambda sets (but not the variables the
+    image decides), then the function's own variables."""
+    env = dict(run.env)
+    for key, value in lambda_env.items():
+        if key not in IMAGE_OWNED or key not in env:
+            env[key] = value
+    env["AWS_EXECUTION_ENV"] = "AWS_Lambda_Image"
+    env["_HANDLER"] = run.handler
+    env["PWD"] = run.working_dir
+    env.update(variables)
+    return env
+
+
+def invalid_entrypoint(run: ImageRun) -> str | None:
+    """Why the image's command cannot start (Lambda's ``Runtime.InvalidEntrypoint``), or None."""
+    if not run.argv:
+        return "the image has no ENTRYPOINT or CMD (and the function's ImageConfig sets none)"
+    if not is_executable(run.rootfs, run.argv[0]):
+        return f"fork/exec {run.argv[0]}: no such file or directory"
+    return None
