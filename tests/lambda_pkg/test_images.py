@@ -134,8 +134,8 @@ def tiny_image(builder, tmp_path_factory):
     context = images.write_function_context(
         tmp_path_factory.mktemp("ctx"),
         base=base,
-        handler="tiny.echo",
-        files={"tiny.py": HANDLERS / "tiny.py"},
+        handler="image_app.look",
+        files={"tiny.py": HANDLERS / "tiny.py", "image_app.py": HANDLERS / "image_app.py"},
         python_version="3.12",
     )
     ref, size = images.build_function_image(builder, context, "test-tiny", "x86_64")
@@ -175,7 +175,7 @@ def test_push_to_ecr_then_the_emulator_pulls_it(builder, tiny_image, registry, m
     image, client = source.resolve(pushed["image_uri"])
     assert image.digest == pushed["digest"]
     run = image.run_config()
-    assert run.argv == ["/lambda-entrypoint.sh", "tiny.echo"] and run.working_dir == "/var/task"
+    assert run.argv == ["/lambda-entrypoint.sh", "image_app.look"] and run.working_dir == "/var/task"
     assert run.env_dict["LAMBDA_TASK_ROOT"] == "/var/task"
     unpacked = source.unpack(image, client)
     assert (unpacked.rootfs / "var" / "task" / "tiny.py").read_bytes() == (HANDLERS / "tiny.py").read_bytes()
@@ -310,3 +310,138 @@ def test_perfdesk_teardown_finds_the_session_repositories_by_ledger_and_tags(mot
     left = {i["imageTag"] for i in ecr.list_images(repositoryName=f"kept-{session}")["imageIds"]}
     assert left == {"theirs"}
     assert sweep(session, entries=Ledger.read(tmp_path), region=None) == []  # safe to repeat
+
+
+# -- running image functions ------------------------------------------------------------------------------------------
+def _look(payload: bytes) -> dict:
+    import json
+
+    return json.loads(payload)
+
+
+def test_an_image_function_answers_in_its_own_root(image_emulator, pushed_tiny):
+    """Created through boto3 and invoked: the image's own Python runs as Lambda's user, in its task root (read-only),
+    with a writable /tmp, Lambda's variables over the image's Env, and nothing of this machine importable."""
+    import json
+
+    from tests.lambda_pkg.conftest import ROLE, lambda_client
+
+    lam = lambda_client(image_emulator.url)
+    lam.create_function(
+        FunctionName="img-run",
+        PackageType="Image",
+        Code={"ImageUri": pushed_tiny["image_uri"]},
+        Role=ROLE,
+        MemorySize=512,
+        Timeout=20,
+        Environment={"Variables": {"MY_SETTING": "on"}},
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName="img-run", WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    resp = lam.invoke(FunctionName="img-run", Payload=json.dumps({"hello": 1}), LogType="Tail")
+    assert "FunctionError" not in resp, resp["Payload"].read()
+    seen = _look(resp["Payload"].read())
+    assert seen["event"] == {"hello": 1}
+    assert seen["python"].startswith("3.12.") and seen["executable"] == "/var/lang/bin/python3.12"
+    assert seen["uid"] != 0 and seen["cwd"] == "/var/task"
+    assert seen["task_writable"] is False and seen["tmp_writable"] is True and seen["host_visible"] is False
+    assert seen["memory_limit_mb"] == 512
+    assert seen["env"]["AWS_LAMBDA_FUNCTION_NAME"] == "img-run" and seen["env"]["MY_SETTING"] == "on"
+    assert seen["env"]["LAMBDA_TASK_ROOT"] == "/var/task" and seen["env"]["_HANDLER"] == "image_app.look"
+    assert seen["env"]["PATH"].startswith("/var/lang/bin")  # the image's Env
+    import base64
+
+    log = base64.b64decode(resp["LogResult"]).decode()
+    assert "REPORT RequestId:" in log and "Init Duration" in log  # a cold start
+    warm = lam.invoke(FunctionName="img-run", Payload=b"{}", LogType="Tail")
+    assert "Init Duration" not in base64.b64decode(warm["LogResult"]).decode()  # the same environment, warm
+    lam.delete_function(FunctionName="img-run")
+
+
+def _aws_cli() -> list[str]:
+    import sys
+
+    local = Path(sys.executable).parent / "aws"
+    found = str(local) if local.exists() else shutil.which("aws")
+    if not found:
+        pytest.fail("the AWS CLI is not installed: pip install awscli (it is in perfdesk's test extra)")
+    return [found]
+
+
+def test_the_aws_cli_creates_invokes_and_updates_an_image_function(image_emulator, pushed_tiny, tmp_path):
+    import json
+    import subprocess
+
+    from tests.lambda_pkg.conftest import ROLE
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+    }
+
+    def aws(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [*_aws_cli(), "--endpoint-url", image_emulator.url, "lambda", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+        )
+        assert (proc.returncode == 0) == ok, proc.stderr
+        return proc
+
+    uri = pushed_tiny["image_uri"]
+    created = json.loads(
+        aws(
+            "create-function",
+            "--function-name",
+            "img-cli",
+            "--package-type",
+            "Image",
+            "--code",
+            f"ImageUri={uri}",
+            "--role",
+            ROLE,
+            "--timeout",
+            "20",
+        ).stdout
+    )
+    assert created["PackageType"] == "Image"
+    aws("wait", "function-active-v2", "--function-name", "img-cli")
+    out = tmp_path / "out.json"
+    meta = json.loads(aws("invoke", "--function-name", "img-cli", "--payload", '{"via": "cli"}', str(out)).stdout)
+    assert meta["StatusCode"] == 200 and "FunctionError" not in meta
+    assert json.loads(out.read_text())["event"] == {"via": "cli"}
+
+    # ImageConfig overrides the image's CMD: the tiny echo handler instead
+    aws("update-function-configuration", "--function-name", "img-cli", "--image-config", "Command=tiny.echo")
+    aws("wait", "function-updated-v2", "--function-name", "img-cli")
+    aws("invoke", "--function-name", "img-cli", "--payload", '{"n": 2}', str(out))
+    assert json.loads(out.read_text())["event"] == {"n": 2} and "invocations" in json.loads(out.read_text())
+
+    # UpdateFunctionCode to an image that does not exist: refused as AWS refuses it, the function unchanged
+    missing = uri.split("@")[0] + ":gone"
+    proc = aws("update-function-code", "--function-name", "img-cli", "--image-uri", missing, ok=False)
+    assert f"Source image {missing} does not exist" in proc.stderr
+    got = json.loads(aws("get-function", "--function-name", "img-cli").stdout)
+    assert got["Code"]["ResolvedImageUri"] == uri and got["Configuration"]["ImageConfigResponse"] == {
+        "ImageConfig": {"Command": ["tiny.echo"]}
+    }
+    proc = aws(
+        "create-function",
+        "--function-name",
+        "img-cli-missing",
+        "--package-type",
+        "Image",
+        "--code",
+        f"ImageUri={missing}",
+        "--role",
+        ROLE,
+        ok=False,
+    )
+    assert "InvalidParameterValueException" in proc.stderr and "does not exist" in proc.stderr
+    aws("delete-function", "--function-name", "img-cli")
