@@ -10,7 +10,6 @@ MemorySize and waits until the update is Successful.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import uuid
@@ -26,6 +25,49 @@ from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
 
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/perfdesk-local"
+#: The largest zip Lambda takes inline (CreateFunction, PublishLayerVersion); larger ones must come from S3.
+MAX_INLINE_ZIP = 50 * 1024 * 1024
+
+
+def _inline_parts(zip_path: Path, limit: int = MAX_INLINE_ZIP) -> list[Path]:
+    """A layer zip as it is if Lambda takes it inline, else split by top-level item (``python/numpy``, ...) into
+    layers that each are (the layers unzip into the same /opt, so the function sees one tree)."""
+    import zipfile
+
+    if zip_path.stat().st_size <= limit:
+        return [zip_path]
+    with zipfile.ZipFile(zip_path) as zf:
+        groups: dict[str, list[zipfile.ZipInfo]] = {}
+        for info in zf.infolist():
+            parts = info.filename.split("/")
+            groups.setdefault("/".join(parts[:2]) if len(parts) > 2 else info.filename, []).append(info)
+        budget = int(limit * 0.95)  # headers and the central directory on top of the compressed data
+        bins: list[list[str]] = []
+        sizes: list[int] = []
+        for key in sorted(groups, key=lambda k: -sum(i.compress_size + 100 for i in groups[k])):
+            size = sum(i.compress_size + 100 for i in groups[key])
+            if size > budget:
+                raise ValueError(
+                    f"{key} alone is {size / 2**20:.0f} MB zipped, above the "
+                    f"{limit / 2**20:.0f} MB Lambda takes inline (it must go through S3)",
+                )
+            for b, used in enumerate(sizes):
+                if used + size <= budget:
+                    bins[b].append(key)
+                    sizes[b] += size
+                    break
+            else:
+                bins.append([key])
+                sizes.append(size)
+        out = []
+        for b, keys in enumerate(bins):
+            dest = zip_path.with_name(f"{zip_path.stem}-{b + 1}.zip")
+            with zipfile.ZipFile(dest, "w") as part:
+                for key in sorted(keys):
+                    for info in groups[key]:
+                        part.writestr(info, zf.read(info), compress_type=zipfile.ZIP_DEFLATED)
+            out.append(dest)
+    return out
 
 
 class _FunctionSpec(TargetSpec):
@@ -267,6 +309,8 @@ class _FunctionTarget(Target):
                 err = {"errorMessage": data[:300].decode(errors="replace")}
             etype, msg = str(err.get("errorType", "")), str(err.get("errorMessage", ""))
             timed_out = etype == "Sandbox.Timedout" or "Task timed out" in msg or (rep and rep.status == "timeout")
+            if rep is not None and rep.error_type and rep.error_type != etype:
+                msg += f" ({rep.error_type})"  # e.g. Runtime.ExitError "signal: killed" is Runtime.OutOfMemory
             result = RequestResult(
                 actual_send=t0,
                 receive=t1,
@@ -431,8 +475,11 @@ class LambdaTarget(_FunctionTarget):
 class LocalLambdaTarget(_FunctionTarget):
     """A function on perfdesk's local Lambda emulator, started in-process unless ``endpoint_url`` names one.
 
-    No wheels are downloaded: the code zip is built from this checkout and the environments run on the
-    emulator's own Python, whose site-packages stand in for the dependencies layer."""
+    Packaged as for AWS: the code zip from this checkout, and its dependencies as a layer of manylinux wheels for the
+    function's Python version (the emulator's environments see nothing of this machine's Python). The ONNX model is
+    exported here, where torch is, and shipped as a layer, so the function imports only ONNX Runtime. PyTorch and
+    TensorFlow do not fit Lambda's 250 MB for code and layers: they are refused at deploy, as AWS would refuse them.
+    """
 
     kind = "local-lambda"
     spec_model = LocalLambdaTargetSpec
@@ -467,12 +514,82 @@ class LocalLambdaTarget(_FunctionTarget):
             self.spec = spec.model_copy(update={"endpoint_url": self.emulator.url})
             self.log(f"emulator on {self.emulator.url}")
         self.manager = FunctionManager(self._client("lambda"), self.ctx.session_id, say=self.log)
-        self._deploy_common(workload, role_arn=LOCAL_ROLE, layers=[], image_uri=None)
+        layers, variables = self._layers(workload)
+        self._deploy_common(workload, role_arn=LOCAL_ROLE, layers=layers, image_uri=None, extra_variables=variables)
+
+    def _layers(self, workload: WorkloadSpec) -> tuple[list[str], dict[str, str]]:
+        """The dependencies layer (wheels for the function's Python and architecture) and, for ONNX Runtime, the
+        model exported here as a layer; returns (layer ARNs, variables for the function)."""
+        from perfdesk.lambda_pkg import builders
+
+        spec = self.spec
+        if workload.runtime != "onnx":
+            raise TargetError(
+                self.name,
+                "package",
+                f"the {workload.runtime} runtime's packages do not fit Lambda's 250 MB limit for a function's code "
+                "and layers (AWS refuses such a function, and so does the emulator)",
+                "use runtime 'onnx' (the model is exported at deploy, the function needs only onnxruntime), "
+                "or a container image",
+            )
+        work = self._work_dir()
+        self.log(f"building the dependencies layer ({spec.architecture}, Python {spec.python}) from wheels")
+        try:
+            deps = builders.build_dependency_layer(
+                work / "deps-layer.zip",
+                builders.RUNTIME_REQUIREMENTS[workload.runtime],
+                spec.python,
+                spec.architecture,
+                work_dir=work / "deps",
+            )
+        except builders.PackageTooLarge as exc:
+            raise TargetError(self.name, "dependencies layer", str(exc)) from None
+        except RuntimeError as exc:
+            raise TargetError(self.name, "dependencies layer", str(exc), "check the runtime and network") from None
+        layers = []
+        try:
+            parts = _inline_parts(deps)
+        except ValueError as exc:
+            raise TargetError(self.name, "dependencies layer", str(exc)) from None
+        for i, part in enumerate(parts):
+            name = f"perfdesk-deps-{workload.runtime}-{spec.architecture}" + (f"-{i + 1}" if i else "")
+            layers.append(
+                self.manager.publish_layer(
+                    name,
+                    part,
+                    runtimes=[f"python{spec.python}"],
+                    architectures=[spec.architecture],
+                    what="dependencies",
+                )
+            )
+            self._layer_names.append(name)
+        variables: dict[str, str] = {}
+        if workload.weights == "random" or "://" not in workload.weights:
+            from perfdesk.lambda_pkg.builders import in_memory_zip
+            from perfdesk.shipped.inference.onnx_export import prepare_onnx
+
+            cfg = workload.engine_config()
+            cfg.cache_dir = str(work / "model-cache")
+            try:
+                onnx_file = prepare_onnx(cfg)
+            except Exception as exc:  # an InferenceError naming the model, or torch's export failing
+                raise TargetError(self.name, "export the ONNX model", str(exc)) from None
+            layer_zip = work / "model-layer.zip"
+            layer_zip.write_bytes(in_memory_zip({f"perfdesk-cache/onnx/{onnx_file.name}": onnx_file.read_bytes()}))
+            name = f"{self.function}-model"[:64]
+            layers.append(
+                self.manager.publish_layer(
+                    name, layer_zip, runtimes=[f"python{spec.python}"], architectures=[spec.architecture], what="model"
+                )
+            )
+            self._layer_names.append(name)
+            variables["PERFDESK_CACHE_DIR"] = "/opt/perfdesk-cache"
+            self.facts["onnx_model"] = onnx_file.name
+        return layers, variables
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["dependencies"] = f"the emulator's Python environment ({sys.prefix}), not a layer"
-        out["python_used"] = sys.version.split()[0]
+        out["dependencies"] = "a layer of manylinux wheels for the function's Python (not this machine's packages)"
         if self.emulator is not None:
             out["emulator"] = self.emulator.describe()
         elif self.spec.endpoint_url:

@@ -1,4 +1,6 @@
-"""The local-lambda target end to end: the real handler with mobilenet_v2 (random weights) on the emulator."""
+"""The local-lambda target end to end: the real handler with mobilenet_v2 (random weights) on ONNX Runtime, packaged
+as for AWS (code zip, a dependencies layer of manylinux wheels, the model exported at deploy as a layer), in the
+emulator's isolated environment: nothing of this machine's Python is importable there."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def deployed(tmp_path_factory):
     )
     target = cls(spec, ctx)
     workload = WorkloadSpec(
-        name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic", synthetic_size=(160, 120), image_count=2
+        name="mnv2", model="mobilenet_v2", runtime="onnx", images="synthetic", synthetic_size=(160, 120), image_count=2
     )
     target.deploy(workload)
     yield target, build_payloads(workload), events
@@ -40,7 +42,11 @@ def test_deploy_cold_then_warm(deployed):
     assert r.memory_size_mb == 3538 and r.max_memory_used_mb > 50 and r.billed_ms >= r.duration_ms > 0
     assert r.server_inference_ms > 0 and r.request_id
     d = target.describe()
-    assert d["kind"] == "local-lambda" and "emulator" in d and "not a layer" in d["dependencies"]
+    assert d["kind"] == "local-lambda" and "emulator" in d and "manylinux wheels" in d["dependencies"]
+    assert d["emulator"]["isolation"].startswith("mount namespace") or "none" in d["emulator"]["isolation"]
+    # the wheels as layers Lambda takes inline (each under 50 MB zipped), then the model exported at deploy
+    assert len(d["layers"]) >= 2 and d["layers"][-1].split(":")[-2].endswith("-model")
+    assert d["onnx_model"].endswith(".onnx")
 
 
 def test_forced_cold_and_memory_change(deployed):
@@ -64,3 +70,20 @@ def test_bad_payload_and_throttle_are_rows_not_crashes(deployed):
     with ThreadPoolExecutor(3) as pool:  # reserved concurrency 1: some of three at once are throttled
         statuses = [res.status for res in pool.map(lambda p: target.send(p), [payloads[0]] * 3)]
     assert OK in statuses and THROTTLED in statuses, statuses
+
+
+def test_torch_is_refused_at_deploy_as_on_aws(tmp_path):
+    """PyTorch does not fit Lambda's 250 MB for code and layers: refused before anything is built or downloaded."""
+    from perfdesk.controllers.target import TargetError
+
+    ctx = TargetContext(session_id="t-torch", emit=lambda e: None, work_dir=str(tmp_path))
+    cls = target_class("local-lambda")
+    target = cls(cls.spec_model(name="fn", kind="local-lambda"), ctx)
+    workload = WorkloadSpec(name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic", image_count=1)
+    try:
+        with pytest.raises(TargetError) as info:
+            target.deploy(workload)
+        assert "250 MB" in str(info.value) and "onnx" in str(info.value)
+        assert not (tmp_path / "lambda" / "fn" / "deps-layer.zip").exists()
+    finally:
+        target.teardown()
