@@ -78,7 +78,11 @@ def _rmdir_tree(path: Path) -> None:
             return
         except OSError:
             time.sleep(0.05)  # the kernel frees a group a moment after its last process is reaped
-    log.warning("cgroup %s still busy; left behind", path)
+    try:
+        tasks = (path / "tasks").read_text().split()
+    except OSError:
+        tasks = []
+    log.warning("cgroup %s still busy (tasks: %s); left behind", path, " ".join(tasks) or "none")
 
 
 class _Controller:

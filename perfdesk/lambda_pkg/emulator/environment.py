@@ -204,6 +204,7 @@ class Invocation:
     preamble: str = ""  # log lines of a retried init, inside the invocation (in its tail log, before START)
     log_text: str = ""  # what the handler printed
     deadline: float = 0.0  # monotonic
+    undelivered: bool = False  # the environment died before its runtime took the invocation: send it elsewhere
 
     @property
     def duration_ms(self) -> float:
@@ -449,6 +450,7 @@ class ExecutionEnvironment:
         self._current: Invocation | None = None
         self._lock = threading.Lock()
         self._init_done = threading.Event()  # the runtime asked for work, reported an init error, or died
+        self._launched = threading.Event()  # the launcher reported: the runtime started, or the sandbox failed
         self._init_error: dict | None = None
         self._init_error_type = ""
         self._closed = threading.Event()
@@ -583,6 +585,7 @@ class ExecutionEnvironment:
         self.cpu_limited = self.cpu.create(self.env_id, self.snapshot.memory_mb)
         self.memory_limited = self.memory.create(self.env_id, self.snapshot.memory_mb)
         self._init_done.clear()
+        self._launched.clear()
         self._init_error, self._init_error_type, self._launch_error = None, "", ""
         self._exec_at, self.oom, self.death_reason, self._process_dead = None, False, "", False
         read_fd, write_fd = os.pipe()
@@ -630,6 +633,7 @@ class ExecutionEnvironment:
         else:
             self._launch_error = str(status.get("error", "the launcher failed"))
             log.error("environment %s could not start: %s", self.env_id, self._launch_error)
+        self._launched.set()
         if self.memory_limited:
             code = proc.wait()
         else:
@@ -697,8 +701,11 @@ class ExecutionEnvironment:
             self._retire()
 
     def _fail_exited(self, inv: Invocation) -> None:
+        if inv.started is None:  # the runtime died before it took the invocation: Lambda sends it elsewhere
+            inv.undelivered = True
+            inv.done.set()
+            return
         now = time.monotonic()
-        inv.started = inv.started if inv.started is not None else now
         inv.finished = now
         inv.status = "error"
         inv.report_error = "Runtime.OutOfMemory" if self.oom else "Runtime.ExitError"
@@ -821,7 +828,9 @@ class ExecutionEnvironment:
         begun = time.monotonic()
         if self.cold_pending:
             self.cold_pending = False
-            outcome, init_ms = self._await_init(self._started + self.init_timeout_s)
+            self._launched.wait(60.0)  # the sandbox's setup is not part of the init phase
+            start = self._exec_at if self._exec_at is not None else self._started
+            outcome, init_ms = self._await_init(start + self.init_timeout_s)
             inv.prelude = self._read_new_output()
             if outcome == "ok":
                 inv.init_ms = init_ms

@@ -355,13 +355,16 @@ class Emulator:
                 raise ApiError(
                     400, "InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object."
                 ) from None
-        env, fn, cold = self._acquire(name)
         request_id = str(uuid.uuid4())
-        inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s, client_context=context)
-        try:
-            env.invoke(inv)
-        finally:
-            self._release(name, env)
+        for _ in range(3):  # an environment whose runtime died before taking the invocation is not used
+            env, fn, cold = self._acquire(name)
+            inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s, client_context=context)
+            try:
+                env.invoke(inv)
+            finally:
+                self._release(name, env)
+            if not inv.undelivered:
+                break
         self.stats["invocations"] += 1
         status, error_type = "", ""
         if inv.status == "timeout":
