@@ -26,6 +26,7 @@ timeout_s = 120
 
 [[workloads]]
 model = "mobilenet_v2"
+runtime = "onnx"        # what fits a zip function and its layers (PyTorch does not, on Lambda or the emulator)
 images = "synthetic"
 synthetic_size = [96, 96]
 image_count = 2

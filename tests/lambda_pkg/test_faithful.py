@@ -510,3 +510,25 @@ def test_zip_with_unreadable_file_fails_as_on_lambda(client):
     error = json.loads(client.invoke(FunctionName="private", Payload=b"{}")["Payload"].read())
     assert "Permission denied" in error["errorMessage"], error
     client.delete_function(FunctionName="private")
+
+
+@isolated
+@pytest.mark.parametrize("runtime", ["python3.10", "python3.11", "python3.12", "python3.13"])
+def test_each_python_runtime_is_its_own_interpreter(client, runtime):
+    """Each runtime runs its own Python version with the runtime's libraries where Lambda keeps them: /var/runtime
+    up to 3.10, the interpreter's site-packages from 3.11 on."""
+    code = b"import sys, boto3\n\ndef handler(e, c):\n    return [list(sys.version_info[:2]), boto3.__file__]\n"
+    name = "rt-" + runtime.replace(".", "")
+    client.create_function(
+        FunctionName=name,
+        Runtime=runtime,
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": in_memory_zip({"app.py": code})},
+    )
+    version, boto3_file = json.loads(client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+    minor = runtime[len("python") :]
+    assert version == [3, int(minor.split(".")[1])]
+    expected = "/var/runtime/boto3/" if minor == "3.10" else f"/var/lang/lib/python{minor}/site-packages/boto3/"
+    assert boto3_file.startswith(expected), boto3_file
+    client.delete_function(FunctionName=name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -85,6 +86,19 @@ def _rmdir_tree(path: Path) -> None:
     log.warning("cgroup %s still busy (tasks: %s); left behind", path, " ".join(tasks) or "none")
 
 
+def _kill_tasks(path: Path) -> None:
+    for tasks in path.rglob("tasks"):
+        try:
+            pids = [int(p) for p in tasks.read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
 class _Controller:
     """One cgroup v1 controller: the emulator's group under it, one child group per environment."""
 
@@ -134,6 +148,7 @@ class _Controller:
         for group in stale:
             pid = group.name[len(_PREFIX) :]
             if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                _kill_tasks(group)  # what a function started and left behind when its emulator was killed
                 _rmdir_tree(group)
 
     def _prepare_base(self, base: Path) -> None:
