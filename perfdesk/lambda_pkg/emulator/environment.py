@@ -627,6 +627,7 @@ class ExecutionEnvironment:
             status = {"ok": False, "error": line.decode(errors="replace")[:300]}
         if status.get("ok"):
             self._exec_at = status["exec_ns"] / 1e9
+            self.pid = int(status.get("pid") or proc.pid)  # the runtime's pid (its supervisor's is proc.pid)
             self.tmp_kind = status.get("tmp", "")
             if status.get("loop_error"):
                 log.warning("environment %s: /tmp is a tmpfs: %s", self.env_id, status["loop_error"])
@@ -663,10 +664,10 @@ class ExecutionEnvironment:
         """Resident memory of the whole process tree (the handler may start helpers)."""
         import psutil
 
-        if self._proc is None:
+        if self.pid is None:
             return 0
         try:
-            root = psutil.Process(self._proc.pid)
+            root = psutil.Process(self.pid)
             procs = [root] + root.children(recursive=True)
         except psutil.Error:
             return 0

@@ -5,7 +5,9 @@ perfdesk, and it never stays: it ends in ``execve`` of the runtime's interpreter
 "namespace"``, it
 
 1. joins the environment's cgroups (memory limit, CPU quota) before anything is allocated;
-2. enters a mount namespace of its own (``unshare(CLONE_NEWNS)``, everything private) and builds a new root on a
+2. enters a mount namespace and a PID namespace of its own (``unshare(CLONE_NEWNS | CLONE_NEWPID)``; it forks,
+   stays outside as the runtime's supervisor and ends as the runtime ends, while the child, PID 1 inside, goes on;
+   when PID 1 ends the kernel ends whatever the function started) and builds a new root on a
    tmpfs: the host's ``/usr``, ``/etc``, ``/lib*`` and ``/bin`` read-only (with ``/usr/local`` and the host's
    Python package folders masked, so no path of the host's Python environment is importable), the runtime's
    interpreter as ``/var/lang`` and its bootstrap as ``/var/runtime`` (read-only), the code as ``/var/task``
@@ -37,7 +39,7 @@ import struct
 import sys
 import time
 
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
@@ -152,9 +154,9 @@ def _mount_tmp(root: str, tmp: dict) -> str:
 
 
 def build_root(cfg: dict) -> str:
-    """Steps 2 and 3 up to the pivot: the new root, its mounts, pivot_root, read-only. Returns the /tmp kind."""
+    """Steps 2 and 3 up to the pivot, in a mount namespace already entered: the new root, its mounts, pivot_root,
+    read-only. Returns the /tmp kind."""
     root = cfg["root"]
-    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     os.makedirs(root, exist_ok=True)
     mount("tmpfs", root, "tmpfs", MS_NOSUID, "size=16m,mode=0755")
@@ -225,10 +227,34 @@ def drop_privileges(uid: int, gid: int) -> None:
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int | None) -> None:
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
-    if os.getppid() != parent:  # the emulator died before the signal was armed
+    if parent is not None and os.getppid() != parent:  # the emulator died before the signal was armed
         raise OSError(errno.ESRCH, "the emulator is gone")
+
+
+def _supervise(child: int) -> None:
+    """The launcher outside the PID namespace: wait for the runtime (PID 1 inside; when it ends, the kernel ends
+    everything the function started) and end the same way, so the emulator sees the runtime's own exit status."""
+    for fd in range(3, 256):  # the status pipe is the child's to close: EOF must mean the child is done with it
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            os._exit(70)
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot have a handler
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 70)
 
 
 def _status(fd: int, data: dict) -> None:
@@ -244,19 +270,30 @@ def launch(cfg: dict) -> None:
     status_fd = int(cfg.get("status_fd", -1))
     try:
         die_with_parent(int(cfg["parent"]))
+        isolated = cfg.get("mode") == "namespace"
+        host_pid = os.getpid()
+        if isolated:
+            # a mount namespace and a PID namespace: the runtime is PID 1 of its own, so nothing it starts can
+            # outlive it, and it sees no other process of this machine
+            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare(CLONE_NEWNS | CLONE_NEWPID)")
+            child = os.fork()
+            if child:
+                _supervise(child)
+            die_with_parent(None)  # PID 1 here: its parent (the supervisor) is outside the namespace
+            host_pid = int(os.readlink("/proc/self"))  # still this machine's /proc: the pid the emulator sees
         for path in cfg.get("cgroups") or []:
             with open(path, "w") as fh:
-                fh.write(str(os.getpid()))
+                fh.write("0")  # "0": the writing process, whatever its pid in its own namespace
         tmp_kind = "host"
-        if cfg.get("mode") == "namespace":
+        if isolated:
             tmp_kind = build_root(cfg)
         for name, (soft, hard) in (cfg.get("rlimits") or {}).items():
             resource.setrlimit(getattr(resource, "RLIMIT_" + name), (soft, hard))
-        if cfg.get("mode") == "namespace":
+        if isolated:
             drop_privileges(int(cfg["uid"]), int(cfg["gid"]))
-            die_with_parent(int(cfg["parent"]))
+            die_with_parent(None)  # the uid change cleared it
         os.chdir(cfg["cwd"])
-        info = {"ok": True, "tmp": tmp_kind, "exec_ns": time.monotonic_ns()}
+        info = {"ok": True, "pid": host_pid, "tmp": tmp_kind, "exec_ns": time.monotonic_ns()}
         if (cfg.get("tmp") or {}).get("loop_error"):
             info["loop_error"] = cfg["tmp"]["loop_error"]
         _status(status_fd, info)
@@ -282,6 +319,11 @@ def probe(work: str) -> dict:
         cfg["tmp"]["size_mb"] = 1
         code = 0
         try:
+            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare(CLONE_NEWNS | CLONE_NEWPID)")
+            inner = os.fork()  # /proc of the new PID namespace can only be mounted by a process inside it
+            if inner:
+                _, status = os.waitpid(inner, 0)
+                os._exit(os.waitstatus_to_exitcode(status))
             kind = build_root(cfg)
             drop_privileges(993, 990)
             code = 0 if kind == "ext4" else 1
