@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from perfdesk.lambda_pkg.emulator.cgroups import CpuLimiter, MemoryLimiter
 from perfdesk.lambda_pkg.emulator.runtimes import PreparedRuntime
@@ -621,6 +622,7 @@ class ExecutionEnvironment:
     def _watch(self, proc: subprocess.Popen, status_fd: int, generation: int) -> None:
         with os.fdopen(status_fd, "rb") as fh:
             line = fh.readline()
+        status: dict[str, Any]
         try:
             status = json.loads(line) if line else {"ok": False, "error": "the launcher exited"}
         except ValueError:

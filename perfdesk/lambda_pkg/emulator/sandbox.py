@@ -315,8 +315,10 @@ def probe(work: str) -> dict:
     image = os.path.join(work, "probe.img")
     pid = os.fork()
     if pid == 0:  # the child tries; the probing process stays as it was
-        cfg = {"root": os.path.join(work, "root"), "tmp": {"image": image if os.path.exists(image) else None}}
-        cfg["tmp"]["size_mb"] = 1
+        cfg = {
+            "root": os.path.join(work, "root"),
+            "tmp": {"image": image if os.path.exists(image) else None, "size_mb": 1},
+        }
         code = 0
         try:
             _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWPID), "unshare(CLONE_NEWNS | CLONE_NEWPID)")

@@ -293,7 +293,7 @@ class Emulator:
             self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
             fn = self.functions.get(name)
             stale = env is not None and (fn is None or env.snapshot.revision != fn.revision)
-        if stale and env.alive:
+        if stale and env is not None and env.alive:
             env.kill("configuration changed")
 
     def _forget(self, env: ExecutionEnvironment) -> None:
