@@ -532,3 +532,47 @@ def test_each_python_runtime_is_its_own_interpreter(client, runtime):
     expected = "/var/runtime/boto3/" if minor == "3.10" else f"/var/lang/lib/python{minor}/site-packages/boto3/"
     assert boto3_file.startswith(expected), boto3_file
     client.delete_function(FunctionName=name)
+
+
+#: Broken handlers (tests/data/lambda_init/<module>.py.txt, zipped as <module>.py): what the Invoke answers and what
+#: the REPORT line's Error Type says, as Lambda's Python runtime reports them.
+BROKEN_INIT = [
+    (
+        "syntax_error",
+        "Runtime.UserCodeSyntaxError",
+        "Syntax error in module 'syntax_error'",
+        "Runtime.UserCodeSyntaxError",
+    ),
+    (
+        "no_handler",
+        "Runtime.HandlerNotFound",
+        "Handler 'handler' missing on module 'no_handler'",
+        "Runtime.HandlerNotFound",
+    ),
+    ("raises_at_import", "RuntimeError", "weights missing", "Runtime.Unknown"),
+    ("exits_at_import", "Runtime.ExitError", "Error: Runtime exited with error: exit status 3", "Runtime.ExitError"),
+]
+
+
+@pytest.mark.parametrize("module,error_type,message,report_type", BROKEN_INIT, ids=[b[0] for b in BROKEN_INIT])
+def test_broken_init(client, emulator, module, error_type, message, report_type):
+    source = (Path(__file__).parents[1] / "data" / "lambda_init" / f"{module}.py.txt").read_bytes()
+    name = f"broken-{module}".replace("_", "-")
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler=f"{module}.handler",
+        Code={"ZipFile": in_memory_zip({f"{module}.py": source})},
+    )
+    resp = client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    error = json.loads(resp["Payload"].read())
+    text, rep = parse_log_result(resp["LogResult"])
+    assert resp["FunctionError"] == "Unhandled" and resp["StatusCode"] == 200
+    assert error["errorType"] == error_type and message in error["errorMessage"], error
+    if error_type == "Runtime.ExitError":
+        assert error["errorMessage"].startswith(f"RequestId: {rep.request_id} Error: ")
+    assert rep.status == "error" and rep.error_type == report_type and rep.init_ms is None
+    assert [(r.phase, r.status, r.error_type) for r in parse_init_reports(text)] == [("invoke", "error", report_type)]
+    assert emulator.environments(name) == []  # a failed init leaves no environment behind
+    client.delete_function(FunctionName=name)

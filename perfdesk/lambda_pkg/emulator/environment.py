@@ -816,14 +816,15 @@ class ExecutionEnvironment:
             return "error", (self.init_ms if self.init_ms is not None else (time.monotonic() - start) * 1000.0)
         return "ok", self.init_ms or 0.0
 
-    def _init_failure(self) -> tuple[str, dict]:
-        """(Error Type, error payload) of a failed init."""
+    def _init_failure(self, request_id: str = "") -> tuple[str, dict]:
+        """(Error Type, error payload) of a failed init: the runtime's own init error, else how it ended."""
         if self._init_error is not None:
             return self._init_error_type, self._init_error
         if self._launch_error:
             return "Sandbox.Failure", {"errorType": "Sandbox.Failure", "errorMessage": self._launch_error}
         etype = "Runtime.OutOfMemory" if self.oom else "Runtime.ExitError"
-        return etype, {"errorType": "Runtime.ExitError", "errorMessage": self.death_reason or "Runtime exited"}
+        message = f"RequestId: {request_id} Error: {self.death_reason or 'Runtime exited without providing a reason'}"
+        return etype, {"errorType": "Runtime.ExitError", "errorMessage": message}
 
     def invoke(self, inv: Invocation) -> Invocation:
         """Run one invocation (blocking) and return it filled: response or error, status, timings, log text."""
@@ -856,7 +857,7 @@ class ExecutionEnvironment:
                         self._timed_out(inv, timeout)
                     else:
                         inv.status = "error"
-                        inv.report_error, inv.error = self._init_failure()
+                        inv.report_error, inv.error = self._init_failure(inv.request_id)
                     self.kill("init failed")
                     return inv
         else:
