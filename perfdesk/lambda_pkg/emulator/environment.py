@@ -15,8 +15,9 @@ retires it (idle too long, configuration changed, shutdown) or it dies (timeout,
 Memory is a hard limit of the environment's cgroup where the memory controller is writable (the kernel's OOM
 killer ends the runtime, as in Lambda's microVM); elsewhere the process tree's RSS is polled. Each environment has
 its own Runtime API server on a loopback port, because the runtime finds the API only by
-``AWS_LAMBDA_RUNTIME_API=host:port`` and sends no identity with its requests. The runtime is its own process group
-(killed whole) and gets ``PR_SET_PDEATHSIG``, so nothing outlives the emulator, even when it is killed hard.
+``AWS_LAMBDA_RUNTIME_API=host:port`` and sends no identity with its requests. The runtime is PID 1 of a PID
+namespace of its own (whatever the function starts ends with it), its supervisor and it are one process group
+(killed whole), and both get ``PR_SET_PDEATHSIG``, so nothing outlives the emulator, even when it is killed hard.
 """
 
 from __future__ import annotations
