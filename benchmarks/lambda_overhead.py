@@ -64,6 +64,8 @@ def main() -> None:
                 "invocations": args.n,
                 "memory_mb": args.memory,
                 "cpu_limits": emu.limiter.active,
+                "memory_limits": "cgroup" if emu.memory_limiter.active else "polled",
+                "isolation": emu.isolation.mode,
                 "round_trip_p50_ms": round(statistics.median(rtt), 2),
                 "overhead_p50_ms": round(statistics.median(overhead), 2),
                 "overhead_p90_ms": round(q[89], 2),

@@ -1,10 +1,16 @@
 """``perfdesk emulator``: the local Lambda emulator alone, until Ctrl-C (or SIGTERM).
 
     perfdesk emulator --port 9001
+    export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
     aws lambda invoke --endpoint-url http://127.0.0.1:9001 --function-name f out.json   # any Lambda client
 
-``perfdesk.cli`` registers it: :func:`add_arguments` adds its options to a parser, :func:`run_emulator` is its
-handler. ``python -m perfdesk.lambda_pkg.cli`` runs it too.
+Functions run in Lambda's Python runtimes (python3.10 .. python3.13), each prepared once from this machine's
+interpreter of that version (pyenv, PATH, or PERFDESK_LAMBDA_PYTHON_3_12=/path/to/python3.12) and cached in
+~/.cache/perfdesk/lambda-runtimes (PERFDESK_LAMBDA_RUNTIMES). Run as root for Lambda's isolation (mount
+namespaces, the sandbox user, cgroup limits); the first line printed says what this machine allows.
+
+``perfdesk emulator`` (perfdesk/cli.py) registers :func:`add_arguments` and :func:`run_emulator`;
+``python -m perfdesk.lambda_pkg.cli`` runs it too.
 """
 
 from __future__ import annotations
@@ -28,6 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=10, help="account concurrency limit (default 10)")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--no-cpu-limits", action="store_true", help="do not put environments in cpu cgroups")
+    p.add_argument(
+        "--no-memory-limits", action="store_true", help="poll memory instead of a cgroup's hard limit (less faithful)"
+    )
+    p.add_argument(
+        "--credentials",
+        action="append",
+        default=[],
+        metavar="KEY:SECRET",
+        help="accept these credentials for SigV4-signed function URLs (besides test:test); repeatable",
+    )
+    p.add_argument("--runtime-cache", default=None, help="where prepared runtimes are cached")
     p.add_argument("--work-dir", default=None, help="where code and environments live (default: a temp dir)")
     p.add_argument(
         "--registry",
@@ -50,6 +67,13 @@ def run_emulator(args: argparse.Namespace) -> int:
             for line in text.rstrip("\n").splitlines():
                 print(f"[{function}] {line}", flush=True)
 
+    credentials = {}
+    for pair in args.credentials:
+        key, sep, secret = pair.partition(":")
+        if not sep or not key or not secret:
+            print(f"perfdesk emulator: --credentials wants KEY:SECRET, not {pair!r}", file=sys.stderr)
+            return 2
+        credentials[key] = secret
     try:
         emu = Emulator(
             host=args.host,
@@ -60,6 +84,9 @@ def run_emulator(args: argparse.Namespace) -> int:
             cpu_limits=not args.no_cpu_limits,
             region=args.region,
             log_sink=sink,
+            memory_limits=not args.no_memory_limits,
+            runtime_cache=args.runtime_cache,
+            credentials=credentials,
             registry=args.registry,
         ).start()
     except OSError as exc:

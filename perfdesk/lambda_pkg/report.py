@@ -1,12 +1,19 @@
-"""Lambda's REPORT log line: written by the emulator, parsed by the targets (one format, both sides).
+"""Lambda's REPORT and INIT_REPORT log lines: written by the emulator, parsed by the targets (one format, both sides).
 
 Real Lambda ends every invocation's log with a line such as::
 
-    REPORT RequestId: 3c1f...  Duration: 102.25 ms  Billed Duration: 103 ms  Memory Size: 1536 MB
+    REPORT RequestId: 3c1f...  Duration: 102.25 ms  Billed Duration: 2974 ms  Memory Size: 1536 MB
     Max Memory Used: 412 MB  Init Duration: 2871.03 ms
 
-(one line, tab separated; ``Init Duration`` only after a cold start; a ``Status: timeout`` / ``Error Type:`` tail
-on failures). This module imports nothing from perfdesk so the emulator and the shipped side can both use it.
+(one line, tab separated; ``Init Duration`` only after a cold start whose init phase succeeded; a ``Status:
+timeout`` / ``Status: error  Error Type: ...`` tail on failures). Since 1 August 2025 Lambda bills the init phase of
+zip functions on managed runtimes, so a cold start's Billed Duration is ``ceil(Duration + Init Duration)``.
+An init phase that fails or times out is logged before the invocation as::
+
+    INIT_REPORT Init Duration: 10008.61 ms  Phase: init  Status: timeout
+
+and again with ``Phase: invoke`` when the init retried inside the invocation fails too. This module imports nothing
+from perfdesk so the emulator and the shipped side can both use it.
 """
 
 from __future__ import annotations
@@ -84,11 +91,13 @@ def format_report(
     status: str = "",
     error_type: str = "",
 ) -> str:
-    """A REPORT line in Lambda's format (billed duration rounded up to the millisecond, as Lambda bills)."""
+    """A REPORT line in Lambda's format: the billed duration is rounded up to the millisecond, and includes the
+    init phase of a cold start (``init_ms``), as Lambda bills zip functions on managed runtimes since August 2025."""
+    billed = duration_ms + (init_ms or 0.0)
     parts = [
         f"REPORT RequestId: {request_id}",
         f"Duration: {duration_ms:.2f} ms",
-        f"Billed Duration: {max(1, math.ceil(duration_ms))} ms",
+        f"Billed Duration: {max(1, math.ceil(round(billed, 6)))} ms",
         f"Memory Size: {memory_size_mb} MB",
         f"Max Memory Used: {max_memory_used_mb} MB",
     ]
@@ -99,3 +108,35 @@ def format_report(
     if error_type:
         parts.append(f"Error Type: {error_type}")
     return "\t".join(parts) + "\t"
+
+
+def format_init_report(phase: str, duration_ms: float, status: str, error_type: str = "") -> str:
+    """Lambda's INIT_REPORT line (with its newline) for an init phase (``init`` or ``invoke``) that failed or timed
+    out; ``error_type`` only with ``status == "error"``."""
+    parts = [f"INIT_REPORT Init Duration: {duration_ms:.2f} ms", f"Phase: {phase}", f"Status: {status}"]
+    if error_type:
+        parts.append(f"Error Type: {error_type}")
+    return "\t".join(parts) + "\n"
+
+
+@dataclass
+class InitReport:
+    duration_ms: float
+    phase: str
+    status: str
+    error_type: str = ""
+
+
+_INIT_RX = re.compile(
+    r"INIT_REPORT Init Duration:\s*([0-9.]+)\s*ms\s+Phase:\s*(\w+)\s+Status:\s*(\w+)(?:\s+Error Type:\s*([A-Za-z.]+))?"
+)
+
+
+def parse_init_reports(log_text: str) -> list[InitReport]:
+    """Every INIT_REPORT line of a log, in order."""
+    out = []
+    for line in log_text.splitlines():
+        m = _INIT_RX.match(line)
+        if m:
+            out.append(InitReport(float(m.group(1)), m.group(2), m.group(3), m.group(4) or ""))
+    return out

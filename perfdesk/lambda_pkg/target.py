@@ -624,6 +624,8 @@ class _FunctionTarget(Target):
             if rep is not None and rep.error_type == OUT_OF_MEMORY_ERROR:
                 etype = OUT_OF_MEMORY_ERROR  # the platform's own verdict on the invocation, whatever the payload says
             timed_out = etype == "Sandbox.Timedout" or "Task timed out" in msg or (rep and rep.status == "timeout")
+            if rep is not None and rep.error_type and rep.error_type != etype:
+                msg += f" ({rep.error_type})"  # e.g. Runtime.ExitError "signal: killed" is Runtime.OutOfMemory
             result = RequestResult(
                 actual_send=t0,
                 receive=t1,

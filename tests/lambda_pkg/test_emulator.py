@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -43,13 +44,13 @@ def test_cold_then_warm_then_forced_cold(client, tiny_zip, tmp_path):
     assert first["event"] == {"n": 1} and first["invocations"] == 1
     assert rep1.cold and rep1.init_ms >= 200  # the module-scope sleep is part of init
     assert "tiny handler invocation 1" in text
-    assert second["pid"] == first["pid"] and second["invocations"] == 2
+    assert second["instance"] == first["instance"] and second["invocations"] == 2
     assert not rep2.cold and rep2.init_ms is None
     assert rep2.memory_size_mb == 256 and rep2.max_memory_used_mb > 5 and rep2.billed_ms >= rep2.duration_ms
 
     mgr.set_variables("coldwarm", PERFDESK_COLD_NONCE="b")  # a configuration change retires the environment
     _, third, _, rep3 = invoke(client, "coldwarm")
-    assert third["pid"] != first["pid"] and third["env_nonce"] == "b" and rep3.cold
+    assert third["instance"] != first["instance"] and third["env_nonce"] == "b" and rep3.cold
 
     mgr.update("coldwarm", MemorySize=512)  # memory sweep step: a fresh environment at the new size
     _, fourth, _, rep4 = invoke(client, "coldwarm")
@@ -93,9 +94,10 @@ def test_memory_above_size_ends_the_environment(client, tiny_zip, emulator):
     create_tiny(client, "hog", tiny_zip, handler="tiny.hog", memory=128)
     resp, body, text, rep = invoke(client, "hog", {"mb": 300, "hold_s": 2})
     assert resp["FunctionError"] == "Unhandled"
-    assert body["errorType"] == "Runtime.OutOfMemory"
+    # as Lambda answers: the invoke's payload says the runtime was killed, the REPORT line says why
+    assert body["errorType"] == "Runtime.ExitError"
     assert "Runtime exited with error: signal: killed" in body["errorMessage"]
-    assert rep.error_type == "Runtime.OutOfMemory" and rep.max_memory_used_mb >= 128
+    assert rep.status == "error" and rep.error_type == "Runtime.OutOfMemory" and rep.max_memory_used_mb == 128
     assert emulator.environments("hog") == []
     client.delete_function(FunctionName="hog")
 
@@ -107,8 +109,11 @@ def test_function_error_bad_payload_and_size_limit(client, tiny_zip):
     assert "bad input: no images" in body["errorMessage"] and rep is not None
     with pytest.raises(client.exceptions.InvalidRequestContentException):
         client.invoke(FunctionName="failing", Payload=b"{not json")
-    with pytest.raises(client.exceptions.RequestTooLargeException):
+    with pytest.raises(client.exceptions.ClientError) as big:  # AWS answers this code, not the model's
         client.invoke(FunctionName="failing", Payload=json.dumps({"x": "a" * (6 * 1024 * 1024)}))
+    assert big.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+    assert big.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert "Request must be smaller than 6291456 bytes for the InvokeFunction operation" in str(big.value)
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.invoke(FunctionName="no-such-function", Payload=b"{}")
     client.delete_function(FunctionName="failing")
@@ -117,7 +122,8 @@ def test_function_error_bad_payload_and_size_limit(client, tiny_zip):
 def test_idle_environments_are_reclaimed(client, tiny_zip, emulator):
     create_tiny(client, "idler", tiny_zip)
     _, body, _, _ = invoke(client, "idler")
-    assert psutil.pid_exists(body["pid"])
+    (env,) = emulator.environments("idler")
+    assert psutil.pid_exists(env.pid)
     emulator.idle_s = 0.5
     try:
         deadline = time.time() + 10
@@ -125,7 +131,7 @@ def test_idle_environments_are_reclaimed(client, tiny_zip, emulator):
             time.sleep(0.1)
         assert emulator.environments("idler") == []
         _, again, _, rep = invoke(client, "idler")
-        assert rep.cold and again["pid"] != body["pid"]
+        assert rep.cold and again["instance"] != body["instance"] and not psutil.pid_exists(env.pid)
     finally:
         emulator.idle_s = 60
     client.delete_function(FunctionName="idler")
@@ -217,8 +223,9 @@ def test_no_orphans_after_shutdown(tmp_path, tiny_zip):
                     range(2),
                 )
             )
-        pids = {b["pid"] for b in bodies}
-        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+        assert len({b["instance"] for b in bodies}) == 2
+        pids = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}  # supervisors and runtimes
+        assert len(pids) >= 4 and all(psutil.pid_exists(p) for p in pids)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:
@@ -227,4 +234,49 @@ def test_no_orphans_after_shutdown(tmp_path, tiny_zip):
     deadline = time.time() + 5
     while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
         assert time.time() < deadline, f"environment processes left behind: {pids}"
+        time.sleep(0.1)
+
+
+def test_nothing_outlives_an_emulator_killed_hard(tmp_path):
+    """SIGKILL to the emulator: its environments die (PR_SET_PDEATHSIG), and so does what a function started
+    (the runtime is PID 1 of its own PID namespace, whose end ends everything in it)."""
+    import signal
+    import subprocess
+    import sys
+
+    from perfdesk.lambda_pkg.builders import in_memory_zip
+
+    from .conftest import free_port, lambda_client, wait_port
+
+    if os.geteuid() != 0:
+        pytest.skip("PID namespaces need root")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perfdesk.lambda_pkg.cli", "--port", str(port), "--quiet"],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    family: list[psutil.Process] = []
+    try:
+        wait_port(port, proc)
+        c = lambda_client(f"http://127.0.0.1:{port}")
+        code = b"import subprocess\nCHILD = subprocess.Popen(['sleep', '300'])\n\ndef handler(e, c):\n    return 1\n"
+        c.create_function(
+            FunctionName="spawner",
+            Runtime="python3.12",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": in_memory_zip({"app.py": code})},
+        )
+        assert json.loads(c.invoke(FunctionName="spawner", Payload=b"{}")["Payload"].read()) == 1
+        family = psutil.Process(proc.pid).children(recursive=True)
+        sleeper = [p for p in family if p.name() == "sleep"]
+        assert len(sleeper) == 1 and any(p.cmdline()[-1].endswith("bootstrap.py") for p in family)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    deadline = time.time() + 10
+    while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family):
+        assert time.time() < deadline, f"left behind: {[p.cmdline() for p in family if p.is_running()]}"
         time.sleep(0.1)

@@ -36,10 +36,16 @@ def _random_zip(path, files: dict[str, bytes], blob_name: str) -> int:
     """A zip holding ``files`` and a blob of random bytes just over the inline limit (stored: random bytes do not
     compress, and storing them is fast). Returns the blob's size."""
     size = MAX_INLINE_ZIP_BYTES + 1024
+
+    def entry(name: str, compress: int) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+        info.external_attr, info.compress_type = (0o100644 << 16), compress  # world-readable, as Lambda needs
+        return info
+
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():
-            zf.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
-        zf.writestr(blob_name, os.urandom(size), compress_type=zipfile.ZIP_STORED)
+            zf.writestr(entry(name, zipfile.ZIP_DEFLATED), data)
+        zf.writestr(entry(blob_name, zipfile.ZIP_STORED), os.urandom(size))
     assert path.stat().st_size > MAX_INLINE_ZIP_BYTES
     return size
 

@@ -1,5 +1,6 @@
-"""The local-lambda target end to end: the real handler with mobilenet_v2 (random weights) on ONNX Runtime on the
-emulator, packaged as for Lambda (dependencies layer from manylinux wheels, the ONNX export made at build time)."""
+"""The local-lambda target end to end: the real handler with mobilenet_v2 (random weights) on ONNX Runtime,
+packaged as for Lambda (dependencies layer from manylinux wheels, the ONNX export made at build time), in the
+emulator's isolated environment: nothing of this machine's Python is importable there."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def test_deploy_cold_then_warm(deployed):
     assert deps["upload"] == "inline" and 0 < d["unzipped_total_bytes"] < d["unzipped_limit_bytes"]
     assert "python/onnxruntime" in deps["biggest"] or "python/numpy" in deps["biggest"]
     assert "code.zip" in d["uploads"] and set(d["uploads"].values()) == {"inline"}  # all under 50 MB zipped
+    assert d["emulator"]["isolation"].startswith("mount namespace") or "none" in d["emulator"]["isolation"]
 
 
 @pytest.mark.slow
@@ -88,3 +90,20 @@ def test_bad_payload_and_throttle_are_rows_not_crashes(deployed):
     with ThreadPoolExecutor(3) as pool:  # reserved concurrency 1: some of three at once are throttled
         statuses = [res.status for res in pool.map(lambda p: target.send(p), [payloads[0]] * 3)]
     assert OK in statuses and THROTTLED in statuses, statuses
+
+
+def test_torch_is_refused_at_deploy_as_on_aws(tmp_path):
+    """PyTorch does not fit Lambda's 250 MB for code and layers: refused before anything is built or downloaded."""
+    from perfdesk.controllers.target import TargetError
+
+    ctx = TargetContext(session_id="t-torch", emit=lambda e: None, work_dir=str(tmp_path))
+    cls = target_class("local-lambda")
+    target = cls(cls.spec_model(name="fn", kind="local-lambda"), ctx)
+    workload = WorkloadSpec(name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic", image_count=1)
+    try:
+        with pytest.raises(TargetError) as info:
+            target.deploy(workload)
+        assert "250 MB" in str(info.value) and "onnx" in str(info.value)
+        assert not (tmp_path / "lambda" / "fn" / "deps-layer.zip").exists()
+    finally:
+        target.teardown()

@@ -36,7 +36,10 @@ def session_app(profile, tmp_path, paths: list[Path], tab_steps: int = 0):
         )
         for _ in range(tab_steps):
             await pilot.press("right_square_bracket")
-        await pilot.pause(0.2)
+        # the chart redraws on a timer a few times a second, and focus and tab styles settle after animations: on a
+        # loaded machine 0.2 s was sometimes too little (the same text, other styles)
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(1.0)
 
     return app, open_sessions
 

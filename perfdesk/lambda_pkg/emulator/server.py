@@ -1,28 +1,40 @@
-"""The local Lambda emulator: Lambda's control and invoke API for boto3, backed by real execution environments.
+"""The local Lambda emulator: Lambda's control and invoke API for boto3 and the AWS CLI, backed by execution
+environments that give a function what Lambda's Python runtime gives and nothing more.
 
 ::
 
     emu = Emulator(idle_s=60, account_concurrency=4).start()
     client = boto3.client("lambda", endpoint_url=emu.url, region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local")
+                          aws_access_key_id="test", aws_secret_access_key="test")
     ...                                   # create_function, invoke(LogType="Tail"), ... as against AWS
     emu.stop()                            # kills every environment process
 
-Behaves like Lambda where perfdesk measures it: a cold start when no environment of the current configuration is
-idle; idle environments reclaimed after ``idle_s``; reserved (per function) and account concurrency answered with
-``TooManyRequestsException`` (429); the timeout enforced by killing the environment; memory above the configured
-size ends the environment with ``Runtime.OutOfMemory``; CPU share proportional to memory where cgroups allow;
-Lambda's ``REPORT`` line in the base64 tail log.
+Behaves like Lambda where a function or perfdesk can tell: the runtime's own interpreter (python3.10..3.13) with
+only boto3 and the runtime interface client, the code read-only at /var/task, layers read-only under /opt, a /tmp
+of the function's ephemeral storage, a non-root user, Lambda's environment variables (see :mod:`environment`); a
+cold start when no environment of the current configuration is idle; idle environments reclaimed after ``idle_s``;
+reserved and account concurrency answered with ``TooManyRequestsException`` (429); the 10 s init phase, then the
+init retried inside the invocation; the timeout enforced by killing the environment; memory above the configured
+size ending the environment (``Runtime.OutOfMemory``); CPU share proportional to memory; Lambda's limits on code,
+layers and payloads with AWS's errors; Lambda's ``REPORT`` (and ``INIT_REPORT``) lines in the base64 tail log;
+function URLs with SigV4 (``AWS_IAM``) or the public-access policy (``NONE``).
+
+The emulator accepts the credentials ``test``/``test`` and ``perfdesk-local``/``perfdesk-local``, those given to
+it, and each function's stand-in role credentials (for function URLs signed from inside a function); it verifies
+signatures on function URLs only.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import re
+import secrets
 import shutil
 import socket
+import string
 import sys
 import tempfile
 import threading
@@ -35,33 +47,52 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator import images
-from perfdesk.lambda_pkg.emulator.cgroups import CpuLimiter
-from perfdesk.lambda_pkg.emulator.environment import ExecutionEnvironment, FunctionSnapshot, Invocation
+from perfdesk.lambda_pkg.emulator import images, sigv4, urls
+from perfdesk.lambda_pkg.emulator.cgroups import MAX_VCPUS, MB_PER_VCPU, CpuLimiter, MemoryLimiter
+from perfdesk.lambda_pkg.emulator.environment import (
+    INIT_TIMEOUT_S,
+    Credentials,
+    ExecutionEnvironment,
+    FunctionSnapshot,
+    Invocation,
+    probe_isolation,
+)
 from perfdesk.lambda_pkg.emulator.images import ImageFunctions, ImageSource
+from perfdesk.lambda_pkg.emulator.runtimes import PYTHON_RUNTIMES, RuntimeCache, RuntimeUnavailable
 from perfdesk.lambda_pkg.emulator.store import (
+    ACCOUNT_ID,
+    EPHEMERAL_RANGE,
     MAX_LAYERS,
-    MAX_UNZIPPED,
     MEMORY_RANGE,
     TIMEOUT_RANGE,
     ApiError,
     FunctionRecord,
     LayerVersion,
+    check_combined_size,
+    check_variables,
     code_zip,
-    dir_size,
     function_name_from,
     invalid,
     layer_name_from,
     not_found,
+    open_zip,
     unpack_zip,
 )
 from perfdesk.lambda_pkg.report import format_report
 
 log = logging.getLogger(__name__)
 
-#: Lambda's synchronous invocation payload limit (request and response).
+#: Lambda's synchronous invocation payload limit for the request.
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 TAIL_BYTES = 4096
+#: Credentials every emulator accepts (the usual dummy pairs of local AWS stand-ins, and perfdesk's own).
+DEFAULT_CREDENTIALS = {"test": "test", "perfdesk-local": "perfdesk-local"}
+
+
+def _role_credentials() -> Credentials:
+    alphabet = string.ascii_uppercase + string.digits
+    key = "ASIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    return Credentials(key, secrets.token_urlsafe(30)[:40], base64.b64encode(secrets.token_bytes(96)).decode())
 
 
 class Emulator:
@@ -76,22 +107,33 @@ class Emulator:
         account_concurrency: int = 10,
         cpu_limits: bool = True,
         region: str = "us-east-1",
-        python: str = sys.executable,
         log_sink: Callable[[str, str], None] | None = None,
-        registry: str | None = None,
+        *,
+        memory_limits: bool = True,
+        runtime_cache: str | Path | None = None,
+        credentials: dict[str, str] | None = None,
+        init_timeout_s: float = INIT_TIMEOUT_S,
         s3_endpoint_url: str | None = None,
+        registry: str | None = None,
     ):
         self.host, self.port = host, port
         self.idle_s = idle_s
         self.account_concurrency = account_concurrency
         self.region = region
-        self.python = python
-        self.log_sink = log_sink  # (function name, log text) after each invocation
+        self.init_timeout_s = init_timeout_s
         self.s3_endpoint_url = s3_endpoint_url  # where S3Bucket/S3Key code is read (None: boto3's configuration)
+        self.log_sink = log_sink  # (function name, log text) after each invocation, as CloudWatch would get it
         self._own_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="perfdesk-emulator-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.isolation = probe_isolation(self.work_dir)
         self.limiter = CpuLimiter(enabled=cpu_limits)
+        self.memory_limiter = MemoryLimiter(enabled=memory_limits)
+        self.runtimes = RuntimeCache(runtime_cache)
         self.images = ImageFunctions(ImageSource(registry))  # container-image functions (images.py)
+        self.credentials: dict[str, tuple[str, str | None]] = {
+            k: (v, None) for k, v in {**DEFAULT_CREDENTIALS, **(credentials or {})}.items()
+        }
         self.functions: dict[str, FunctionRecord] = {}
         self.layers: dict[str, dict[int, LayerVersion]] = {}
         self._layer_seq: dict[str, int] = {}
@@ -112,7 +154,13 @@ class Emulator:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        log.info("Lambda emulator on %s (cpu limits: %s)", self.url, self.limiter.reason or "on")
+        log.info(
+            "Lambda emulator on %s (isolation: %s; memory: %s; cpu: %s)",
+            self.url,
+            self.isolation.mode,
+            "cgroup" if self.memory_limiter.active else "polled",
+            "cgroup" if self.limiter.active else "unlimited",
+        )
         return self
 
     @property
@@ -132,6 +180,7 @@ class Emulator:
             self._httpd = None
         self._spawner.shutdown(wait=True)
         self.limiter.close()
+        self.memory_limiter.close()
         if self._own_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
@@ -142,15 +191,24 @@ class Emulator:
         self.stop()
 
     def describe(self) -> dict[str, Any]:
-        """Facts for the manifest: where it listens, the limits it applies, and what it could not emulate."""
+        """Facts for the manifest: where it listens, how faithful its environments are here, and what it could not
+        emulate on this machine."""
         return {
             "endpoint": self.url,
-            "python": sys.version.split()[0],
             "idle_s": self.idle_s,
             "account_concurrency": self.account_concurrency,
+            **self.isolation.describe(),
+            "runtimes": {rt: self.runtimes.describe(rt) for rt in PYTHON_RUNTIMES},
+            "memory_limit": (
+                "cgroup v1 memory controller: a hard limit at MemorySize (the OOM killer ends the environment)"
+                if self.memory_limiter.active
+                else f"polled process-tree RSS every 20 ms, killed above MemorySize ({self.memory_limiter.reason})"
+            ),
+            "memory_limits": "cgroup" if self.memory_limiter.active else "polled",
             "cpu_limits": self.limiter.active,
-            "cpu_limits_note": self.limiter.reason or "cgroup v1 cpu quota: memory_mb / 1769 vCPU per environment",
-            "memory_limit": "process tree RSS polled (psutil); above MemorySize the environment is killed",
+            "cpu_limits_note": self.limiter.reason
+            or f"cgroup v1 cpu quota: MemorySize / {MB_PER_VCPU} vCPU per environment, at most {MAX_VCPUS}",
+            "init_timeout_s": self.init_timeout_s,
             **self.images.describe(),
         }
 
@@ -181,6 +239,9 @@ class Emulator:
             task_dir=fn.task_dir,
             layer_dirs=tuple(lv.directory for lv in fn.layers),
             region=fn.region,
+            ephemeral_mb=fn.ephemeral_mb,
+            credentials=fn.credentials,
+            image=images.image_run(fn),
         )
 
     def _acquire(self, name: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
@@ -188,7 +249,7 @@ class Emulator:
         with self._lock:
             fn = self.functions.get(name)
             if fn is None:
-                raise not_found(f"Function arn:aws:lambda:{self.region}:123456789012:function:{name}")
+                raise not_found(f"Function not found: arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}")
             if fn.image is not None:
                 fn.image.check_invokable()
             if fn.reserved_concurrency is not None and self._inflight.get(name, 0) >= fn.reserved_concurrency:
@@ -210,13 +271,22 @@ class Emulator:
                 env = max(idle, key=lambda e: e.last_used)
                 env.state = "busy"
                 return env, fn, False
+        try:
+            runtime = None if fn.image is not None else self.runtimes.get(fn.runtime)  # an image brings its own
+        except RuntimeUnavailable as exc:
+            self._release(name, None)
+            raise invalid(f"The emulator cannot run runtime {fn.runtime}: {exc}") from None
+        with self._lock:
             env = ExecutionEnvironment(
                 self._snapshot(fn),
                 self.work_dir / "envs",
+                runtime,
+                self.isolation,
                 self.limiter,
+                self.memory_limiter,
                 self._spawn,
-                python=self.python,
                 on_dead=self._forget,
+                init_timeout_s=self.init_timeout_s,
             )
             self._envs.setdefault(name, []).append(env)
             self.stats["cold_starts"] += 1
@@ -228,12 +298,12 @@ class Emulator:
             raise
         return env, fn, True
 
-    def _release(self, name: str, env: ExecutionEnvironment) -> None:
+    def _release(self, name: str, env: ExecutionEnvironment | None) -> None:
         with self._lock:
             self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
             fn = self.functions.get(name)
-            stale = fn is None or env.snapshot.revision != fn.revision
-        if stale and env.alive:
+            stale = env is not None and (fn is None or env.snapshot.revision != fn.revision)
+        if stale and env is not None and env.alive:
             env.kill("configuration changed")
 
     def _forget(self, env: ExecutionEnvironment) -> None:
@@ -241,7 +311,7 @@ class Emulator:
             lst = self._envs.get(env.snapshot.name, [])
             if env in lst:
                 lst.remove(env)
-        shutil.rmtree(env.dir, ignore_errors=True)
+        threading.Thread(target=shutil.rmtree, args=(env.dir,), kwargs={"ignore_errors": True}, daemon=True).start()
 
     def _retire(self, name: str, all_envs: bool = False) -> None:
         """Kill the function's idle environments of older revisions (busy ones go when their invocation ends)."""
@@ -269,12 +339,14 @@ class Emulator:
                 env.kill("idle environment reclaimed")
 
     # -- invoke ----------------------------------------------------------------------------------------------
-    def invoke(self, name: str, payload: bytes, tail: bool) -> tuple[int, dict[str, str], bytes]:
+    def invoke(
+        self, name: str, payload: bytes, tail: bool, client_context: str | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """Run one synchronous invocation; return (HTTP status, headers, body) as Lambda's Invoke answers."""
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise ApiError(
                 413,
-                "RequestTooLargeException",
+                "RequestEntityTooLargeException",
                 f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation",
             )
         if payload:
@@ -284,50 +356,53 @@ class Emulator:
                 raise ApiError(
                     400, "InvalidRequestContentException", "Could not parse request body into json"
                 ) from None
-        env, fn, cold = self._acquire(name)
+        context = None
+        if client_context:
+            try:
+                context = base64.b64decode(client_context, validate=True).decode()
+                json.loads(context)
+            except (binascii.Error, ValueError):
+                raise ApiError(
+                    400, "InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object."
+                ) from None
         request_id = str(uuid.uuid4())
-        inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s)
-        try:
-            env.invoke(inv)
-        finally:
-            self._release(name, env)
+        for _ in range(3):  # an environment whose runtime died before taking the invocation is not used
+            env, fn, cold = self._acquire(name)
+            inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s, client_context=context)
+            try:
+                env.invoke(inv)
+            finally:
+                self._release(name, env)
+            if not inv.undelivered:
+                break
         self.stats["invocations"] += 1
-        init_ms = env.init_ms if (cold and env.cold_pending) else None
-        env.cold_pending = False
-        response = inv.response if inv.error is None else json.dumps(inv.error).encode()
-        if inv.error is None and response is not None and len(response) > MAX_SYNC_PAYLOAD:
-            inv.status = "error"
-            inv.error = {
-                "errorType": "Function.ResponseSizeTooLarge",
-                "errorMessage": f"Response payload size exceeded maximum allowed payload size "
-                f"({MAX_SYNC_PAYLOAD} bytes).",
-            }
-            response = json.dumps(inv.error).encode()
         status, error_type = "", ""
         if inv.status == "timeout":
             self.stats["timeouts"] += 1
             status = "timeout"
-        elif inv.error is not None and inv.error.get("errorType", "").startswith(("Runtime.", "Sandbox.")):
-            status, error_type = "error", inv.error["errorType"]
+        elif inv.report_error:
+            status, error_type = "error", inv.report_error
             if error_type == "Runtime.OutOfMemory":
                 self.stats["oom"] += 1
         report = format_report(
-            request_id, inv.duration_ms, env.snapshot.memory_mb, env.peak_rss_mb(), init_ms, status, error_type
+            request_id, inv.duration_ms, env.snapshot.memory_mb, env.peak_memory_mb(), inv.init_ms, status, error_type
         )
-        text = f"START RequestId: {request_id} Version: $LATEST\n{inv.log_text}"
+        text = inv.preamble + f"START RequestId: {request_id} Version: {env.snapshot.version}\n{inv.log_text}"
         if inv.status == "timeout":
-            text += (
-                f"{time.strftime('%Y-%m-%dT%H:%M:%S')}Z {request_id} Task timed out after {inv.timeout_s:.2f} seconds\n"
-            )
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            text += f"{stamp}.000Z {request_id} Task timed out after {inv.timeout_s:.2f} seconds\n"
         text += f"END RequestId: {request_id}\n{report}\n"
         if self.log_sink:
-            self.log_sink(name, text)
-        headers = {"X-Amz-Executed-Version": "$LATEST", "X-Amzn-RequestId": request_id}
+            self.log_sink(name, (env.runtime_version_line() + inv.prelude if cold else inv.prelude) + text)
+        headers = {"X-Amz-Executed-Version": env.snapshot.version, "X-Amzn-RequestId": request_id}
         if inv.error is not None:
             headers["X-Amz-Function-Error"] = "Unhandled"
+            body = json.dumps(inv.error).encode()
+        else:
+            body = inv.response if inv.response is not None else b"null"
         if tail:
             headers["X-Amz-Log-Result"] = base64.b64encode(text.encode()[-TAIL_BYTES:]).decode()
-        return 200, headers, response or b"null"
+        return 200, headers, body
 
     # -- control plane ---------------------------------------------------------------------------------------
     def _function(self, ref: str) -> FunctionRecord:
@@ -335,7 +410,7 @@ class Emulator:
         with self._lock:
             fn = self.functions.get(name)
         if fn is None:
-            raise not_found(f"Function arn:aws:lambda:{self.region}:123456789012:function:{name}")
+            raise not_found(f"Function not found: arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}")
         return fn
 
     def _layers_for(self, arns: list[str]) -> list[LayerVersion]:
@@ -344,13 +419,32 @@ class Emulator:
         out = []
         for arn in arns:
             parts = arn.split(":")
-            if len(parts) != 8 or parts[5] != "layer":
-                raise invalid(f"Layer version {arn} is not a layer version ARN.")
+            if len(parts) != 8 or parts[5] != "layer" or not parts[7].isdigit():
+                raise ApiError(
+                    400,
+                    "ValidationException",
+                    f"1 validation error detected: Value '[{arn}]' at 'layers' failed to satisfy constraint: "
+                    "Member must satisfy constraint: [Member must satisfy regular expression pattern: "
+                    r"(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)]",
+                )
             lv = self.layers.get(parts[6], {}).get(int(parts[7]))
             if lv is None:
                 raise invalid(f"Layer version {arn} does not exist.")
             out.append(lv)
         return out
+
+    def _check_runtime(self, runtime: str) -> None:
+        """Refuse a runtime the emulator cannot run here, saying how to provide it; prepare it (once) if it can."""
+        try:
+            self.runtimes.check(runtime)
+            self.runtimes.get(runtime)
+        except RuntimeUnavailable as exc:
+            if runtime not in PYTHON_RUNTIMES:
+                raise invalid(
+                    f"Value {runtime} at 'runtime' is not a runtime the emulator runs: it runs "
+                    f"{', '.join(PYTHON_RUNTIMES)} (zip functions)."
+                ) from None
+            raise invalid(f"The emulator cannot run runtime {runtime}: {exc}") from None
 
     def _check_config(self, body: dict) -> None:
         if "MemorySize" in body and not MEMORY_RANGE[0] <= int(body["MemorySize"]) <= MEMORY_RANGE[1]:
@@ -363,35 +457,48 @@ class Emulator:
                 f"'Timeout' value failed to satisfy constraint: Member must have value between "
                 f"{TIMEOUT_RANGE[0]} and {TIMEOUT_RANGE[1]}, inclusive"
             )
-
-    def _check_unzipped(self, task_dir: Path, layers: list[LayerVersion]) -> None:
-        total = dir_size(task_dir) + sum(dir_size(lv.directory) for lv in layers)
-        if total > MAX_UNZIPPED:
+        size = (body.get("EphemeralStorage") or {}).get("Size")
+        if size is not None and not EPHEMERAL_RANGE[0] <= int(size) <= EPHEMERAL_RANGE[1]:
             raise invalid(
-                f"Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED}"
-                f" bytes. The actual size is {total} bytes."
+                f"'EphemeralStorage.Size' value failed to satisfy constraint: Member must have value between "
+                f"{EPHEMERAL_RANGE[0]} and {EPHEMERAL_RANGE[1]}, inclusive"
             )
+        if "Environment" in body:
+            check_variables(dict((body["Environment"] or {}).get("Variables") or {}))
+        if body.get("Runtime"):
+            self._check_runtime(body["Runtime"])
+
+    def _accept(self, creds: Credentials) -> None:
+        with self._lock:
+            self.credentials[creds.access_key_id] = (creds.secret_access_key, creds.session_token)
 
     def create_function(self, body: dict) -> dict:
-        if body.get("PackageType") == "Image" or "ImageUri" in (body.get("Code") or {}):
-            return images.create_image_function(self, body).configuration()
         name = body.get("FunctionName") or ""
         function_name_from(name)
+        if body.get("PackageType") == "Image" or "ImageUri" in (body.get("Code") or {}):
+            if self.isolation.mode != "namespace":
+                raise invalid(f"The emulator runs container images in a mount namespace only ({self.isolation.reason})")
+            fn = images.create_image_function(
+                self,
+                body,
+                ephemeral_mb=int((body.get("EphemeralStorage") or {}).get("Size", 512)),
+                credentials=_role_credentials(),
+            )
+            self._accept(fn.credentials)
+            return fn.configuration()
         for key in ("Role", "Handler", "Runtime"):
             if not body.get(key):
                 raise invalid(f"{key} is required for a zip package")
         self._check_config(body)
         code = body.get("Code") or {}
-        if "ImageUri" in code:
-            raise invalid("The emulator accepts zip code only (Code.ZipFile, or Code.S3Bucket/S3Key), no images.")
         with self._lock:
             if name in self.functions:
                 raise ApiError(409, "ResourceConflictException", f"Function already exist: {name}")
             layers = self._layers_for(body.get("Layers") or [])
-        task_dir = self.work_dir / "functions" / name / "code-1"
         data, inline = code_zip(code, self.region, self.s3_endpoint_url)
-        sha, size = unpack_zip(data, task_dir, inline=inline)
-        self._check_unzipped(task_dir, layers)
+        check_combined_size(open_zip(data, inline=inline)[1], layers)
+        task_dir = self.work_dir / "functions" / name / "code-1"
+        sha, size, unzipped = unpack_zip(data, task_dir, inline=inline)
         fn = FunctionRecord(
             name=name,
             region=self.region,
@@ -408,11 +515,15 @@ class Emulator:
             layers=layers,
             architectures=body.get("Architectures") or ["x86_64"],
             tags=dict(body.get("Tags") or {}),
+            ephemeral_mb=int((body.get("EphemeralStorage") or {}).get("Size", 512)),
+            unzipped_size=unzipped,
+            credentials=_role_credentials(),
         )
         with self._lock:
             if name in self.functions:
                 raise ApiError(409, "ResourceConflictException", f"Function already exist: {name}")
             self.functions[name] = fn
+        self._accept(fn.credentials)
         return fn.configuration()
 
     def update_configuration(self, ref: str, body: dict) -> dict:
@@ -428,10 +539,14 @@ class Emulator:
             if fn.image is not None:
                 images.check_image_configuration(fn, body)
             if "Layers" in body:
-                fn.layers = self._layers_for(body["Layers"] or [])
+                layers = self._layers_for(body["Layers"] or [])
+                check_combined_size(fn.unzipped_size, layers)
+                fn.layers = layers
             for key, attr in (("MemorySize", "memory"), ("Timeout", "timeout")):
                 if key in body:
                     setattr(fn, attr, int(body[key]))
+            if "EphemeralStorage" in body:
+                fn.ephemeral_mb = int((body["EphemeralStorage"] or {}).get("Size", 512))
             for key, attr in (
                 ("Handler", "handler"),
                 ("Runtime", "runtime"),
@@ -448,17 +563,15 @@ class Emulator:
 
     def update_code(self, ref: str, body: dict) -> dict:
         fn = self._function(ref)
-        if fn.image is not None or "ImageUri" in body:
+        if fn.image is not None or body.get("ImageUri"):
             images.update_image_code(self, fn, body)
             return fn.configuration()
-        if "ImageUri" in body:
-            raise invalid("The emulator accepts zip code only (ZipFile, or S3Bucket/S3Key), no images.")
         data, inline = code_zip(body, self.region, self.s3_endpoint_url)
         with fn.lock:
+            check_combined_size(open_zip(data, inline=inline)[1], fn.layers)
             task_dir = fn.task_dir.parent / f"code-{fn.revision + 1}"
-            sha, size = unpack_zip(data, task_dir, inline=inline)
-            self._check_unzipped(task_dir, fn.layers)
-            fn.task_dir, fn.code_sha256, fn.code_size = task_dir, sha, size
+            sha, size, unzipped = unpack_zip(data, task_dir, inline=inline)
+            fn.task_dir, fn.code_sha256, fn.code_size, fn.unzipped_size = task_dir, sha, size, unzipped
             if body.get("Architectures"):
                 fn.architectures = body["Architectures"]
             fn.touch()
@@ -469,17 +582,69 @@ class Emulator:
         fn = self._function(ref)
         with self._lock:
             self.functions.pop(fn.name, None)
+            if fn.credentials is not None:
+                self.credentials.pop(fn.credentials.access_key_id, None)
         self._retire(fn.name, all_envs=True)
         shutil.rmtree(self.work_dir / "functions" / fn.name, ignore_errors=True)
+
+    def add_permission(self, ref: str, body: dict) -> dict:
+        fn = self._function(ref)
+        sid = body.get("StatementId") or ""
+        for key in ("StatementId", "Action", "Principal"):
+            if not body.get(key):
+                raise invalid(f"{key} is required")
+        with fn.lock:
+            if any(s.get("Sid") == sid for s in fn.policy):
+                raise ApiError(
+                    409,
+                    "ResourceConflictException",
+                    f"The statement id ({sid}) provided already exists. Please provide a new statement id, or remove "
+                    "the existing statement.",
+                )
+            principal = body["Principal"]
+            statement: dict[str, Any] = {
+                "Sid": sid,
+                "Effect": "Allow",
+                "Principal": "*" if principal == "*" else {"AWS" if principal.isdigit() else "Service": principal},
+                "Action": body["Action"],
+                "Resource": fn.arn,
+            }
+            condition: dict[str, Any] = {}
+            if body.get("FunctionUrlAuthType"):
+                condition.setdefault("StringEquals", {})["lambda:FunctionUrlAuthType"] = body["FunctionUrlAuthType"]
+            if body.get("InvokedViaFunctionUrl"):
+                condition.setdefault("Bool", {})["lambda:InvokedViaFunctionUrl"] = "true"
+            if body.get("SourceArn"):
+                condition.setdefault("ArnLike", {})["AWS:SourceArn"] = body["SourceArn"]
+            if condition:
+                statement["Condition"] = condition
+            fn.policy.append(statement)
+        return {"Statement": json.dumps(statement)}
+
+    def get_policy(self, ref: str) -> dict:
+        fn = self._function(ref)
+        if not fn.policy:
+            raise not_found("The resource you requested does not exist.")
+        policy = {"Version": "2012-10-17", "Id": "default", "Statement": list(fn.policy)}
+        return {"Policy": json.dumps(policy), "RevisionId": fn.revision_id}
+
+    def remove_permission(self, ref: str, sid: str) -> None:
+        fn = self._function(ref)
+        with fn.lock:
+            kept = [s for s in fn.policy if s.get("Sid") != sid]
+            if len(kept) == len(fn.policy):
+                raise not_found("No policy is associated with the given resource.")
+            fn.policy = kept
 
     def publish_layer(self, ref: str, body: dict) -> dict:
         name = layer_name_from(ref)
         content = body.get("Content") or {}
         data, inline = code_zip(content, self.region, self.s3_endpoint_url)
+        open_zip(data, inline=inline)
         with self._lock:
             version = self._layer_seq[name] = self._layer_seq.get(name, 0) + 1
         directory = self.work_dir / "layers" / name / str(version)
-        sha, size = unpack_zip(data, directory, inline=inline)
+        sha, size, unzipped = unpack_zip(data, directory, inline=inline)
         lv = LayerVersion(
             name,
             version,
@@ -490,6 +655,7 @@ class Emulator:
             body.get("CompatibleRuntimes") or [],
             body.get("CompatibleArchitectures") or [],
             body.get("LicenseInfo"),
+            unzipped_size=unzipped,
         )
         with self._lock:
             self.layers.setdefault(name, {})[version] = lv
@@ -499,7 +665,7 @@ class Emulator:
         name = layer_name_from(ref)
         lv = self.layers.get(name, {}).get(int(version))
         if lv is None:
-            raise not_found(f"Layer version arn:aws:lambda:{self.region}:123456789012:layer:{name}:{version}")
+            raise not_found(f"Layer version arn:aws:lambda:{self.region}:{ACCOUNT_ID}:layer:{name}:{version}")
         return lv
 
     def _tag_target(self, arn: str) -> FunctionRecord:
@@ -521,6 +687,8 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
         ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/code", "update_code"),
         ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/invocations", "invoke"),
         ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/policy", "add_permission"),
+        ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/policy", "get_policy"),
+        ("DELETE", r"/2015-03-31/functions/(?P<fn>[^/]+)/policy/(?P<sid>[^/]+)", "remove_permission"),
         ("PUT", r"/2017-10-31/functions/(?P<fn>[^/]+)/concurrency", "put_concurrency"),
         ("DELETE", r"/2017-10-31/functions/(?P<fn>[^/]+)/concurrency", "delete_concurrency"),
         ("GET", r"/2019-09-30/functions/(?P<fn>[^/]+)/concurrency", "get_concurrency"),
@@ -534,8 +702,10 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
         ("POST", r"/2017-03-31/tags/(?P<arn>.+)", "tag_resource"),
         ("GET", r"/2017-03-31/tags/(?P<arn>.+)", "list_tags"),
         ("DELETE", r"/2017-03-31/tags/(?P<arn>.+)", "untag_resource"),
-        ("POST", r"/lambda-url/(?P<fn>[^/]+)(?P<rest>/.*)?", "url_invoke"),
-        ("GET", r"/lambda-url/(?P<fn>[^/]+)(?P<rest>/.*)?", "url_invoke"),
+        *(
+            (m, r"/lambda-url/(?P<fn>[^/]+)(?P<rest>/.*)?", "url_invoke")
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+        ),
     ]
 ]
 
@@ -618,7 +788,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
             {"x-amzn-ErrorType": "ResourceNotFoundException"},
         )
 
-    do_GET = do_POST = do_PUT = do_DELETE = _dispatch
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
     @property
     def emu(self) -> Emulator:
@@ -683,7 +853,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
             threading.Thread(target=self._invoke_quietly, args=(name, raw), daemon=True).start()
             self._send(202)
             return
-        status, headers, body = self.emu.invoke(name, raw, tail)
+        status, headers, body = self.emu.invoke(name, raw, tail, self.headers.get("X-Amz-Client-Context"))
         self._send(status, body, headers)
 
     def _invoke_quietly(self, name: str, raw: bytes) -> None:
@@ -693,16 +863,14 @@ class _ControlHandler(BaseHTTPRequestHandler):
             log.warning("async invocation of %s: %s", name, exc.message)
 
     def h_add_permission(self, raw, query, fn):
-        body = self._body(raw)
-        rec = self.emu._function(fn)
-        statement = {
-            "Sid": body.get("StatementId", "perm"),
-            "Effect": "Allow",
-            "Principal": body.get("Principal", "*"),
-            "Action": body.get("Action", ""),
-            "Resource": rec.arn,
-        }
-        self._json(201, {"Statement": json.dumps(statement)})
+        self._json(201, self.emu.add_permission(fn, self._body(raw)))
+
+    def h_get_policy(self, raw, query, fn):
+        self._json(200, self.emu.get_policy(fn))
+
+    def h_remove_permission(self, raw, query, fn, sid):
+        self.emu.remove_permission(fn, sid)
+        self._send(204)
 
     # concurrency
     def h_put_concurrency(self, raw, query, fn):
@@ -757,43 +925,46 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._send(204)
 
     def h_url_invoke(self, raw, query, fn, rest=None):
-        """A function URL request: the HTTP request becomes a payload-format-2.0 event, the result the answer."""
+        """A function URL request: authorised as Lambda does (SigV4 for AWS_IAM, the public-access policy for
+        NONE), the HTTP request as a payload-format-2.0 event, the function's result as the HTTP answer."""
         rec = self.emu._function(fn)
         if rec.url_config is None:
-            self._send(404, b'{"Message":"Function URL not found"}')
+            self._send(404, b'{"Message":null}', {"x-amzn-ErrorType": "ResourceNotFoundException"})
             return
-        event = {
-            "version": "2.0",
-            "rawPath": rest or "/",
-            "rawQueryString": urlsplit(self.path).query,
-            "headers": {k.lower(): v for k, v in self.headers.items()},
-            "requestContext": {"http": {"method": self.command, "path": rest or "/"}},
-            "body": base64.b64encode(raw).decode(),
-            "isBase64Encoded": True,
-        }
+        parts = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
         try:
-            _, headers, body = self.emu.invoke(rec.name, json.dumps(event).encode(), False)
+            with self.emu._lock:
+                accepted = dict(self.emu.credentials)
+            authorizer = urls.authorize(rec, self.command, parts.path, parts.query, headers, raw, accepted)
+        except sigv4.Denied as denied:
+            key = "Message" if denied.error_type == "AccessDeniedException" else "message"
+            self._send(403, json.dumps({key: denied.message}).encode(), {"x-amzn-ErrorType": denied.error_type})
+            return
+        event = urls.build_event(
+            rec,
+            self.command,
+            rest or "/",
+            parts.query,
+            list(self.headers.items()),
+            raw,
+            self.client_address[0],
+            authorizer,
+        )
+        try:
+            _, headers_out, body = self.emu.invoke(rec.name, json.dumps(event).encode(), False)
         except ApiError as exc:
-            self._send(exc.status, json.dumps({"Message": exc.message}).encode())
+            self._send(exc.status, json.dumps({"Message": exc.message}).encode(), {"x-amzn-ErrorType": exc.code})
             return
-        if "X-Amz-Function-Error" in headers:
-            self._send(502, b'{"Message":"Internal Server Error"}')
-            return
-        try:
-            result = json.loads(body)
-        except ValueError:
-            result = body.decode(errors="replace")
-        if isinstance(result, dict) and "statusCode" in result:
-            out = result.get("body") or ""
-            data = base64.b64decode(out) if result.get("isBase64Encoded") else str(out).encode()
+        if "X-Amz-Function-Error" in headers_out:
             self._send(
-                int(result["statusCode"]),
-                data,
-                result.get("headers") or {},
-                (result.get("headers") or {}).get("content-type", "application/json"),
+                502, b"Internal Server Error", {"X-Amzn-RequestId": headers_out["X-Amzn-RequestId"]}, "text/plain"
             )
-        else:
-            self._send(200, json.dumps(result).encode())
+            return
+        status, out_headers, data = urls.http_answer(body)
+        content_type = next((v for k, v in out_headers.items() if k.lower() == "content-type"), "application/json")
+        out_headers = {k: v for k, v in out_headers.items() if k.lower() not in ("content-type", "content-length")}
+        self._send(status, data, out_headers, content_type)
 
     # layers
     def h_publish_layer(self, raw, query, layer):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import re
 import shutil
 import threading
@@ -22,7 +23,34 @@ MAX_UNZIPPED = 262_144_000
 MAX_LAYERS = 5
 MEMORY_RANGE = (128, 10240)
 TIMEOUT_RANGE = (1, 900)
+EPHEMERAL_RANGE = (512, 10240)
+#: The function's environment variables, all together (keys and values), at most 4 KB.
+MAX_VARIABLES_BYTES = 4096
+#: Set by Lambda itself: a function's configuration may not set them.
+RESERVED_VARIABLES = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
 _NAME_RX = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_VAR_RX = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
 
 
 class ApiError(Exception):
@@ -78,9 +106,9 @@ def code_zip(code: dict, region: str, endpoint_url: str | None = None) -> tuple[
         raise invalid(f"Error occurred while GetObject from s3://{args['Bucket']}/{args['Key']}: {exc}") from None
 
 
-def unpack_zip(data: bytes, dest: Path, *, inline: bool = True) -> tuple[str, int]:
-    """Unpack a zip (checked, path-safe) into ``dest``; return (base64 sha256, zip size). Only a zip sent inline
-    is held to the 50 MB upload limit; one read from S3 to the unzipped limit alone."""
+def open_zip(data: bytes, *, inline: bool = True) -> tuple[zipfile.ZipFile, int]:
+    """Check an uploaded zip as Lambda does before it unpacks anything: (the zip, its unzipped size). Only a zip
+    sent inline is held to the 50 MB upload limit; one read from S3 to the unzipped limit alone."""
     if inline and len(data) > MAX_ZIP_UPLOAD:
         raise ApiError(
             413,
@@ -96,6 +124,49 @@ def unpack_zip(data: bytes, dest: Path, *, inline: bool = True) -> tuple[str, in
         ) from None
     if unzipped > MAX_UNZIPPED:
         raise invalid(f"Unzipped size must be smaller than {MAX_UNZIPPED} bytes")
+    return zf, unzipped
+
+
+def check_combined_size(code_unzipped: int, layers: list[LayerVersion]) -> None:
+    """Lambda's 250 MB limit on the unzipped code and all its layers together."""
+    layers_total = sum(lv.unzipped_size for lv in layers)
+    if layers_total > MAX_UNZIPPED:
+        raise invalid(f"Layers consume more than the available size of {MAX_UNZIPPED} bytes")
+    total = code_unzipped + layers_total
+    if total > MAX_UNZIPPED:
+        raise invalid(
+            f"Function code combined with layers exceeds the maximum allowed size of {MAX_UNZIPPED} bytes. "
+            f"The actual size is {total} bytes."
+        )
+
+
+def check_variables(variables: dict) -> None:
+    """Lambda's rules for a function's environment variables: valid keys, none reserved, 4 KB in all."""
+    bad = sorted(k for k in variables if not isinstance(k, str) or not _VAR_RX.match(k))
+    if bad:
+        raise invalid(
+            f"1 validation error detected: Value at 'environment.variables' failed to satisfy constraint: Map keys "
+            f"must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+] "
+            f"(keys: {', '.join(map(str, bad))})"
+        )
+    reserved = sorted(k for k in variables if k in RESERVED_VARIABLES)
+    if reserved:
+        raise invalid(
+            "Lambda was unable to configure your environment variables because the environment variables you have "
+            "provided contains reserved keys that are currently not supported for modification. Reserved keys used "
+            f"in this request: {', '.join(reserved)}"
+        )
+    measured = json.dumps(variables, separators=(",", ":"))
+    if len(measured.encode()) > MAX_VARIABLES_BYTES:
+        raise invalid(
+            "Lambda was unable to configure your environment variables because the environment variables you have "
+            f"provided exceeded the 4KB limit. String measured: {measured}"
+        )
+
+
+def unpack_zip(data: bytes, dest: Path, *, inline: bool = True) -> tuple[str, int, int]:
+    """Unpack a zip (checked, path-safe) into ``dest``; return (base64 sha256, zip size, unzipped size)."""
+    zf, unzipped = open_zip(data, inline=inline)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -104,7 +175,7 @@ def unpack_zip(data: bytes, dest: Path, *, inline: bool = True) -> tuple[str, in
         mode = (info.external_attr >> 16) & 0o777
         if mode:
             (dest / info.filename).chmod(mode | 0o400)
-    return base64.b64encode(hashlib.sha256(data).digest()).decode(), len(data)
+    return base64.b64encode(hashlib.sha256(data).digest()).decode(), len(data), unzipped
 
 
 @dataclass
@@ -119,6 +190,7 @@ class LayerVersion:
     compatible_architectures: list[str] = field(default_factory=list)
     license_info: str | None = None
     created: str = field(default_factory=now_iso)
+    unzipped_size: int = 0
 
     @property
     def layer_arn(self) -> str:
@@ -167,6 +239,10 @@ class FunctionRecord:
     revision_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_modified: str = field(default_factory=now_iso)
     url_config: dict[str, Any] | None = None
+    ephemeral_mb: int = 512
+    unzipped_size: int = 0
+    policy: list[dict[str, Any]] = field(default_factory=list)  # resource-based policy statements
+    credentials: Any = None  # the execution role's stand-in credentials (environment.Credentials)
     image: Any = None  # images.ImageFunction of a container-image function (PackageType Image)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -205,7 +281,9 @@ class FunctionRecord:
             "LastUpdateStatus": "Successful",
             "PackageType": "Zip",
             "Architectures": list(self.architectures),
-            "EphemeralStorage": {"Size": 512},
+            "EphemeralStorage": {"Size": self.ephemeral_mb},
+            "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
+            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         }
         return out if self.image is None else self.image.configuration(out)
 

@@ -1,12 +1,15 @@
 """Small handlers for emulator tests: they exercise the emulator, not a model.
 
-Module-scope work stands in for a model load (cold starts measurable); ``LOADED_AT`` tells environments apart.
+Module-scope work stands in for a model load (cold starts measurable); ``INSTANCE`` tells environments apart (the
+pid does not: the runtime is PID 1 of its environment's own PID namespace, as each environment is a sandbox).
 """
 
 import os
 import time
+import uuid
 
 LOADED_AT = time.time()
+INSTANCE = uuid.uuid4().hex
 INIT_SLEEP = float(os.environ.get("TINY_INIT_SLEEP", "0"))
 if INIT_SLEEP:
     time.sleep(INIT_SLEEP)
@@ -23,6 +26,7 @@ def echo(event, context):
         "event": event,
         "invocations": _INVOCATIONS,
         "pid": os.getpid(),
+        "instance": INSTANCE,
         "loaded_at": LOADED_AT,
         "memory_limit_mb": int(context.memory_limit_in_mb),
         "env_nonce": os.environ.get("PERFDESK_COLD_NONCE"),
