@@ -515,13 +515,13 @@ class _FunctionTarget(Target):
         except images.ImageError as exc:
             raise TargetError(self.name, "container image", str(exc)) from None
         except RuntimeError as exc:
-            raise TargetError(
-                self.name,
-                "container image",
-                str(exc),
-                "check the runtime, the Python version (PyTorch's wheels need glibc 2.28: Lambda's python3.12 or "
-                "later) and pip's index",
-            ) from None
+            hint = "check the runtime, the architecture and pip's index"
+            if workload.runtime == "torch" and builders.RUNTIME_GLIBC.get(spec.python, 34) < 28:
+                hint = (
+                    f"PyTorch's wheels need glibc 2.28 (manylinux_2_28), and Lambda's python{spec.python} runs on "
+                    'Amazon Linux 2 (glibc 2.26): set python = "3.12" or later on the target'
+                )
+            raise TargetError(self.name, "container image", str(exc), hint) from None
         self.facts["image"] = {
             "uri": pushed["image_uri"],
             "repository": pushed["repository"],

@@ -445,3 +445,83 @@ def test_the_aws_cli_creates_invokes_and_updates_an_image_function(image_emulato
     )
     assert "InvalidParameterValueException" in proc.stderr and "does not exist" in proc.stderr
     aws("delete-function", "--function-name", "img-cli")
+
+
+# -- the function targets: packaging = "image" ------------------------------------------------------------------------
+def _onnx_workload():
+    from perfdesk.controllers.workload import WorkloadSpec
+
+    return WorkloadSpec(
+        name="mnv2", model="mobilenet_v2", runtime="onnx", images="synthetic", synthetic_size=(96, 96), image_count=1
+    )
+
+
+@pytest.mark.slow
+def test_local_lambda_deploys_an_image_and_tears_it_down(builder, tmp_path):
+    """packaging = "image" on a local-lambda target: the image is built here on the stand-in base, pushed to a
+    registry the target starts (its repository in the target's own local ECR), run by the emulator; teardown
+    leaves no repository and no registry process."""
+    import psutil
+
+    from perfdesk.controllers.results import OK
+    from perfdesk.controllers.target import TargetContext, target_class
+    from perfdesk.controllers.workload import build_payloads
+
+    ctx = TargetContext(session_id="t-img", emit=lambda e: None, work_dir=str(tmp_path))
+    cls = target_class("local-lambda")
+    spec = cls.spec_model(name="fn", kind="local-lambda", packaging="image", python="3.12", memory_mb=1769)
+    target = cls(spec, ctx)
+    workload = _onnx_workload()
+    try:
+        target.deploy(workload)
+        facts = target.describe()
+        assert facts["packaging"] == "image" and facts["image"]["base"].startswith("localhost/perfdesk/lambda-python:")
+        assert facts["image"]["uri"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/perfdesk/t-img/")
+        assert 0 < facts["image"]["uncompressed_bytes"] < facts["image"]["limit_bytes"]
+        assert target.send(build_payloads(workload)[0]).status == OK
+        registry_pid = target.registry.proc.pid
+        ecr = target._ecr_client()
+        assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == [
+            facts["image"]["repository"]
+        ]
+    finally:
+        target.teardown()
+    assert not psutil.pid_exists(registry_pid) or psutil.Process(registry_pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.slow
+def test_a_lambda_target_on_local_stand_ins_deploys_an_image(builder, registry, moto_server, tmp_path, monkeypatch):
+    """A kind = "lambda" target the way a LocalStack user runs it: AWS's endpoint variables send IAM, S3 and ECR to
+    the moto server and Lambda to the emulator; PERFDESK_ECR_REGISTRY names the registry behind moto's ECR, and the
+    emulator pulls the function's ECR image URI from it. Teardown removes the repository."""
+    from perfdesk.controllers.results import OK
+    from perfdesk.controllers.target import TargetContext, target_class
+    from perfdesk.controllers.workload import build_payloads
+    from perfdesk.lambda_pkg.emulator import Emulator
+
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    emu = Emulator(work_dir=tmp_path / "emu", idle_s=60, registry=registry.url).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", emu.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv(images.REGISTRY_ENV, registry.url)
+    ctx = TargetContext(session_id=f"t-aws-img-{time.time_ns()}", emit=lambda e: None, work_dir=str(tmp_path / "s"))
+    cls = target_class("lambda")
+    target = cls(cls.spec_model(name="fn", kind="lambda", packaging="image", python="3.12", memory_mb=1769), ctx)
+    workload = _onnx_workload()
+    try:
+        target.deploy(workload)
+        image = target.describe()["image"]
+        assert image["base"].startswith("localhost/perfdesk/")  # Lambda is not AWS's here: the stand-in base
+        got = target.manager.lam.get_function(FunctionName=target.function)
+        assert got["Configuration"]["PackageType"] == "Image" and got["Code"]["ImageUri"] == image["uri"]
+        assert target.send(build_payloads(workload)[0]).status == OK
+        ecr = _ecr(moto_server)
+        assert image["repository"] in {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
+    finally:
+        target.teardown()
+        emu.stop()
+    assert image["repository"] not in {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}

@@ -93,12 +93,13 @@ def test_bad_payload_and_throttle_are_rows_not_crashes(deployed):
 
 
 def test_torch_is_refused_at_deploy_as_on_aws(tmp_path):
-    """PyTorch does not fit Lambda's 250 MB for code and layers: refused before anything is built or downloaded."""
+    """PyTorch does not fit Lambda's 250 MB for code and layers: as a zip it is refused before anything is built or
+    downloaded (its default packaging is an image)."""
     from perfdesk.controllers.target import TargetError
 
     ctx = TargetContext(session_id="t-torch", emit=lambda e: None, work_dir=str(tmp_path))
     cls = target_class("local-lambda")
-    target = cls(cls.spec_model(name="fn", kind="local-lambda"), ctx)
+    target = cls(cls.spec_model(name="fn", kind="local-lambda", packaging="zip"), ctx)
     workload = WorkloadSpec(name="mnv2", model="mobilenet_v2", runtime="torch", images="synthetic", image_count=1)
     try:
         with pytest.raises(TargetError) as info:
