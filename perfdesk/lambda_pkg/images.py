@@ -437,27 +437,62 @@ def write_function_context(
     return dest
 
 
+def inputs_key(*parts: Any, files: dict[str, Path] | None = None) -> str:
+    """A hash of what goes into an image (as Docker's cache keys a step by its instruction and inputs): ``parts``
+    (base, requirements, platform, ...) and the contents of ``files``. Equal inputs: the image built before serves."""
+    h = hashlib.sha256(json.dumps([str(p) for p in parts]).encode())
+    for name, path in sorted((files or {}).items()):
+        h.update(f"\n{name}\n".encode())
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def build_function_image(
     builder: ImageBuilder,
-    context: Path,
     name: str,
     architecture: str,
     *,
+    context: Path | None = None,
+    write_context: Callable[[Path], Path] | None = None,
+    key: str | None = None,
+    work_dir: str | Path | None = None,
     say: Callable[[str], None] | None = None,
     limit: int = MAX_IMAGE_BYTES,
 ) -> tuple[str, int | None]:
-    """Build the context as ``localhost/perfdesk/<name>:<context hash>`` (an unchanged context is not built
-    again; older tags of ``name`` are removed) and check it against Lambda's 10 GiB. Returns (ref, size)."""
+    """Build ``localhost/perfdesk/<name>:<key>`` unless the builder has it (older tags of ``name`` are removed), and
+    check it against Lambda's 10 GiB. Returns (ref, size).
+
+    Either ``context``, a build context already written (its content hash is the key: an unchanged context is not
+    built again), or ``write_context(folder)`` with ``key``, a hash of the inputs (:func:`inputs_key`): the context
+    is then written only when no image of that key exists, in a temporary folder under ``work_dir`` removed after
+    the build (a PyTorch context is gigabytes)."""
     say = say or (lambda line: log.info("%s", line))
     repository = f"localhost/perfdesk/{slug(name, 120)}"
-    ref = f"{repository}:{context_digest(context)[:16]}"
+    if context is not None:
+        key = context_digest(context)
+    if key is None or (context is None and write_context is None):
+        raise ValueError("build_function_image needs a context, or write_context with a key")
+    ref = f"{repository}:{key[:16]}"
     if builder.exists(ref):
-        say(f"image {ref} already built (same context)")
+        say(f"image {ref} already built (same inputs)")
     else:
-        say(f"building {ref} with {builder.name}")
         t0 = time.monotonic()
-        builder.build(context, ref, architecture)
-        say(f"built {ref} in {time.monotonic() - t0:.1f} s")
+        tmp = None
+        if context is None:
+            assert write_context is not None
+            tmp = Path(tempfile.mkdtemp(prefix="perfdesk-image-", dir=work_dir))
+            context = write_context(tmp / "context")
+            say(f"build context written in {time.monotonic() - t0:.1f} s")
+        try:
+            say(f"building {ref} with {builder.name}")
+            t1 = time.monotonic()
+            builder.build(context, ref, architecture)
+            say(f"built {ref} in {time.monotonic() - t1:.1f} s")
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
         for old in builder.local_refs(repository):
             if old != ref:
                 builder.remove(old)

@@ -487,20 +487,38 @@ class _FunctionTarget(Target):
             base = spec.base_image or images.default_base(spec.python, self._lambda_on_aws())
             base_ref = images.ensure_base(builder, base, spec.python, spec.architecture, work_dir=work, say=self.log)
             reqs, constraints = builders.image_requirements(workload.runtime, spec.python)
-            self.log(
-                f"resolving the image's dependencies from manylinux wheels ({' '.join(reqs + constraints)}; Python "
-                f"{spec.python}, {spec.architecture}) on {base_ref}"
-            )
-            context = builders.write_container_context(
-                work / f"image-{workload.name}",
-                workload.runtime,
+
+            def write_context(dest: Path) -> Path:
+                self.log(
+                    f"resolving the image's dependencies from manylinux wheels ({' '.join(reqs + constraints)}; "
+                    f"Python {spec.python}, {spec.architecture}) on {base_ref}"
+                )
+                return builders.write_container_context(
+                    dest,
+                    workload.runtime,
+                    spec.python,
+                    spec.architecture,
+                    base=base_ref,
+                    files=files,
+                    requirements=reqs,
+                    constraints=constraints,
+                    work_dir=dest.parent / "wheels",
+                )
+
+            shipped = {name: src for src, name in builders.shipped_files()}
+            key = images.inputs_key(
+                images.FUNCTION_DOCKERFILE,
+                base_ref,
+                builders.HANDLER,
+                reqs,
+                constraints,
                 spec.python,
                 spec.architecture,
-                base=base_ref,
-                files=files,
-                work_dir=work / "image-wheels",
+                files={**shipped, **files},
             )
-            ref, size = images.build_function_image(builder, context, label, spec.architecture, say=self.log)
+            ref, size = images.build_function_image(
+                builder, label, spec.architecture, write_context=write_context, key=key, work_dir=work, say=self.log
+            )
             store = images.EcrImages(
                 self._ecr_client(),
                 self.ctx.session_id,

@@ -138,7 +138,7 @@ def tiny_image(builder, tmp_path_factory):
         files={"tiny.py": HANDLERS / "tiny.py", "image_app.py": HANDLERS / "image_app.py"},
         python_version="3.12",
     )
-    ref, size = images.build_function_image(builder, context, "test-tiny", "x86_64")
+    ref, size = images.build_function_image(builder, "test-tiny", "x86_64", context=context)
     return ref, size, context
 
 
@@ -154,10 +154,10 @@ def test_build_is_reproducible_and_checked(builder, tiny_image, tmp_path):
     ref, size, context = tiny_image
     assert builder.exists(ref)
     assert size is not None and 50 * 2**20 < size < images.MAX_IMAGE_BYTES  # the base's Python and runtime
-    again, _ = images.build_function_image(builder, context, "test-tiny", "x86_64")
+    again, _ = images.build_function_image(builder, "test-tiny", "x86_64", context=context)
     assert again == ref  # same context, same image: not built again
     with pytest.raises(images.ImageTooLarge, match="exceeds 10 GiB limit"):
-        images.build_function_image(builder, context, "test-tiny", "x86_64", limit=size - 1)
+        images.build_function_image(builder, "test-tiny", "x86_64", context=context, limit=size - 1)
 
 
 def test_push_to_ecr_then_the_emulator_pulls_it(builder, tiny_image, registry, moto_server, tmp_path):
