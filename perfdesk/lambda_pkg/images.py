@@ -802,7 +802,8 @@ class LocalRegistry:
         self.stop()
         raise ImageError(f"the registry did not answer on {self.url} within {timeout_s:.0f} s")
 
-    def stop(self) -> None:
+    def stop(self, remove_data: bool = False) -> None:
+        """Stop the registry; ``remove_data`` also deletes what it stored (the images of a session that ended)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -811,6 +812,8 @@ class LocalRegistry:
                 self.proc.kill()
                 self.proc.wait(10)
         self.proc = None
+        if remove_data:
+            shutil.rmtree(self.root / "data", ignore_errors=True)
 
     def __enter__(self) -> LocalRegistry:
         return self.start() if self.proc is None else self

@@ -947,7 +947,7 @@ class LocalLambdaTarget(_FunctionTarget):
                 self.emulator = None
                 self.spec = self.spec.model_copy(update={"endpoint_url": None})
             if self.registry is not None:
-                self.registry.stop()
+                self.registry.stop(remove_data=True)  # its images went with the session's repositories
                 self.registry = None
             if self.local_s3 is not None:
                 self.local_s3.stop()
