@@ -747,6 +747,27 @@ http:
 """
 
 
+_SPAWNER: list[Any] = []
+
+
+def _spawner():
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _SPAWNER:
+        _SPAWNER.append(ThreadPoolExecutor(1, thread_name_prefix="perfdesk-registry-spawner"))
+    return _SPAWNER[0]
+
+
+def _die_with_parent() -> None:  # in the child between fork and exec: it dies with perfdesk, even killed hard
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def registry_executable() -> str | None:
     """Debian's ``docker-registry`` (upstream's binary is ``registry``)."""
     return shutil.which("docker-registry") or shutil.which("registry")
@@ -783,10 +804,22 @@ class LocalRegistry:
         config = self.root / "config.yml"
         config.write_text(REGISTRY_CONFIG.format(root=self.root / "data", port=self.port))
         log_file = open(self.root / "registry.log", "ab")
-        self.proc = subprocess.Popen(
-            [exe, "serve", str(config)], stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        log_file.close()
+        cmd = [exe, "serve", str(config)]
+
+        def popen() -> subprocess.Popen:
+            return subprocess.Popen(
+                cmd,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+        try:  # forked by one long-lived thread: PR_SET_PDEATHSIG fires when the forking *thread* ends
+            self.proc = _spawner().submit(popen).result()
+        finally:
+            log_file.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -487,6 +487,7 @@ def test_local_lambda_deploys_an_image_and_tears_it_down(builder, tmp_path):
     finally:
         target.teardown()
     assert not psutil.pid_exists(registry_pid) or psutil.Process(registry_pid).status() == psutil.STATUS_ZOMBIE
+    assert not (tmp_path / "lambda" / "fn" / "registry" / "data").exists()  # its images went with the session
 
 
 @pytest.mark.slow
