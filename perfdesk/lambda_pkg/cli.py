@@ -72,7 +72,7 @@ def run_emulator(args: argparse.Namespace) -> int:
         key, sep, secret = pair.partition(":")
         if not sep or not key or not secret:
             print(f"perfdesk emulator: --credentials wants KEY:SECRET, not {pair!r}", file=sys.stderr)
-            return 2
+            return ExitCode.BAD_INPUT
         credentials[key] = secret
     try:
         emu = Emulator(
