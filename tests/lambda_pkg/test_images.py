@@ -354,6 +354,15 @@ def test_an_image_function_answers_in_its_own_root(image_emulator, pushed_tiny):
     assert "REPORT RequestId:" in log and "Init Duration" in log  # a cold start
     warm = lam.invoke(FunctionName="img-run", Payload=b"{}", LogType="Tail")
     assert "Init Duration" not in base64.b64decode(warm["LogResult"]).decode()  # the same environment, warm
+
+    # UpdateFunctionCode to the image by its tag: InProgress while pulled, then the new code serves (cold again)
+    by_tag = pushed_tiny["image_uri"].split("@")[0] + ":" + pushed_tiny["tag"]
+    lam.update_function_code(FunctionName="img-run", ImageUri=by_tag)
+    lam.get_waiter("function_updated_v2").wait(FunctionName="img-run", WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    got = lam.get_function(FunctionName="img-run")
+    assert got["Code"]["ImageUri"] == by_tag and got["Code"]["ResolvedImageUri"] == pushed_tiny["image_uri"]
+    after = lam.invoke(FunctionName="img-run", Payload=b"{}", LogType="Tail")
+    assert "FunctionError" not in after and "Init Duration" in base64.b64decode(after["LogResult"]).decode()
     lam.delete_function(FunctionName="img-run")
 
 

@@ -619,11 +619,12 @@ class ImageFunctions:
     def __init__(self, source: ImageSource | None = None):
         self.source = source or ImageSource()
         self._threads: list[threading.Thread] = []
+        self._pending: dict[int, ImageFunction] = {}  # id(function record) -> the update being pulled
 
     def describe(self) -> dict[str, Any]:
         return self.source.describe()
 
-    def create(self, uri: str, overrides: dict, architecture: str) -> tuple[ImageFunction, RegistryClient]:
+    def create(self, uri: str, overrides: dict) -> tuple[ImageFunction, RegistryClient]:
         image = ImageFunction(uri, overrides)
         resolved, client = self.source.resolve(uri)
         image.resolved = resolved
@@ -663,10 +664,11 @@ class ImageFunctions:
                             failure.reason_code,
                         )
                     return
-                if getattr(fn, "pending_image", None) is not image:
+                if self._pending.get(id(fn)) is not image:
                     return  # a later update replaced this one
-                fn.pending_image = None
+                del self._pending[id(fn)]
                 if failure is None:
+                    image.overrides = current.overrides  # an ImageConfig change made while it was pulled
                     image.unpacked, image.state, image.state_reason, image.state_reason_code = (
                         unpacked,
                         "Active",
@@ -675,7 +677,7 @@ class ImageFunctions:
                     )
                     image.last_update_status = "Successful"
                     fn.image = image
-                    fn.code_sha256 = image.resolved.digest.split(":", 1)[-1]
+                    fn.code_sha256 = resolved.digest.split(":", 1)[-1]
                     fn.touch()
                 else:
                     current.last_update_status = "Failed"
@@ -686,7 +688,7 @@ class ImageFunctions:
 
         t = threading.Thread(target=work, name=f"image-pull-{fn.name}", daemon=True)
         t.start()
-        self._threads.append(t)
+        self._threads = [*(old for old in self._threads if old.is_alive()), t]
 
     def update(self, fn, uri: str, *, on_ready) -> None:
         """UpdateFunctionCode with an ImageUri: resolve now, pull in the background, swap when unpacked."""
@@ -694,7 +696,7 @@ class ImageFunctions:
         resolved, client = self.source.resolve(uri)
         new = ImageFunction(uri, dict(current.overrides), resolved=resolved)
         with fn.lock:
-            fn.pending_image = new
+            self._pending[id(fn)] = new
             current.last_update_status = "InProgress"
             current.last_update_reason = "The function is being updated."
             current.last_update_reason_code = "InProgress"
@@ -723,7 +725,7 @@ def create_image_function(emu, body: dict, **record_fields: Any):
     with emu._lock:
         if name in emu.functions:
             raise _ApiError(409, "ResourceConflictException", f"Function already exist: {name}")
-    image, client = emu.images.create(uri, overrides, (body.get("Architectures") or ["x86_64"])[0])
+    image, client = emu.images.create(uri, overrides)
     fn = FunctionRecord(
         name=name,
         region=emu.region,
