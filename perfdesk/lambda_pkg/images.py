@@ -97,6 +97,10 @@ class ImageBuilder:
         """Uncompressed bytes of every layer of the local image (None: the builder cannot tell)."""
         raise NotImplementedError
 
+    def image_id(self, ref: str) -> str:
+        """The local image's ID (its config's digest: equal IDs, equal images)."""
+        raise NotImplementedError
+
     def push(
         self, ref: str, dest: str, *, username: str | None, password: str | None, tls_verify: bool, timeout_s: float
     ) -> str:
@@ -162,6 +166,10 @@ class BuildahBuilder(ImageBuilder):
 
     def exists(self, ref: str) -> bool:
         return _run(self._cmd("inspect", "--type", "image", ref), timeout=120).returncode == 0
+
+    def image_id(self, ref: str) -> str:
+        proc = _run(self._cmd("inspect", "--type", "image", "--format", "{{.FromImageID}}", ref), timeout=120)
+        return proc.stdout.strip()
 
     def _storage(self, what: str) -> list[dict]:
         try:
@@ -237,6 +245,10 @@ class DockerBuilder(ImageBuilder):
 
     def exists(self, ref: str) -> bool:
         return _run([self.exe, "image", "inspect", ref], timeout=120).returncode == 0
+
+    def image_id(self, ref: str) -> str:
+        proc = _run([self.exe, "image", "inspect", "--format", "{{.Id}}", ref], timeout=120)
+        return proc.stdout.strip().removeprefix("sha256:")
 
     def size(self, ref: str) -> int | None:
         proc = _run([self.exe, "image", "inspect", "--format", "{{.Size}}", ref], timeout=120)

@@ -156,6 +156,9 @@ def test_build_is_reproducible_and_checked(builder, tiny_image, tmp_path):
     assert size is not None and 50 * 2**20 < size < images.MAX_IMAGE_BYTES  # the base's Python and runtime
     again, _ = images.build_function_image(builder, "test-tiny", "x86_64", context=context)
     assert again == ref  # same context, same image: not built again
+    other, _ = images.build_function_image(builder, "test-tiny-again", "x86_64", context=context)  # built anew
+    assert builder.image_id(other) == builder.image_id(ref)  # byte for byte the same image
+    builder.remove(other)
     with pytest.raises(images.ImageTooLarge, match="exceeds 10 GiB limit"):
         images.build_function_image(builder, "test-tiny", "x86_64", context=context, limit=size - 1)
 
@@ -248,6 +251,32 @@ def test_create_image_function_through_boto3_reports_as_aws(image_emulator, push
         "ResolvedImageUri": pushed_tiny["image_uri"],
     }
     assert got["Configuration"]["CodeSha256"] == pushed_tiny["digest"].split(":")[1]
+
+
+def test_an_image_over_the_size_limit_fails_as_on_aws(image_emulator, pushed_tiny):
+    from tests.lambda_pkg.conftest import ROLE, lambda_client
+
+    lam = lambda_client(image_emulator.url)
+    cache = image_emulator.images.source.cache
+    small = emu_images.ImageCache(cache.root.with_name("small-cache"), limit=1024 * 1024)  # 1 MiB "Lambda"
+    image_emulator.images.source.cache = small
+    try:
+        lam.create_function(
+            FunctionName="img-big", PackageType="Image", Code={"ImageUri": pushed_tiny["image_uri"]}, Role=ROLE
+        )
+        for _ in range(120):
+            cfg = lam.get_function_configuration(FunctionName="img-big")
+            if cfg["State"] != "Pending":
+                break
+            time.sleep(0.5)
+    finally:
+        image_emulator.images.source.cache = cache
+    assert cfg["State"] == "Failed" and cfg["StateReasonCode"] == "InvalidImage"
+    assert cfg["StateReason"] == "SizeLimitExceeded: Uncompressed container image size exceeds 10 GiB limit"
+    with pytest.raises(lam.exceptions.ResourceConflictException, match="following state: Failed"):
+        lam.invoke(FunctionName="img-big", Payload=b"{}")
+    assert not any(small.root.glob("sha256-*"))  # nothing half-unpacked is kept
+    lam.delete_function(FunctionName="img-big")
 
 
 def test_an_image_that_does_not_exist_is_refused_at_create(image_emulator, pushed_tiny):

@@ -343,8 +343,9 @@ def _apply_layer(root: Path, fileobj, *, created: set[str]) -> None:
 class ImageCache:
     """Pulls and unpacks images once per manifest digest, for every emulator on this machine."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, limit: int = MAX_IMAGE_BYTES):
         self.root = Path(root) if root else default_cache_dir()
+        self.limit = limit  # Lambda's 10 GiB, uncompressed
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -362,8 +363,9 @@ class ImageCache:
         os.utime(folder / "image.json")  # last use, for eviction
         return UnpackedImage(digest, folder / "rootfs", int(meta["size"]), meta.get("config") or {})
 
-    def unpack(self, image: ResolvedImage, client: RegistryClient, limit: int = MAX_IMAGE_BYTES) -> UnpackedImage:
+    def unpack(self, image: ResolvedImage, client: RegistryClient, limit: int | None = None) -> UnpackedImage:
         """The image's root file system, pulling and unpacking it now unless it is in the cache."""
+        limit = self.limit if limit is None else limit
         found = self.cached(image.digest)
         if found is not None:
             return found
