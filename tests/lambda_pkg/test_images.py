@@ -4,9 +4,13 @@ clients."""
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -15,6 +19,8 @@ import pytest
 
 from perfdesk.lambda_pkg import images
 from perfdesk.lambda_pkg.emulator import images as emu_images
+
+from .conftest import ROLE, lambda_client
 
 HANDLERS = Path(__file__).parent / "handlers"
 
@@ -233,8 +239,6 @@ def image_emulator(registry, tmp_path_factory):
 
 
 def test_create_image_function_through_boto3_reports_as_aws(image_emulator, pushed_tiny):
-    from tests.lambda_pkg.conftest import ROLE, lambda_client
-
     lam = lambda_client(image_emulator.url)
     uri = pushed_tiny["image_uri"].split("@")[0] + ":" + pushed_tiny["tag"]
     created = lam.create_function(
@@ -254,8 +258,6 @@ def test_create_image_function_through_boto3_reports_as_aws(image_emulator, push
 
 
 def test_an_image_over_the_size_limit_fails_as_on_aws(image_emulator, pushed_tiny):
-    from tests.lambda_pkg.conftest import ROLE, lambda_client
-
     lam = lambda_client(image_emulator.url)
     cache = image_emulator.images.source.cache
     small = emu_images.ImageCache(cache.root.with_name("small-cache"), limit=1024 * 1024)  # 1 MiB "Lambda"
@@ -281,8 +283,6 @@ def test_an_image_over_the_size_limit_fails_as_on_aws(image_emulator, pushed_tin
 
 def test_an_image_that_does_not_exist_is_refused_at_create(image_emulator, pushed_tiny):
     from botocore.exceptions import ClientError
-
-    from tests.lambda_pkg.conftest import ROLE, lambda_client
 
     lam = lambda_client(image_emulator.url)
     missing = pushed_tiny["image_uri"].split("@")[0] + ":no-such-tag"
@@ -343,18 +343,12 @@ def test_perfdesk_teardown_finds_the_session_repositories_by_ledger_and_tags(mot
 
 # -- running image functions ------------------------------------------------------------------------------------------
 def _look(payload: bytes) -> dict:
-    import json
-
     return json.loads(payload)
 
 
 def test_an_image_function_answers_in_its_own_root(image_emulator, pushed_tiny):
     """Created through boto3 and invoked: the image's own Python runs as Lambda's user, in its task root (read-only),
     with a writable /tmp, Lambda's variables over the image's Env, and nothing of this machine importable."""
-    import json
-
-    from tests.lambda_pkg.conftest import ROLE, lambda_client
-
     lam = lambda_client(image_emulator.url)
     lam.create_function(
         FunctionName="img-run",
@@ -377,8 +371,6 @@ def test_an_image_function_answers_in_its_own_root(image_emulator, pushed_tiny):
     assert seen["env"]["AWS_LAMBDA_FUNCTION_NAME"] == "img-run" and seen["env"]["MY_SETTING"] == "on"
     assert seen["env"]["LAMBDA_TASK_ROOT"] == "/var/task" and seen["env"]["_HANDLER"] == "image_app.look"
     assert seen["env"]["PATH"].startswith("/var/lang/bin")  # the image's Env
-    import base64
-
     log = base64.b64decode(resp["LogResult"]).decode()
     assert "REPORT RequestId:" in log and "Init Duration" in log  # a cold start
     warm = lam.invoke(FunctionName="img-run", Payload=b"{}", LogType="Tail")
@@ -396,8 +388,6 @@ def test_an_image_function_answers_in_its_own_root(image_emulator, pushed_tiny):
 
 
 def _aws_cli() -> list[str]:
-    import sys
-
     local = Path(sys.executable).parent / "aws"
     found = str(local) if local.exists() else shutil.which("aws")
     if not found:
@@ -406,11 +396,6 @@ def _aws_cli() -> list[str]:
 
 
 def test_the_aws_cli_creates_invokes_and_updates_an_image_function(image_emulator, pushed_tiny, tmp_path):
-    import json
-    import subprocess
-
-    from tests.lambda_pkg.conftest import ROLE
-
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
