@@ -1,18 +1,18 @@
 """perfdesk's stand-in for AWS's Lambda Python base image, for where ``public.ecr.aws/lambda/python`` cannot be
 pulled (no internet) and a function image is run by perfdesk's emulator.
 
-It is laid out as AWS's base image is, so a Dockerfile written for one builds on the other:
+It is made from the emulator's prepared runtime of that Python version (:mod:`perfdesk.lambda_pkg.emulator.runtimes`:
+this machine's interpreter with only what Lambda's managed runtime ships) and laid out as AWS's base image is, so
+a Dockerfile written for one builds on the other:
 
-* ``/var/lang``: the runtime's interpreter (``bin/python3.X``, ``lib/libpython3.X.so``) and its standard library,
-  copied from this machine's Python of that version (pyenv's ``~/.pyenv/versions/3.X.*``,
-  ``PERFDESK_LAMBDA_PYTHON_3_X``, or ``python3.X`` on PATH), without the installation's own site-packages;
-* ``/var/runtime``: what the managed runtime ships besides the standard library (boto3, botocore and the runtime
-  interface client awslambdaric, installed from the package registry as wheels for that Python version) and its
-  ``bootstrap``;
+* ``/var/lang``: the runtime's interpreter (``bin/python3.X``, ``lib/libpython3.X.so``), its standard library and
+  the runtime's libraries (boto3, botocore, the runtime interface client awslambdaric; in ``/var/runtime`` for
+  python3.10), exactly as the emulator's zip functions get them;
+* ``/var/runtime``: the runtime's ``bootstrap`` (and ``bootstrap.py``);
 * ``/var/task`` (``LAMBDA_TASK_ROOT``, the working directory) and ``/opt`` empty; ``/tmp``;
 * ``ENTRYPOINT ["/lambda-entrypoint.sh"]``, which takes the handler as its one argument (the image's ``CMD``) and
-  starts the runtime interface client; the environment AWS's images set (``PATH``, ``LD_LIBRARY_PATH``, ``LANG``,
-  ``TZ``, ``LAMBDA_TASK_ROOT``, ``LAMBDA_RUNTIME_DIR``);
+  starts the runtime; the environment AWS's images set (``PATH``, ``LD_LIBRARY_PATH``, ``LANG``, ``TZ``,
+  ``LAMBDA_TASK_ROOT``, ``LAMBDA_RUNTIME_DIR``);
 * the shared libraries all of that needs (the ``ldd`` closure of the interpreter, its extension modules, the
   runtime's extension modules and ``/bin/sh``; plus ``libstdc++`` and ``libgcc_s``, which manylinux wheels expect
   from the system) in ``/usr/lib64`` (``/lib64`` links to it, as on Amazon Linux), so it runs in a chroot.
@@ -20,7 +20,7 @@ It is laid out as AWS's base image is, so a Dockerfile written for one builds on
 It differs from AWS's in what does not matter to a function that runs in it: the C library is this machine's
 (a newer glibc than Amazon Linux's, so manylinux wheels resolved for Lambda load), there is no ``pip``, no ``yum``
 and no runtime interface emulator. The image is built once per Python version and kept in the builder's storage
-(``localhost/perfdesk/lambda-python:<version>-<key>``); the key changes when what goes in changes.
+(``localhost/perfdesk/lambda-python:<version>-<key>``); the key changes when the runtime or the layout changes.
 """
 
 from __future__ import annotations
@@ -32,14 +32,11 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 #: Bump when the layout changes: a new key, a new base image.
-FORMAT = 2
-#: What Lambda's Python runtimes ship besides the standard library (pip adds their dependencies).
-RUNTIME_PACKAGES = ("boto3", "awslambdaric")
+FORMAT = 3
 #: Left out of the standard library copy: the installation's own packages, a test suite, GUI toolkits (and the
 #: ``config-3.X-*`` folder: the static library and makefiles for building C extensions).
 _STDLIB_SKIP = {
@@ -56,10 +53,6 @@ _DYNLOAD_SKIP = re.compile(r"^_tkinter\.")
 #: Libraries manylinux wheels may take from the system (PEP 600's list, as far as this machine has them).
 _SYSTEM_LIBS = ("libstdc++.so.6", "libgcc_s.so.1", "libdl.so.2", "librt.so.1", "libpthread.so.0", "libutil.so.1")
 _MACHINE = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
-_PLATFORMS = {
-    "x86_64": ["manylinux2014_x86_64"] + [f"manylinux_2_{m}_x86_64" for m in range(17, 35)],
-    "arm64": ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64" for m in range(17, 35)],
-}
 
 #: The image's environment, as AWS's Lambda Python base images set it.
 IMAGE_ENV = {
@@ -92,28 +85,6 @@ BOOTSTRAP_SH = """\
 exec /var/lang/bin/python{minor} /var/runtime/bootstrap.py
 """
 
-BOOTSTRAP_PY = '''\
-"""The Python runtime's bootstrap (perfdesk's stand-in base image): Lambda's module search path, then the runtime
-interface client with the handler from _HANDLER."""
-
-import os
-import site
-import sys
-
-
-def main() -> None:
-    task_root = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    sys.path[0:0] = [task_root, f"/opt/python/lib/python{version}/site-packages", "/opt/python"]
-    site.addsitedir(task_root)
-    from awslambdaric import __main__ as awslambdaric_main
-
-    awslambdaric_main.main([sys.argv[0], os.environ["_HANDLER"]])
-
-
-if __name__ == "__main__":
-    main()
-'''
 
 PASSWD = "root:x:0:0:root:/root:/sbin/nologin\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\n"
 GROUP = "root:x:0:\nsbx_user1051:x:990:\n"
@@ -132,66 +103,40 @@ class BaseUnavailable(Exception):
     """The stand-in base cannot be built here; the message says why and what to do."""
 
 
-def env_var(minor: str) -> str:
-    return "PERFDESK_LAMBDA_PYTHON_" + minor.replace(".", "_")
-
-
 def find_interpreter(minor: str) -> Path | None:
-    """A ``python<minor>`` on this machine: ``PERFDESK_LAMBDA_PYTHON_3_X``, then pyenv, then PATH."""
-    configured = os.environ.get(env_var(minor))
-    if configured:
-        path = Path(configured).expanduser()
-        return path if path.is_file() and os.access(path, os.X_OK) else None
-    versions = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
-    if versions.is_dir():
-        found = [
-            d / "bin" / f"python{minor}"
-            for d in versions.iterdir()
-            if re.fullmatch(re.escape(minor) + r"\.\d+", d.name) and (d / "bin" / f"python{minor}").is_file()
-        ]
-        if found:
-            return max(found, key=lambda p: tuple(int(x) for x in p.parent.parent.name.split(".")))
-    which = shutil.which(f"python{minor}")
-    if which and ".pyenv/shims" not in which:
-        return Path(which)
-    return None
+    """This machine's ``python<minor>``, where the emulator's runtimes find it (see its ``runtimes``)."""
+    from perfdesk.lambda_pkg.emulator.runtimes import find_interpreter as emulator_find
+
+    return emulator_find(minor)
 
 
-def _describe(python: Path) -> dict:
-    code = (
-        "import json, sys, sysconfig; c = sysconfig.get_config_var; print(json.dumps({"
-        "'version': sys.version.split()[0], 'executable': sys.executable, 'stdlib': sysconfig.get_paths()['stdlib'],"
-        " 'libdir': c('LIBDIR'), 'shared': bool(c('Py_ENABLE_SHARED')), 'soname': c('INSTSONAME') or c('LDLIBRARY')}))"
-    )
-    out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        raise BaseUnavailable(f"{python} does not run: {out.stderr.strip()[-300:]}")
-    return json.loads(out.stdout)
+def prepared_runtime(python_version: str, architecture: str = "x86_64"):
+    """The emulator's prepared runtime of the Python version (prepared now, once, if it is not in its cache);
+    :class:`BaseUnavailable` when this machine has no such Python, or the function's architecture is not this
+    machine's."""
+    from perfdesk.lambda_pkg.emulator.runtimes import RuntimeCache, RuntimeUnavailable
 
-
-def interpreter_for(python_version: str, architecture: str = "x86_64") -> tuple[Path, dict]:
-    """This machine's interpreter for the runtime's Python version, with its facts; :class:`BaseUnavailable` when
-    there is none, or the function's architecture is not this machine's."""
     machine = _MACHINE.get(platform.machine(), platform.machine())
     if architecture != machine:
         raise BaseUnavailable(
             f"the stand-in base image is built from this machine's Python, which is {machine}, not {architecture}; "
             "use AWS's base image (base_image) or an x86_64 function"
         )
-    python = find_interpreter(python_version)
-    if python is None:
-        raise BaseUnavailable(
-            f"no Python {python_version} on this machine for the stand-in Lambda base image: install it with "
-            f"`pyenv install {python_version}`, or point {env_var(python_version)} at a python{python_version}"
-        )
-    return python, _describe(python)
+    try:
+        return RuntimeCache().get(f"python{python_version}")
+    except RuntimeUnavailable as exc:
+        raise BaseUnavailable(f"no stand-in Lambda base image for Python {python_version}: {exc}") from None
 
 
 def base_key(python_version: str, architecture: str = "x86_64") -> str:
-    """What the base is built from, hashed: the image's tag changes when the interpreter or the layout changes."""
-    python, info = interpreter_for(python_version, architecture)
-    spec = [FORMAT, info["version"], str(python), list(RUNTIME_PACKAGES), ENTRYPOINT_SH, BOOTSTRAP_PY]
-    return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:12]
+    """What the base is built from, hashed: the image's tag changes when the runtime or the layout changes."""
+    runtime = prepared_runtime(python_version, architecture)
+    try:
+        manifest = json.loads((runtime.lang.parent / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {"python_version": runtime.python_version, "interpreter": runtime.source}
+    spec = [FORMAT, manifest, ENTRYPOINT_SH, BOOTSTRAP_SH]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def base_ref(python_version: str, architecture: str = "x86_64") -> str:
@@ -264,40 +209,9 @@ def _copy_libraries(root: Path, elves: list[Path], lang_lib: Path) -> list[str]:
     return sorted(wanted)
 
 
-def _install_runtime_packages(minor: str, architecture: str, target: Path) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-compile",
-        "--no-warn-script-location",
-        "--ignore-installed",
-        "--target",
-        str(target),
-        "--only-binary=:all:",
-        "--python-version",
-        minor,
-        "--implementation",
-        "cp",
-        "--abi",
-        "cp" + minor.replace(".", ""),
-    ]
-    for plat in _PLATFORMS[architecture]:
-        cmd += ["--platform", plat]
-    env = {k: v for k, v in os.environ.items() if k not in ("PIP_TARGET", "PIP_USER", "PIP_PREFIX")}
-    proc = subprocess.run(cmd + list(RUNTIME_PACKAGES), capture_output=True, text=True, env=env, timeout=900)
-    if proc.returncode != 0:
-        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
-        raise BaseUnavailable(f"could not install {' '.join(RUNTIME_PACKAGES)} for Python {minor}: {tail}")
-    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts naming this machine's interpreter
-
-
 def _compile(python: Path, folder: Path, shown_as: str) -> None:
-    """Byte-compile with unchecked hashes: valid whatever the file times in the image (the builder clamps them),
-    and the same bytes on every build; the function's read-only root could not take them at run time."""
+    """Byte-compile with unchecked hashes (forced: the runtime's own are checked against file times, which the
+    builder clamps): valid in the image, and the same bytes on every build; a read-only root takes none later."""
     subprocess.run(
         [
             str(python),
@@ -305,6 +219,7 @@ def _compile(python: Path, folder: Path, shown_as: str) -> None:
             "-m",
             "compileall",
             "-q",
+            "-f",
             "-j",
             "0",
             "--invalidation-mode",
@@ -320,47 +235,42 @@ def _compile(python: Path, folder: Path, shown_as: str) -> None:
     )
 
 
-def build_rootfs(python_version: str, dest: str | Path, architecture: str = "x86_64") -> Path:
-    """Lay out the stand-in base's root file system in ``dest/rootfs`` and its Dockerfile in ``dest``."""
-    python, info = interpreter_for(python_version, architecture)
-    minor = python_version
-    dest = Path(dest)
-    root = dest / "rootfs"
-    shutil.rmtree(root, ignore_errors=True)
-    lang = root / "var" / "lang"
-    (lang / "bin").mkdir(parents=True)
-    exe = lang / "bin" / f"python{minor}"
-    shutil.copyfile(os.path.realpath(info["executable"]), exe)
-    exe.chmod(0o755)
-    for alias in ("python3", "python"):
-        (lang / "bin" / alias).symlink_to(exe.name)
-    lang_lib = lang / "lib"
-    lang_lib.mkdir()
-    if info["shared"] and info["soname"]:
-        lib = Path(info["libdir"]) / info["soname"]
-        if lib.exists():
-            shutil.copyfile(os.path.realpath(lib), lang_lib / info["soname"])
-    stdlib = lang_lib / f"python{minor}"
-    src = info["stdlib"]
+def _copy_tree(src: Path, dest: Path, top_skip: set[str]) -> None:
     shutil.copytree(
         src,
-        stdlib,
+        dest,
         symlinks=True,
         ignore=lambda d, names: [
             n
             for n in names
             if n == "__pycache__"
-            or (d == src and (n in _STDLIB_SKIP or n.startswith("config-")))
+            or (Path(d) == src and n in top_skip)
+            or n.startswith("config-3.")
             or (d.endswith("lib-dynload") and _DYNLOAD_SKIP.match(n))
         ],
     )
-    (stdlib / "site-packages").mkdir()
-    runtime = root / "var" / "runtime"
-    runtime.mkdir(parents=True)
-    _install_runtime_packages(minor, architecture, runtime)
-    (runtime / "bootstrap.py").write_text(BOOTSTRAP_PY)
-    (runtime / "bootstrap").write_text(BOOTSTRAP_SH.format(minor=minor))
-    (runtime / "bootstrap").chmod(0o755)
+    for path in (dest, *dest.rglob("*")):  # the runtime's cache keeps its files read-only: writable for the build
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def build_rootfs(python_version: str, dest: str | Path, architecture: str = "x86_64") -> Path:
+    """Lay out the stand-in base's root file system in ``dest/rootfs`` and its Dockerfile in ``dest``."""
+    runtime = prepared_runtime(python_version, architecture)
+    minor = python_version
+    dest = Path(dest)
+    root = dest / "rootfs"
+    shutil.rmtree(root, ignore_errors=True)
+    lang = root / "var" / "lang"
+    lang.parent.mkdir(parents=True)
+    _copy_tree(runtime.lang, lang, {"include", "share"})
+    stdlib = lang / "lib" / f"python{minor}"
+    for name in _STDLIB_SKIP - {"site-packages"}:
+        shutil.rmtree(stdlib / name, ignore_errors=True)
+    rt = root / "var" / "runtime"
+    _copy_tree(runtime.runtime_dir, rt, set())
+    (rt / "bootstrap").write_text(BOOTSTRAP_SH.format(minor=minor))
+    (rt / "bootstrap").chmod(0o755)
     (root / "lambda-entrypoint.sh").write_text(ENTRYPOINT_SH)
     (root / "lambda-entrypoint.sh").chmod(0o755)
     for folder in ("var/task", "opt", "proc", "dev", "sys", "usr/bin", "etc", "home/sbx_user1051"):
@@ -382,17 +292,20 @@ def build_rootfs(python_version: str, dest: str | Path, architecture: str = "x86
     zone = Path("/usr/share/zoneinfo/UTC")
     if zone.is_file():
         shutil.copyfile(zone, root / "etc" / "localtime")
+    exe = lang / "bin" / f"python{minor}"
+    lang_lib = lang / "lib"
     elves = [exe, root / "usr" / "bin" / "sh"]
     elves += [p for p in lang_lib.glob("*.so*") if _elf(p)]
-    elves += [p for p in sorted(stdlib.rglob("*.so")) if _elf(p)]
-    elves += [p for p in sorted(runtime.rglob("*.so")) if _elf(p)]
+    elves += [p for p in sorted(lang.rglob("*.so")) if _elf(p)]
+    elves += [p for p in sorted(rt.rglob("*.so")) if _elf(p)]
     _copy_libraries(root, elves, lang_lib)
     if shutil.which("ldconfig"):  # a loader cache, so the libraries are found without LD_LIBRARY_PATH too
         subprocess.run(["ldconfig", "-r", str(root)], capture_output=True, timeout=60, check=False)
+    python = Path(runtime.host_path(runtime.executable))
     _compile(python, stdlib, f"/var/lang/lib/python{minor}")
-    _compile(python, runtime, "/var/runtime")
+    _compile(python, rt, "/var/runtime")
     env = "\n".join(f"ENV {k}={v}" for k, v in IMAGE_ENV.items())
-    (dest / "Dockerfile").write_text(DOCKERFILE.format(minor=minor, version=info["version"], env=env))
+    (dest / "Dockerfile").write_text(DOCKERFILE.format(minor=minor, version=runtime.python_version, env=env))
     return dest
 
 
