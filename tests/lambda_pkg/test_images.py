@@ -191,6 +191,14 @@ def test_push_to_ecr_then_the_emulator_pulls_it(builder, tiny_image, registry, m
     assert (unpacked.rootfs / "var" / "lang" / "bin" / "python3.12").is_file()
     assert source.unpack(image, client).rootfs == unpacked.rootfs  # cached by digest
 
+    # the cache keeps the images used last: an old one beyond `keep`, unused for longer than `busy_s`, goes
+    stale = tmp_path / "cache" / ("sha256-" + "0" * 64)
+    (stale / "rootfs").mkdir(parents=True)
+    (stale / "image.json").write_text("{}")
+    os.utime(stale / "image.json", (time.time() - 7200, time.time() - 7200))
+    assert emu_images.ImageCache(tmp_path / "cache", keep=1).evict() == [stale]
+    assert unpacked.rootfs.is_dir()
+
     missing = pushed["image_uri"].split("@")[0] + ":no-such-tag"
     with pytest.raises(emu_images.ApiError, match=r"Source image .*:no-such-tag does not exist"):
         source.resolve(missing)

@@ -17,7 +17,8 @@ Unpacking applies the layers in order into one root file system (whiteouts honou
 lower layer's file, ``.wh..wh..opq`` a lower layer's folder contents; paths resolved inside the root, never through
 a link out of it; set-uid bits and device files dropped), verified against each blob's digest, in a cache shared
 by every emulator on the machine (``PERFDESK_LAMBDA_IMAGES``, default ``~/.cache/perfdesk/lambda-images``), one
-folder per manifest digest, prepared once (a file lock; the folder appears only when complete).
+folder per manifest digest, prepared once (a file lock; the folder appears only when complete); the four images
+used last (and any used within the hour) are kept.
 """
 
 from __future__ import annotations
@@ -341,11 +342,17 @@ def _apply_layer(root: Path, fileobj, *, created: set[str]) -> None:
 
 
 class ImageCache:
-    """Pulls and unpacks images once per manifest digest, for every emulator on this machine."""
+    """Pulls and unpacks images once per manifest digest, for every emulator on this machine.
 
-    def __init__(self, root: str | Path | None = None, limit: int = MAX_IMAGE_BYTES):
+    It keeps the ``keep`` images used last, and any used within ``busy_s`` (an environment may run it); older
+    ones are removed after each new unpack (a PyTorch image is gigabytes)."""
+
+    def __init__(
+        self, root: str | Path | None = None, limit: int = MAX_IMAGE_BYTES, keep: int = 4, busy_s: float = 3600.0
+    ):
         self.root = Path(root) if root else default_cache_dir()
         self.limit = limit  # Lambda's 10 GiB, uncompressed
+        self.keep, self.busy_s = keep, busy_s
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -424,7 +431,33 @@ class ImageCache:
             shutil.rmtree(build, ignore_errors=True)
             raise
         log.info("unpacked %s (%.1f MB) in %.1f s", image.resolved_uri, size / 2**20, time.monotonic() - t0)
+        self.evict(keep_also=folder)
         return UnpackedImage(image.digest, folder / "rootfs", size, image.config)
+
+    def evict(self, keep_also: Path | None = None) -> list[Path]:
+        """Remove the images used longest ago beyond :attr:`keep` (none used within :attr:`busy_s`, none another
+        process is unpacking or removing). Returns what was removed."""
+        used = []
+        for folder in self.root.glob("sha256-*"):
+            try:
+                used.append(((folder / "image.json").stat().st_mtime, folder))
+            except OSError:
+                continue
+        used.sort(reverse=True)
+        removed = []
+        now = time.time()
+        for mtime, folder in used[self.keep :]:
+            if folder == keep_also or now - mtime < self.busy_s:
+                continue
+            with open(self.root / f".{folder.name}.lock", "w") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue
+                shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+            log.info("removed the unpacked image %s from the cache (used longest ago)", folder.name)
+        return removed
 
 
 class _Hashing:
