@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field
@@ -50,6 +50,11 @@ from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.local_s3 import LocalS3
 from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
+
+if TYPE_CHECKING:  # imported where used: boto3 and the emulator only when a profile has a function target
+    from perfdesk.lambda_pkg.emulator import Emulator
+    from perfdesk.lambda_pkg.functions import FunctionManager
+    from perfdesk.lambda_pkg.images import LocalRegistry
 
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/perfdesk-local"
 #: Dummy credentials of local-lambda targets: no real credential is ever sent to an emulator or a local S3.
@@ -155,7 +160,7 @@ class _FunctionTarget(Target):
         super().__init__(spec, ctx)
         self.spec: _FunctionSpec = spec
         self.function = spec.function_name or f"perfdesk-{spec.name}-{ctx.session_id}"[:64].replace(".", "-")
-        self.manager = None
+        self.manager: FunctionManager | None = None
         self._invoke_client = None
         self._layer_names: list[str] = []
         self._role_names: list[str] = []
@@ -234,7 +239,7 @@ class _FunctionTarget(Target):
 
     # -- packaging -------------------------------------------------------------------------------------------
     def _publish(self, name: str, zip_path: Path, what: str) -> str:
-        arn = self.manager.publish_layer(
+        arn = self._manager().publish_layer(
             name, zip_path, runtimes=[f"python{self.spec.python}"], architectures=[self.spec.architecture], what=what
         )
         if name not in self._layer_names:
@@ -522,10 +527,10 @@ class _FunctionTarget(Target):
             store = images.EcrImages(
                 self._ecr_client(),
                 self.ctx.session_id,
-                self.region,
+                self.region or "us-east-1",
                 registry=self._registry_url(),
                 repository=spec.repository,
-                ledger=self.manager.ledger,
+                ledger=self._manager().ledger,
                 say=self.log,
             )
             self._images.append(store)
@@ -679,7 +684,7 @@ class _FunctionTarget(Target):
         """Change PERFDESK_COLD_NONCE: Lambda (and the emulator) retire every environment of the old config.
         The cold start's figures arrive with the next request's REPORT line (Init Duration)."""
         self._configure(
-            lambda: self.manager.set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
+            lambda: self._manager().set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
             "force a cold start",
         )
         self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
@@ -688,9 +693,14 @@ class _FunctionTarget(Target):
     def set_memory(self, memory_mb: int) -> None:
         if not 128 <= memory_mb <= 10240:
             raise TargetError(self.name, "set memory", f"{memory_mb} MB is outside Lambda's 128..10240 MB")
-        self._configure(lambda: self.manager.update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
+        self._configure(lambda: self._manager().update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
         self.memory_mb = memory_mb
         self.set_state(TargetStatus.COLD, f"{memory_mb} MB")
+
+    def _manager(self) -> FunctionManager:
+        if self.manager is None:
+            raise TargetError(self.name, "manage the function", "the function is not deployed")
+        return self.manager
 
     def _configure(self, call, what: str) -> None:
         if self.manager is None:
@@ -822,9 +832,9 @@ class LocalLambdaTarget(_FunctionTarget):
 
     def __init__(self, spec: LocalLambdaTargetSpec, ctx: TargetContext):
         super().__init__(spec, ctx)
-        self.emulator = None
+        self.emulator: Emulator | None = None
         self.local_s3: LocalS3 | None = None
-        self.registry = None  # images.LocalRegistry this target started (no registry was named)
+        self.registry: LocalRegistry | None = None  # images.LocalRegistry this target started (no registry was named)
 
     def _lambda_on_aws(self) -> bool:
         return False

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from perfdesk.controllers.target import known_kinds, target_class
+from perfdesk.controllers.target import Target, known_kinds, target_class
 from perfdesk.remote.ec2 import TAG_SESSION, Ec2Lifecycle, clients, session_filters
 
 #: Where sessions are looked for when the user gives an id (the profiles' default ``[session] output``).
@@ -55,7 +55,7 @@ def teardown(
         except (OSError, ValueError):
             targets = {}
     kinds = sorted({str(t["kind"]) for t in targets.values() if t.get("kind")}) if targets else known_kinds()
-    groups: dict[object, tuple[type, list[dict]]] = {}  # kinds that share one sweep run it once
+    groups: dict[object, tuple[type[Target], list[dict]]] = {}  # kinds that share one sweep run it once
     for kind in kinds:
         try:
             cls = target_class(kind)

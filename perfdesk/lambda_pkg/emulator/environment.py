@@ -126,7 +126,7 @@ def probe_isolation(work_dir: Path) -> Isolation:
             result = Isolation("namespace", "ext4" if found.get("loop") and mkfs else "tmpfs", "", mkfs)
         else:
             reason = found.get("reason") or proc.stderr.strip()[-300:]
-            result = Isolation("process", "host", reason, mkfs)
+            result = Isolation("process", "host", str(reason), mkfs)
     if result.mode != "namespace":
         log.warning("Lambda emulator: environments are not isolated: %s", result.reason)
     _PROBED["result"] = result
@@ -531,6 +531,7 @@ class ExecutionEnvironment:
             return image_process_env(snap.image, env, snap.variables)
         env.update(snap.variables)
         if not self.isolated and snap.layer_dirs:  # no /opt here: the layers' paths go on PYTHONPATH instead
+            assert self.runtime is not None, "prepared before the first start"
             minor = self.runtime.minor
             extra = []
             for layer in snap.layer_dirs:
