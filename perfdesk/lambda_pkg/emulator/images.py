@@ -93,16 +93,14 @@ def not_supported(uri: str) -> ApiError:
 
 
 def split_uri(uri: str) -> tuple[str, str, str]:
-    """``host/repo:tag`` or ``host/repo@sha256:...`` -> (host, repository, reference)."""
-    if "/" not in uri:
-        raise invalid(f"Source image {uri} is not valid. Provide a valid source image.")
-    host, rest = uri.split("/", 1)
-    if "@" in rest:
-        repo, ref = rest.split("@", 1)
-    elif ":" in rest.rsplit("/", 1)[-1]:
-        repo, ref = rest.rsplit(":", 1)
-    else:
-        repo, ref = rest, "latest"
+    """``host/repo:tag`` or ``host/repo@sha256:...`` -> (host, repository, reference), as CreateFunction checks it
+    (the client's parser, :func:`perfdesk.lambda_pkg.images.split_image_uri`, with AWS's error)."""
+    from perfdesk.lambda_pkg.images import split_image_uri
+
+    try:
+        host, repo, ref = split_image_uri(uri)
+    except ValueError:
+        raise invalid(f"Source image {uri} is not valid. Provide a valid source image.") from None
     if not repo or not ref:
         raise invalid(f"Source image {uri} is not valid. Provide a valid source image.")
     return host, repo, ref
