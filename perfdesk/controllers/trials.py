@@ -171,6 +171,9 @@ class LevelRecorder:
         self._lock = threading.Lock()
         self._payload_cycle = itertools.cycle(range(len(run.payloads)))
         self.note = ""
+        #: Set when this level must stop sending (today: the run's cancel). Trial kinds pass ``rec.stop`` to the
+        #: load generator and check it between requests, never ``run.cancel`` directly.
+        self.stop: threading.Event = run.cancel
 
     def payload(self) -> Payload:
         with self._lock:
@@ -291,8 +294,8 @@ def run_warm(run: TrialRun) -> None:
     spec = run.spec
     assert isinstance(spec, WarmSpec)  # TRIAL_KINDS runs each kind with its own spec
     rec = run.level(1, expected=spec.count)
-    _sequential(rec, spec.warmup, run.cancel, record=False)
-    _sequential(rec, spec.count, run.cancel)
+    _sequential(rec, spec.warmup, rec.stop, record=False)
+    _sequential(rec, spec.count, rec.stop)
     rec.finish()
 
 
@@ -304,12 +307,12 @@ def run_concurrency(run: TrialRun) -> None:
             break
         rec = run.level(level, expected=spec.requests, duration_s=spec.duration_s)
         if spec.warmup_requests:
-            _sequential(rec, spec.warmup_requests, run.cancel, record=False)
+            _sequential(rec, spec.warmup_requests, rec.stop, record=False)
         run_closed_loop(
             rec.sender(closed_loop=True),
             lambda row: None,
             concurrency=level,
-            cancel=run.cancel,
+            cancel=rec.stop,
             duration_s=spec.duration_s,
             count=spec.requests,
         )
@@ -331,7 +334,7 @@ def run_rate(run: TrialRun) -> None:
             rec.sender(closed_loop=False),
             lambda row: None,
             offsets=offsets,
-            cancel=run.cancel,
+            cancel=rec.stop,
             max_in_flight=spec.max_in_flight,
         )
         rec.finish()
