@@ -131,10 +131,25 @@ class TargetPricing:
     instance_type: str = ""
     hourly_usd: float | None = None
     note: str = ""
+    #: where the price came from, for people ("c5.xlarge in the price table of 2025-06-01", "the profile's ...")
+    price_source: str = ""
+    #: non-empty for a local stand-in (the manifest's ``emulation``): its prices are an emulation's
+    emulation: str = ""
 
     @property
     def priced(self) -> bool:
         return (self.gb_second_usd is not None) if self.model == FUNCTION else (self.hourly_usd is not None)
+
+    @property
+    def label(self) -> str:
+        """How the target is priced, in words, with the emulation caveat where it applies."""
+        if self.model == FUNCTION:
+            what = f"priced as AWS Lambda {self.architecture or 'x86_64'} in {self.region}"
+        elif self.hourly_usd is not None:
+            what = f"priced at ${self.hourly_usd:g}/h ({self.price_source or 'price table'})"
+        else:
+            what = "not priced"
+        return f"EMULATION: {self.emulation}; {what}" if self.emulation else what
 
 
 def billing_model(facts: dict, rows: pd.DataFrame | None = None) -> str:
@@ -155,7 +170,9 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
     rows = session.requests[session.requests["target"] == name]
     model = billing_model(facts, rows)
     region = str(over.get("region") or facts.get("region") or book.region)
-    pricing = TargetPricing(target=name, kind=kind, model=model, region=region)
+    pricing = TargetPricing(
+        target=name, kind=kind, model=model, region=region, emulation=str(facts.get("emulation") or "")
+    )
     if model == FUNCTION:
         pricing.architecture = normalise_arch(over.get("architecture") or facts.get("architecture"))
         memory = facts.get("memory_mb") or facts.get("memory_size_mb")
@@ -165,20 +182,51 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
         except PriceError as exc:
             pricing.note = str(exc)
         return pricing
-    pricing.instance_type = str(over.get("instance_type") or facts.get("instance_type") or "")
-    hourly = over.get("hourly_usd", facts.get("hourly_usd"))
-    if hourly is not None:
-        pricing.hourly_usd = float(hourly)
-    elif pricing.instance_type:
+    _server_price(pricing, name, over, facts, book)
+    return pricing
+
+
+def _server_price(pricing: TargetPricing, name: str, over: dict, facts: dict, book: PriceBook) -> None:
+    """A server's hourly price, first found of: the profile's ``[prices.targets.NAME] hourly_usd``, its
+    ``instance_type`` there, the target's own price from the manifest (``hourly_price`` in its profile entry,
+    ``price_source`` "profile"), its instance type in the price table (with the profile's ``[prices.ec2]``),
+    the price its describe() found in its own table."""
+    region = pricing.region
+    table_of = f"price table of {book.as_of}"
+    if over.get("hourly_usd") is not None:
+        pricing.hourly_usd, pricing.price_source = float(over["hourly_usd"]), f"[prices.targets.{name}] hourly_usd"
+        pricing.instance_type = str(over.get("instance_type") or facts.get("instance_type") or "")
+        return
+    if over.get("instance_type"):
+        pricing.instance_type = str(over["instance_type"])
         try:
             pricing.hourly_usd = book.ec2_hourly(region, pricing.instance_type)
+            pricing.price_source = f"{pricing.instance_type} in {region}, {table_of}"
         except PriceError as exc:
             pricing.note = str(exc)
-    else:
-        pricing.note = (
-            f"no price for server {name!r}: set [prices.targets.{name}] hourly_usd or instance_type in the profile"
-        )
-    return pricing
+        return
+    pricing.instance_type = str(facts.get("instance_type") or "")
+    own = facts.get("hourly_usd")
+    if own is not None and "profile" in (facts.get("price_source"), facts.get("price_as_of")):
+        pricing.hourly_usd, pricing.price_source = float(own), "the target's hourly_price in the profile"
+        return
+    if pricing.instance_type:
+        try:
+            pricing.hourly_usd = book.ec2_hourly(region, pricing.instance_type)
+            pricing.price_source = f"{pricing.instance_type} in {region}, {table_of}"
+            return
+        except PriceError as exc:
+            if own is None:
+                pricing.note = str(exc)
+                return
+    if own is not None:
+        pricing.hourly_usd = float(own)
+        pricing.price_source = f"{pricing.instance_type or name}, {facts.get('price_source') or 'the manifest'}"
+        return
+    pricing.note = (
+        f"no price for server {name!r}: set hourly_price or instance_type on the target, or "
+        f"[prices.targets.{name}] hourly_usd or instance_type, in the profile"
+    )
 
 
 def row_costs(rows: pd.DataFrame, pricing: TargetPricing, bill_init: bool) -> pd.DataFrame:
