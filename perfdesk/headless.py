@@ -42,6 +42,7 @@ from perfdesk.controllers.experiment import Experiment
 from perfdesk.controllers.memory_fit import memory_fits
 from perfdesk.controllers.profile import Profile
 from perfdesk.controllers.results import LEVEL_OUT_OF_MEMORY
+from perfdesk.controllers.stats import few_samples_caption, num, percentile_text
 
 #: Colour of a level's status in the summary table and the progress lines (an out-of-memory level is a result).
 STATUS_STYLE = {"failed": "red", "interrupted": "yellow", "skipped": "yellow", LEVEL_OUT_OF_MEMORY: "magenta"}
@@ -144,7 +145,12 @@ class HeadlessPrinter:
 
 
 def summary_table(summaries: list[dict]) -> Table:
-    table = Table(title="Summary (latency in ms; random weights are timing-only)")
+    """One row per level. Percentiles count failed requests as slower than any success ('failed' where they reach
+    it) and are marked where they rest on too few samples; ``fail`` counts errors, timeouts, throttles and dropped
+    frames; ``warm p99`` is given where a level mixes cold and warm requests."""
+    table = Table(
+        title="Summary (latency in ms; random weights are timing-only)", caption=escape(few_samples_caption())
+    )
     for col in (
         "workload",
         "trial",
@@ -152,11 +158,13 @@ def summary_table(summaries: list[dict]) -> Table:
         "level",
         "status",
         "ok",
-        "err",
+        "fail",
         "thr/s",
         "p50",
         "p90",
         "p99",
+        "p99 95% CI",
+        "warm p99",
         "max",
         "mean ± 95% CI",
         "cold",
@@ -169,21 +177,31 @@ def summary_table(summaries: list[dict]) -> Table:
                 (float(s["mean_ci_high_ms"]) - float(s["mean_ci_low_ms"])) / 2 if s.get("mean_ci_high_ms") else math.nan
             )
             ci = f"{_fmt(s['mean_ms'])} ± {_fmt(half)}"
-        err = (s.get("errors") or 0) + (s.get("timeouts") or 0) + (s.get("throttled") or 0)
+        failed = s.get("failed")
+        if failed in (None, ""):
+            failed = sum(int(s.get(c) or 0) for c in ("errors", "timeouts", "throttled", "dropped"))
         status = s.get("status", "")
         style = STATUS_STYLE.get(status, "green")
+        n = s.get("latency_samples")
+        p99_ci = "-"
+        if num(s.get("p99_ci_low_ms")) is not None:
+            low, high = (percentile_text(s.get(c), math.inf, 99) for c in ("p99_ci_low_ms", "p99_ci_high_ms"))
+            p99_ci = f"{low}-{high}"
+        warm_n = (num(s.get("count")) or 0) - (num(s.get("cold_starts")) or 0)
         table.add_row(
-            str(s.get("workload", "")),
-            str(s.get("trial", "")),
-            str(s.get("target", "")),
-            str(s.get("level", "")),
-            f"[{style}]{status}[/]",
+            escape(str(s.get("workload", ""))),
+            escape(str(s.get("trial", ""))),
+            escape(str(s.get("target", ""))),
+            escape(str(s.get("level", ""))),
+            f"[{style}]{escape(str(status))}[/]",
             str(s.get("ok", "")),
-            str(err),
+            f"[red]{failed}[/]" if failed else "0",
             _fmt(s.get("throughput_rps")),
-            _fmt(s.get("p50_ms")),
-            _fmt(s.get("p90_ms")),
-            _fmt(s.get("p99_ms")),
+            escape(percentile_text(s.get("p50_ms"), n, 50)),
+            escape(percentile_text(s.get("p90_ms"), n, 90)),
+            escape(percentile_text(s.get("p99_ms"), n, 99)),
+            p99_ci,
+            escape(percentile_text(s.get("warm_p99_ms"), warm_n, 99)) if num(s.get("warm_p99_ms")) is not None else "",
             _fmt(s.get("max_ms")),
             ci,
             str(s.get("cold_starts", "")),

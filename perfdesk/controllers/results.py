@@ -156,6 +156,15 @@ TRIAL_COLUMNS = [
     "p95_ms",
     "p99_ms",
     "p999_ms",
+    "latency_samples",
+    "failed",
+    "p50_ci_low_ms",
+    "p50_ci_high_ms",
+    "p99_ci_low_ms",
+    "p99_ci_high_ms",
+    "warm_p50_ms",
+    "warm_p99_ms",
+    "cold_p50_ms",
     "max_ms",
     "mean_ms",
     "mean_ci_low_ms",
@@ -164,6 +173,11 @@ TRIAL_COLUMNS = [
     "init_p50_ms",
     "billed_ms_mean",
     "max_memory_used_mb",
+    # capacity trials: the p99 bound, and the highest sustained rate under it (see controllers/capacity.py)
+    "slo_p99_ms",
+    "capacity_rps",
+    "capacity_p99_ms",
+    "capacity_samples",
     "note",
 ]
 
