@@ -40,7 +40,7 @@ def _interpolate(ordered: np.ndarray, q: float) -> np.ndarray:
     return np.where(np.isinf(b), np.inf, out)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
+def percentile(values: Sequence[float] | np.ndarray, q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation between order statistics (numpy's default); +inf
     samples (failures) sort above every success; NaN when empty."""
     if len(values) == 0:
@@ -65,7 +65,7 @@ def enough_samples(n: int, q: float) -> bool:
 
 
 def bootstrap_percentile_ci(
-    values: Sequence[float], q: float, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+    values: Sequence[float] | np.ndarray, q: float, *, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
     """Seeded percentile-bootstrap interval of the q-th percentile (failures as +inf stay in every resample, so an
     interval can be open upwards: inf). NaN bounds with fewer than two samples."""
