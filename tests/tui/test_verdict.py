@@ -89,7 +89,7 @@ def test_verdict_of_a_server_and_a_function_states_the_break_even(profile, tmp_p
             text = _text(screen)
             month = rate * 3600 * 730 / 1e6
             assert (
-                f"The server srv becomes cheaper than fn above {rate:.1f} req/s ({month:.1f} million req/month)" in text
+                f"the server srv becomes cheaper than fn above {rate:.1f} req/s ({month:.1f} million req/month)" in text
             )
             assert "assuming 0.0% of fn's requests start cold (assumed)" in text
             requests = pd.read_csv(path / "requests.csv", dtype={"level": str})
