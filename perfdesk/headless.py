@@ -209,6 +209,58 @@ def summary_table(summaries: list[dict]) -> Table:
     return table
 
 
+def verdict_table(result) -> Table | None:
+    """Monthly cost of each priced target at a few sustained rates around each break-even (servers as steps of
+    instances at their capacity under the SLO): the break-even chart, as a table."""
+    marks = [c.break_even_rps for c in result.crossovers if c.break_even_rps]
+    rates = sorted({0.1, 1.0, 10.0, 100.0, *(round(m, 1) for m in marks), *(round(2 * m, 1) for m in marks)})
+    rows = []
+    for name, target in result.targets.items():
+        values = [target.monthly_usd(r, result.hours_per_month) for r in rates]
+        if any(v is not None for v in values):
+            rows.append((name, target, values))
+    if not rows:
+        return None
+    table = Table(title=f"Monthly cost (USD, {result.hours_per_month:g} h) at a sustained rate (req/s)")
+    table.add_column("target")
+    for r in rates:
+        table.add_column(
+            f"{r:g}" + (" (break-even)" if any(math.isclose(r, round(m, 1)) for m in marks) else ""), justify="right"
+        )
+    for name, target, values in rows:
+        cheapest = [min((v for _, _, vs in rows if (v := vs[i]) is not None), default=None) for i in range(len(rates))]
+        cells = []
+        for v, low in zip(values, cheapest):
+            text = "-" if v is None else f"{v:,.0f}"
+            cells.append(f"[green]{text}[/]" if v is not None and v == low and len(rows) > 1 else text)
+        label = f"{name} ({target.pricing.model}{', emulation' if target.pricing.emulation else ''})"
+        table.add_row(escape(label), *cells)
+    return table
+
+
+def print_verdict(console: Console, session_path: Path) -> None:
+    """The verdict of the finished session (:mod:`perfdesk.verdict.words`, as the desk and the report say it):
+    capacity under the SLO of each target, the break-even, the emulations; never raises."""
+    from perfdesk.verdict.cost import break_even
+    from perfdesk.verdict.session_data import load_session
+    from perfdesk.verdict.words import verdict_lines
+
+    try:
+        session = load_session(session_path)
+        if not len(session.requests):
+            return
+        result = break_even(session)
+    except Exception as exc:  # noqa: BLE001 - the measurements are saved; the verdict is a reading of them
+        console.print("[yellow]verdict:[/] " + escape(f"cannot compute: {type(exc).__name__}: {exc}"), highlight=False)
+        return
+    console.print("[bold]Verdict[/]")
+    for line in verdict_lines(result):
+        console.print("  " + escape(line), highlight=False)
+    table = verdict_table(result)
+    if table is not None:
+        console.print(table)
+
+
 def run_headless(
     profile: Profile, *, output: str | None = None, verbose: bool = False, console: Console | None = None
 ) -> tuple[ExitCode, Path]:
@@ -245,6 +297,7 @@ def run_headless(
     console.print(summary_table(outcome.summaries))
     for fit in memory_fits(outcome.summaries):
         console.print("memory sweep " + escape(fit.line), highlight=False)
+    print_verdict(console, outcome.session_path)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
     console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
