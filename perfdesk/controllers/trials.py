@@ -36,12 +36,15 @@ from perfdesk.controllers.target import Target, TargetError, Unsupported
 from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path
 from perfdesk.shipped.wire import encode_request
 
+#: Trial kinds that send on a schedule (latency from the intended send time).
+OPEN_LOOP_KINDS = {"rate", "stream", "replay"}
+
 
 class TrialSpec(BaseModel):
     """Options common to every trial kind."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(description="Trial kind: cold, warm, concurrency, rate, memory, stream.")
+    kind: str = Field(description="Trial kind: cold, warm, concurrency, rate, memory, stream, replay, idle.")
     name: str = Field(min_length=1, description="Trial name (defaults to the kind); unique in the profile.")
     targets: list[str] | None = Field(None, description="Names of the targets to run on (default: all).")
     max_error_pct: float = Field(
@@ -246,7 +249,7 @@ class LevelRecorder:
             "target_kind": r.target.kind,
             "level": self.level_value,
             "status": status,
-            "loop": "open" if r.spec.kind in ("rate", "stream") else "closed",
+            "loop": "open" if r.spec.kind in OPEN_LOOP_KINDS else "closed",
             "note": note or self.note,
             **summary,
         }
@@ -283,6 +286,8 @@ def run_cold(run: TrialRun) -> None:
                 result.start_ms = cold.start_ms
             if result.init_ms is None:
                 result.init_ms = cold.init_ms
+            if cold.phases:
+                result.extra.setdefault("cold_phases", cold.phases)
             rec.record(result, payload, seq=i, closed_loop=True)
     except TargetError as exc:
         rec.finish("failed", str(exc))
@@ -497,6 +502,10 @@ TRIAL_KINDS: dict[str, TrialKind] = {
     "memory": TrialKind(MemorySpec, run_memory),
     "stream": TrialKind(StreamSpec, run_stream),
 }
+
+
+# the traffic kinds (replay, idle) register themselves; a plain import works whichever module is imported first
+import perfdesk.controllers.traffic_trials  # noqa: E402, F401
 
 
 def known_trial_kinds() -> list[str]:
