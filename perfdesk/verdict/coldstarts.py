@@ -11,10 +11,10 @@ instance launch                 -                                       EC2 laun
 provisioning                    -                                       venv, dependencies, code, weights on the
                                                                         host (manifest ``provision_s``)
 environment / process start     the platform's part: the cold request   agent process start until it answers,
-                                as the client saw it minus REPORT's     model load excluded (``start_ms``)
-                                Init Duration and Duration (environment
-                                creation, code fetch and unpack, the
-                                round trip)
+                                as the client saw it minus the          model load excluded (``start_ms``)
+                                handler's init and REPORT's Duration
+                                (environment creation, code fetch and
+                                unpack, runtime start, the round trip)
 imports                         the handler's module, perfdesk's        the agent's inference imports
                                 inference and the runtime's imports     (``cold_phases`` import_ms)
 weights                         weight load into the runtime            model load minus imports
@@ -74,8 +74,11 @@ def _function_phases(rows: pd.DataFrame, out: ColdStartBreakdown) -> None:
         ph = parse_phases(row.get("cold_phases"))
         init_ms, duration = row.get("init_ms"), row.get("duration_ms")
         service = row.get("service_ms")
-        if pd.notna(service) and pd.notna(init_ms) and pd.notna(duration):
-            platform.append(max(0.0, float(service) - float(init_ms) - float(duration)))
+        # the platform's part: what the client waited beyond the handler's own init (its module's start to the
+        # end of INIT; the rest of REPORT's Init Duration is the runtime starting) and the invocation's Duration
+        handler_init = ph.get("total_ms", init_ms)
+        if pd.notna(service) and pd.notna(handler_init) and pd.notna(duration):
+            platform.append(max(0.0, float(service) - float(handler_init) - float(duration)))
         if pd.notna(init_ms):
             init.append(float(init_ms))
         if pd.notna(duration):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from perfdesk.controllers.traffic import TrafficSection, arrivals, minute_counts
-from perfdesk.verdict.cost import FUNCTION, SERVER, PriceBook, saturation_rps, target_costs, target_pricing
+from perfdesk.verdict.cost import FUNCTION, SERVER, PriceBook, target_costs, target_pricing
 from perfdesk.verdict.session_data import Session
 
 #: Arrivals of one period simulated at most (a busier traffic is simulated on its first ones, said so).
@@ -178,10 +178,15 @@ def capacity(session: Session, target: str) -> Capacity | None:
                 int(samples) if samples is not None else None,
                 f"capacity under p99 <= {slo:g} ms" if slo is not None else "capacity trial",
             )
-    sat = saturation_rps(session, target)
-    if sat:
+    sweep = trials[(trials["target"] == target) & (trials["trial_kind"] == "concurrency")]
+    values = pd.to_numeric(sweep["throughput_rps"], errors="coerce").dropna() if len(sweep) else pd.Series([])
+    if len(values) and values.max() > 0:
         return Capacity(
-            sat, None, None, None, "no capacity trial: the highest throughput measured, whatever its latency"
+            float(values.max()),
+            None,
+            None,
+            None,
+            "no capacity trial: the concurrency sweep's highest throughput, whatever its latency",
         )
     return None
 
@@ -205,9 +210,19 @@ class Projection:
     replay: dict[str, float] = field(default_factory=dict)  # what the compressed replay measured
     notes: list[str] = field(default_factory=list)
 
+    price_label: str = ""  # what the target is priced as
+
     @property
     def emulated(self) -> bool:
         return self.kind.startswith("local")
+
+    @property
+    def label(self) -> str:
+        """How the figure was got, for a local target: measured here, priced as the real thing."""
+        if not self.emulated:
+            return ""
+        where = "the local Lambda emulator" if self.model == FUNCTION else "a server on this machine"
+        return f" (an emulation: measured on {where}, priced as {self.price_label or 'the real thing'})"
 
 
 @dataclass
@@ -263,6 +278,11 @@ def project(session: Session, book: PriceBook | None = None) -> TrafficVerdict |
     for name, kind in session.target_kinds().items():
         pricing = target_pricing(session, name, book)
         item = Projection(target=name, model=pricing.model, kind=kind, requests_per_month=n_month)
+        if pricing.model == FUNCTION:
+            item.price_label = f"Lambda {pricing.memory_mb or 0:g} MB {pricing.architecture} in {pricing.region}"
+        elif pricing.hourly_usd is not None:
+            what = pricing.instance_type or "a server"
+            item.price_label = f"{what} at ${pricing.hourly_usd:g}/h"
         rows = reqs[reqs["target"] == name]
         replay = _replay_rows(session, name)
         if len(replay):
@@ -327,15 +347,21 @@ def _project_server(session, item, warm, warm_source, per_minute, periods_per_mo
         item.p99_ms, item.p99_source = cap.p99_ms, f"p99 at capacity ({cap.source})"
     elif len(warm):
         item.p99_ms, item.p99_source = _p99(warm), warm_source + " (one server)"
-    if cap is None:
-        item.notes.append("no capacity measured (run a capacity or concurrency trial): no fleet size")
-        return
     peak = float(per_minute.max()) / 60.0 if len(per_minute) else 0.0
-    item.servers = max(1, math.ceil(peak / cap.rps - 1e-9))
+    if cap is None:
+        item.servers = 1
+        item.notes.append(
+            "no capacity measured (run a capacity or concurrency trial): priced as one server, which may not carry "
+            f"the busiest minute's {peak:.3g} req/s"
+        )
+    else:
+        item.servers = max(1, math.ceil(peak / cap.rps - 1e-9))
     if hourly is None:
         return
     period_hours = len(per_minute) / 60.0
     item.monthly_usd = item.servers * hourly * periods_per_month * period_hours
+    if cap is None:
+        return
     fleet_hours = 0.0
     for h in range(0, len(per_minute), 60):
         chunk = per_minute[h : h + 60]
@@ -363,7 +389,7 @@ def projection_lines(v: TrafficVerdict) -> list[str]:
     ]
     for p in v.projections:
         money = f"${p.monthly_usd:,.2f}/month" if p.monthly_usd is not None else "no cost (see notes)"
-        label = " (local emulation, priced as the real thing)" if p.emulated else ""
+        label = p.label
         if p.model == FUNCTION:
             cold = f"{p.cold_share:.1%}" if p.cold_share is not None else "n/a"
             text = f"{p.target}{label}: {money}, p99 {_ms(p.p99_ms)}, {cold} cold starts ({p.cold_source})"

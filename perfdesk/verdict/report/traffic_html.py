@@ -47,7 +47,7 @@ def traffic_sections(session: Session, book: PriceBook) -> list[str]:
         header = ["target", "billing", "USD/month", "p99 ms", "cold share", "servers", "autoscaled USD/month"]
         rows = [
             [
-                p.target + (" (local emulation)" if p.emulated else ""),
+                p.target + (" (emulation)" if p.emulated else ""),
                 p.model,
                 "n/a" if p.monthly_usd is None else f"{p.monthly_usd:,.2f}",
                 "n/a" if p.p99_ms is None else f"{p.p99_ms:,.1f}",
