@@ -84,20 +84,22 @@ def eviction_curve(session: Session, target: str) -> EvictionCurve:
 
 def simulate_cold_share(
     offsets: np.ndarray, warm_s: float, cold_s: float, curve: EvictionCurve, rng: np.random.Generator
-) -> tuple[float, int]:
-    """Share of ``offsets`` (arrival times, s) that start cold in a pool of environments; (share, simulated).
+) -> tuple[float, int, int]:
+    """Share of ``offsets`` (arrival times, s) that start cold in a pool of environments; (share, arrivals
+    simulated, most environments busy at once).
 
     Each arrival takes the most recently used idle environment still alive, else starts a new one (cold). An
     environment is busy ``warm_s`` (``cold_s`` when it started cold), then idle; it dies ``lifetime`` seconds after
     it became idle, the lifetime drawn from ``curve`` each time it goes idle."""
     n = min(len(offsets), MAX_SIMULATED)
     if n == 0:
-        return 0.0, 0
+        return 0.0, 0, 0
     lifetimes = curve.draw(rng, n)
     busy: list[float] = []  # heap of the times environments become idle
     idle: list[tuple[float, float]] = []  # (idle since, dies at), most recently used last
     cold = 0
     drawn = 0
+    peak = 0
     for i in range(n):
         t = float(offsets[i])
         while busy and busy[0] <= t:
@@ -113,7 +115,8 @@ def simulate_cold_share(
         if not warm:
             cold += 1
         heapq.heappush(busy, t + (warm_s if warm else cold_s))
-    return cold / n, n
+        peak = max(peak, len(busy))
+    return cold / n, n, peak
 
 
 def _latencies(rows: pd.DataFrame) -> np.ndarray:
@@ -295,7 +298,18 @@ def project(session: Session, book: PriceBook | None = None) -> TrafficVerdict |
                 "compress": float(pd.to_numeric(replay["level"], errors="coerce").iloc[0]),
             }
         warm_rows = replay[~replay["cold"]] if len(replay) else rows[(rows["trial_kind"] == "warm") & ~rows["cold"]]
-        warm_source = "the replay's warm requests" if len(replay) else "the warm trial"
+        throttled = int((warm_rows["status"] == "throttled").sum())
+        if throttled:  # the compression multiplies concurrency; at the traffic's own pace the limit is not reached
+            warm_rows = warm_rows[warm_rows["status"] != "throttled"]
+            item.notes.append(
+                f"{throttled} replay requests were throttled (the concurrency limit, at the replay's compression); "
+                "left out of the month's p99, which is at the traffic's own pace"
+            )
+        warm_source = (
+            f"the replay's warm requests, at x{item.replay['compress']:g} the traffic's pace"
+            if len(replay)
+            else "the warm trial"
+        )
         warm = _latencies(warm_rows)
         if pricing.model == FUNCTION:
             _project_function(session, item, rows, warm, warm_source, offsets, traffic, costs.get(name), out)
@@ -321,8 +335,16 @@ def _project_function(session, item, rows, warm, warm_source, offsets, traffic, 
     cold_s = float(np.median(cold_ok)) / 1000.0 if len(cold_ok) else warm_s
     curve = eviction_curve(session, item.target)
     out.eviction[item.target] = curve
-    share, _ = simulate_cold_share(offsets, warm_s, cold_s, curve, np.random.default_rng(traffic.seed))
+    share, _, peak = simulate_cold_share(offsets, warm_s, cold_s, curve, np.random.default_rng(traffic.seed))
     item.cold_share = share
+    limit = session.target_facts(item.target).get("reserved_concurrency") or session.target_facts(item.target).get(
+        "concurrency"
+    )
+    if limit and peak > int(limit):
+        item.notes.append(
+            f"the traffic needs {peak} environments at once, above the concurrency limit of {int(limit)}: "
+            "some requests would be throttled"
+        )
     item.cold_source = f"predicted from the traffic's idle gaps and the eviction curve, {curve.source}"
     p99 = mixed_percentile(warm, cold, share)
     item.p99_ms = p99
@@ -346,7 +368,7 @@ def _project_server(session, item, warm, warm_source, per_minute, periods_per_mo
     if cap is not None and cap.p99_ms is not None:
         item.p99_ms, item.p99_source = cap.p99_ms, f"p99 at capacity ({cap.source})"
     elif len(warm):
-        item.p99_ms, item.p99_source = _p99(warm), warm_source + " (one server)"
+        item.p99_ms, item.p99_source = _p99(warm), warm_source + ", one server"
     peak = float(per_minute.max()) / 60.0 if len(per_minute) else 0.0
     if cap is None:
         item.servers = 1
@@ -392,7 +414,10 @@ def projection_lines(v: TrafficVerdict) -> list[str]:
         label = p.label
         if p.model == FUNCTION:
             cold = f"{p.cold_share:.1%}" if p.cold_share is not None else "n/a"
-            text = f"{p.target}{label}: {money}, p99 {_ms(p.p99_ms)}, {cold} cold starts ({p.cold_source})"
+            text = (
+                f"{p.target}{label}: {money}, p99 {_ms(p.p99_ms)} ({p.p99_source}), {cold} cold starts "
+                f"({p.cold_source})"
+            )
         else:
             fleet = f"{p.servers} server(s) always on" if p.servers else "no fleet size"
             cap = f" at {p.capacity.rps:.3g} req/s each ({p.capacity.source})" if p.capacity else ""
@@ -401,7 +426,7 @@ def projection_lines(v: TrafficVerdict) -> list[str]:
                 if p.autoscaled_monthly_usd is not None
                 else ""
             )
-            text = f"{p.target}{label}: {money}, {fleet}{cap}, p99 {_ms(p.p99_ms)}{auto}"
+            text = f"{p.target}{label}: {money}, {fleet}{cap}, p99 {_ms(p.p99_ms)} ({p.p99_source}){auto}"
         if p.replay:
             r = p.replay
             text += (

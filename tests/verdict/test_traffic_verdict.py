@@ -39,9 +39,10 @@ def test_pool_simulation():
     assert simulate_cold_share(every_10s, 0.1, 1.0, _step(20.0), rng)[0] == pytest.approx(1 / 100)  # only the first
     never = EvictionCurve([1.0], [0.0], [1], "never")
     overlap = np.array([0.0, 0.01, 0.02, 5.0, 5.01, 5.02])
-    assert simulate_cold_share(overlap, 1.0, 1.0, never, rng)[0] == pytest.approx(3 / 6)  # scale-out, then reuse
+    share, _, peak = simulate_cold_share(overlap, 1.0, 1.0, never, rng)
+    assert share == pytest.approx(3 / 6) and peak == 3  # scale-out to three environments, then reuse
     half = EvictionCurve([10.0], [0.5], [2], "half")  # after 10 s idle, half the environments are gone
-    share, n = simulate_cold_share(np.arange(0.0, 20000.0, 20.0), 0.1, 0.1, half, rng)
+    share, n, _ = simulate_cold_share(np.arange(0.0, 20000.0, 20.0), 0.1, 0.1, half, rng)
     assert n == 1000 and abs(share - 0.5) < 0.06  # each 20 s idle period ends the environment with P = 0.5
 
 
