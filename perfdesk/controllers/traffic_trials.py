@@ -6,6 +6,8 @@ Registered into :data:`perfdesk.controllers.trials.TRIAL_KINDS` when :mod:`perfd
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, ValidationInfo, model_validator
 
 from perfdesk.controllers.loadgen import run_open_loop
@@ -17,6 +19,8 @@ from perfdesk.controllers.trials import TRIAL_KINDS, TrialKind, TrialRun, TrialS
 class ReplaySpec(TrialSpec):
     """Replay the profile's ``[traffic]`` (or the trial's own) at each target, time-compressed, seeded, open loop;
     the level is the compression factor."""
+
+    open_loop: ClassVar[bool] = True  # latency from the intended send time (trials.csv loop "open")
 
     compress: float = Field(
         60.0, gt=0, le=1_000_000, description="Time compression: 60 sends an hour of the traffic in a minute."
