@@ -240,9 +240,9 @@ def run_headless(
     console.print(summary_table(outcome.summaries))
     for fit in memory_fits(outcome.summaries):
         console.print("memory sweep " + escape(fit.line), highlight=False)
-    for line in traffic_lines(outcome.session_path):
-        console.print(escape(line), highlight=False)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
+    for line in traffic_lines(outcome.session_path):
+        console.print(escape(line), highlight=False)
     console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
     return outcome.exit_code, outcome.session_path

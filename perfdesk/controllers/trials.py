@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -36,15 +36,14 @@ from perfdesk.controllers.target import Target, TargetError, Unsupported
 from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path
 from perfdesk.shipped.wire import encode_request
 
-#: Trial kinds that send on a schedule (latency from the intended send time).
-OPEN_LOOP_KINDS = {"rate", "stream", "replay"}
-
 
 class TrialSpec(BaseModel):
     """Options common to every trial kind."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(description="Trial kind: cold, warm, concurrency, rate, memory, stream, replay, idle.")
+    #: Latency is measured from the intended send time (trials.csv ``loop`` open), not the actual one.
+    open_loop: ClassVar[bool] = False
+    kind: str = Field(description="Trial kind: one of the kinds in the README's Trials table.")
     name: str = Field(min_length=1, description="Trial name (defaults to the kind); unique in the profile.")
     targets: list[str] | None = Field(None, description="Names of the targets to run on (default: all).")
     max_error_pct: float = Field(
@@ -95,6 +94,8 @@ class ConcurrencySpec(_Amount):
 class RateSpec(_Amount):
     """Open loop: arrivals at each rate (constant or seeded Poisson); latency from the intended send time."""
 
+    open_loop: ClassVar[bool] = True
+
     rates: list[float] = Field([5.0, 10.0], min_length=1, description="Arrival rates, requests per second.")
     arrival: Literal["constant", "poisson"] = Field("poisson", description="Arrival process.")
     seed: int = Field(0, description="Seed of the Poisson arrivals.")
@@ -124,6 +125,8 @@ class MemorySpec(TrialSpec):
 class StreamSpec(TrialSpec):
     """A frame feed at ``fps``: sequential (one frame in flight; frames whose slot passed are dropped) or async
     (up to ``max_in_flight`` frames in flight; a frame finding no free slot is dropped)."""
+
+    open_loop: ClassVar[bool] = True
 
     fps: float = Field(10.0, gt=0, le=1000, description="Frames per second of the feed.")
     frames: int = Field(100, ge=1, le=1_000_000, description="Frames sent.")
@@ -249,7 +252,7 @@ class LevelRecorder:
             "target_kind": r.target.kind,
             "level": self.level_value,
             "status": status,
-            "loop": "open" if r.spec.kind in OPEN_LOOP_KINDS else "closed",
+            "loop": "open" if r.spec.open_loop else "closed",
             "note": note or self.note,
             **summary,
         }
@@ -504,13 +507,14 @@ TRIAL_KINDS: dict[str, TrialKind] = {
 }
 
 
-# the traffic kinds (replay, idle) register themselves; a plain import works whichever module is imported first
-import perfdesk.controllers.traffic_trials  # noqa: E402, F401
-
-
 def known_trial_kinds() -> list[str]:
     return sorted(TRIAL_KINDS)
 
 
 def trial_spec_model(kind: str) -> type[TrialSpec]:
     return TRIAL_KINDS[kind].spec
+
+
+# the traffic kinds (replay, idle) register themselves in TRIAL_KINDS; a plain import at the end works whichever
+# of the two modules is imported first
+import perfdesk.controllers.traffic_trials  # noqa: E402, F401
