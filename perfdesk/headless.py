@@ -191,19 +191,6 @@ def summary_table(summaries: list[dict]) -> Table:
     return table
 
 
-def traffic_lines(session_path: Path) -> list[str]:
-    """The session's traffic projection and its cold starts side by side, in words (empty without either)."""
-    from perfdesk.verdict.traffic import cold_start_lines, safe_projection_lines
-
-    try:
-        from perfdesk.verdict.session_data import load_session
-
-        session = load_session(session_path)
-    except Exception:  # noqa: BLE001 - no rows at all (every deploy failed): nothing to project
-        return []
-    return safe_projection_lines(session) + cold_start_lines(session)
-
-
 def run_headless(
     profile: Profile, *, output: str | None = None, verbose: bool = False, console: Console | None = None
 ) -> tuple[ExitCode, Path]:
@@ -242,7 +229,9 @@ def run_headless(
         console.print("memory sweep " + escape(fit.line), highlight=False)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
-    for line in traffic_lines(outcome.session_path):
+    from perfdesk.verdict.traffic import session_lines  # the traffic projection, the cold starts side by side
+
+    for line in session_lines(outcome.session_path):
         console.print(escape(line), highlight=False)
     console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
     return outcome.exit_code, outcome.session_path

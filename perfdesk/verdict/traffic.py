@@ -458,4 +458,16 @@ def cold_start_lines(session: Session) -> list[str]:
         return [f"Cold starts: cannot compute ({type(exc).__name__}: {exc})"]
 
 
+def session_lines(session_path: str | Path) -> list[str]:
+    """A session folder's traffic projection and its cold starts side by side, in words (the headless summary's);
+    empty for a folder with no rows to read."""
+    from perfdesk.verdict.session_data import load_session
+
+    try:
+        session = load_session(session_path)
+    except Exception:  # noqa: BLE001 - no rows at all (every deploy failed): nothing to project
+        return []
+    return safe_projection_lines(session) + cold_start_lines(session)
+
+
 __all__ = ["SERVER", "FUNCTION", "project", "projection_lines", "safe_projection_lines", "eviction_curve"]
