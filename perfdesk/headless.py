@@ -300,5 +300,9 @@ def run_headless(
     print_verdict(console, outcome.session_path)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
+    from perfdesk.verdict.traffic import session_lines  # the traffic projection, the cold starts side by side
+
+    for line in session_lines(outcome.session_path):
+        console.print(escape(line), highlight=False)
     console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
     return outcome.exit_code, outcome.session_path

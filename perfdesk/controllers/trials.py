@@ -292,6 +292,8 @@ def run_cold(run: TrialRun) -> None:
                 result.start_ms = cold.start_ms
             if result.init_ms is None:
                 result.init_ms = cold.init_ms
+            if cold.phases:
+                result.extra.setdefault("cold_phases", cold.phases)
             rec.record(result, payload, seq=i, closed_loop=True)
     except TargetError as exc:
         rec.finish("failed", str(exc))
@@ -518,3 +520,8 @@ def known_trial_kinds() -> list[str]:
 
 def trial_spec_model(kind: str) -> type[TrialSpec]:
     return TRIAL_KINDS[kind].spec
+
+
+# the traffic kinds (replay, idle) register themselves in TRIAL_KINDS; a plain import at the end works whichever
+# of the two modules is imported first
+import perfdesk.controllers.traffic_trials  # noqa: E402, F401
