@@ -144,6 +144,7 @@ TRIAL_COLUMNS = [
     "timeouts",
     "cancelled",
     "dropped",
+    "not_sent",
     "late_sends",
     "cold_starts",
     "started",

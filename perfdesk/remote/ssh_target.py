@@ -214,6 +214,17 @@ class SshTarget(AgentTarget):
         except TargetError:
             return True  # a transient SSH problem: let the health wait decide
 
+    def check_alive(self) -> str | None:
+        """The agent's process through the transport; a host SSH cannot reach again is lost too (requests go
+        through SSH's port forward), unless the agent is reached directly (``expose``)."""
+        if self.client is None or not self._started or self.report is None or not self.state.serving:
+            return None
+        try:
+            running = self._transport().is_running(self.report.layout.pid)
+        except TargetError as exc:
+            return None if self.spec.expose else f"SSH: {exc}"
+        return None if running else f"the agent's process on {self._transport().host} exited"
+
     def _stop_agent(self) -> None:
         if self._forward is not None:
             self._forward.close()
