@@ -64,6 +64,8 @@ class AgentClient:
                 retries=False,
                 timeout=urllib3.Timeout(connect=min(10.0, timeout or self.timeout), read=timeout or self.timeout),
             )
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass: refused is no timeout
+            return RequestResult(actual_send=t0, receive=time.time(), status=ERROR, error=f"connection: {exc}")
         except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
             return RequestResult(actual_send=t0, receive=time.time(), status=TIMEOUT, error=f"timed out: {exc}")
         except urllib3.exceptions.HTTPError as exc:
