@@ -10,6 +10,7 @@ removes the token and run files and, unless ``keep_cache``, everything perfdesk 
 from __future__ import annotations
 
 import secrets
+import shlex
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
@@ -219,11 +220,23 @@ class SshTarget(AgentTarget):
         through SSH's port forward), unless the agent is reached directly (``expose``)."""
         if self.client is None or not self._started or self.report is None or not self.state.serving:
             return None
+        q = shlex.quote(self.report.layout.pid)
         try:
-            running = self._transport().is_running(self.report.layout.pid)
+            # an answer either way, so that a command cut short by a dropped link (no output) proves nothing
+            out = (
+                self._transport()
+                .run(
+                    f'p=$(cat {q} 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo alive; '
+                    "else echo gone; fi",
+                    timeout=10,
+                    check=False,
+                    step="check the agent",
+                )
+                .stdout.split()
+            )
         except TargetError as exc:
             return None if self.spec.expose else f"SSH: {exc}"
-        return None if running else f"the agent's process on {self._transport().host} exited"
+        return f"the agent's process on {self._transport().host} exited" if out == ["gone"] else None
 
     def _stop_agent(self) -> None:
         if self._forward is not None:
