@@ -145,6 +145,7 @@ TRIAL_COLUMNS = [
     "timeouts",
     "cancelled",
     "dropped",
+    "not_sent",
     "late_sends",
     "cold_starts",
     "started",
