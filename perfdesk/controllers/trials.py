@@ -582,7 +582,7 @@ TRIAL_KINDS: dict[str, TrialKind] = {
 
 # Kinds in modules of their own register themselves in TRIAL_KINDS when imported (they import this module, so the
 # import is at the end: whichever of the two is imported first, both are complete after it).
-import perfdesk.controllers.capacity  # noqa: E402, F401
+import perfdesk.controllers.capacity  # noqa: E402
 
 
 def known_trial_kinds() -> list[str]:
