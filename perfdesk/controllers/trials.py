@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from perfdesk.controllers.aioload import RecorderSender
 from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
-from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
+from perfdesk.controllers.loadgen import Send, constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
 from perfdesk.controllers.results import (
     DROPPED,
     LEVEL_OUT_OF_MEMORY,
@@ -189,6 +190,21 @@ class LevelRecorder:
         intended: float | None = None,
         closed_loop: bool = False,
     ) -> dict:
+        row = self.row(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
+        self.run.emit(RequestDone(row))
+        return row
+
+    def row(
+        self,
+        result: RequestResult,
+        payload: Payload,
+        *,
+        seq: int,
+        worker: int = 0,
+        intended: float | None = None,
+        closed_loop: bool = False,
+    ) -> dict:
+        """Build and keep one row without emitting it (the event-driven client emits rows in batches)."""
         r = self.run
         row = request_row(
             result,
@@ -208,11 +224,11 @@ class LevelRecorder:
         )
         with self._lock:
             self.rows.append(row)
-        r.emit(RequestDone(row))
         return row
 
-    def sender(self, *, closed_loop: bool, timeout: float | None = None):
-        """A load-generator send function over this level's target and payloads."""
+    def sender(self, *, closed_loop: bool, timeout: float | None = None) -> Send:
+        """A load-generator send function over this level's target and payloads (with its event-driven twin where
+        the target has an event-driven client: the load generator then uses that)."""
         target = self.run.target
 
         def send(seq: int, worker: int, intended: float) -> dict:
@@ -220,7 +236,8 @@ class LevelRecorder:
             result = target.send(payload, timeout=timeout)
             return self.record(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
 
-        return send
+        aio = RecorderSender(self, closed_loop=closed_loop, timeout=timeout) if target.supports_async else None
+        return Send(send, aio)
 
     def finish(self, status: str | None = None, note: str = "") -> dict:
         r = self.run
