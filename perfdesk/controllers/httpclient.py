@@ -33,9 +33,7 @@ class AsyncHttpClient:
         self.url = URL(url)
         self.method = method
         self._parse = parse
-        connector = aiohttp.TCPConnector(
-            limit=limit, limit_per_host=0, ttl_dns_cache=None, ssl=None if verify_tls else False
-        )
+        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, ttl_dns_cache=None, ssl=verify_tls)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),

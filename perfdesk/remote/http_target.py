@@ -228,7 +228,7 @@ class HttpTarget(Target):
     def _check_answers(self, health: str | None) -> None:
         assert self._pool is not None
         url = health or self._url
-        shown = _safe_url(self.spec.health_url if health else self.spec.url)
+        shown = _safe_url(self.spec.health_url if health and self.spec.health_url else self.spec.url)
         timeout = min(10.0, self.spec.request_timeout_s)
         try:
             resp = self._pool.request("GET", url, headers=self._headers, timeout=timeout, retries=False)
