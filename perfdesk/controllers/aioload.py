@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from perfdesk.controllers.events import RequestsDone
-from perfdesk.controllers.results import TIMEOUT, RequestResult
+from perfdesk.controllers.results import CANCELLED, TIMEOUT, RequestResult
 
 if TYPE_CHECKING:
     from perfdesk.controllers.target import AsyncClient
@@ -42,7 +42,8 @@ class LoopSender(Protocol):
 
     async def open(self) -> None: ...
     def payload(self) -> Any: ...
-    async def request(self, payload: Any) -> RequestResult: ...
+    async def request(self, payload: Any) -> RequestResult | None: ...
+    def abandoned(self) -> str | None: ...
     def row(self, result: RequestResult, payload: Any, *, seq: int, worker: int, intended: float) -> dict: ...
     def flush(self) -> None: ...
     async def close(self) -> None: ...
@@ -68,9 +69,20 @@ class RecorderSender:
     def payload(self) -> Payload:
         return self.rec.payload()
 
-    async def request(self, payload: Payload) -> RequestResult:
+    async def request(self, payload: Payload) -> RequestResult | None:
+        """One request; None (nothing sent, not a row) when the level's watchdog already ended the level."""
         assert self.client is not None, "open first"
-        return await self.client.send(payload)
+        watch = self.rec.watch
+        if watch.verdict is not None:
+            return None
+        result = await self.client.send(payload)
+        watch.observe(result)
+        return result
+
+    def abandoned(self) -> str | None:
+        """Why requests in flight are to be abandoned now (the watchdog ended the level), or None."""
+        verdict = self.rec.watch.verdict
+        return verdict.reason if verdict is not None else None
 
     def row(self, result: RequestResult, payload: Payload, *, seq: int, worker: int, intended: float) -> dict:
         row = self.rec.row(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=self.closed_loop)
@@ -127,23 +139,34 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 class _InFlight:
-    """Requests in flight with their deadlines; the sweeper cancels those past it."""
+    """Requests in flight with their deadlines; the sweeper cancels those past it, and every one when the sender
+    says the level's requests are abandoned (the level watchdog ended it)."""
 
-    def __init__(self, timeout: float):
-        self.timeout = timeout
+    def __init__(self, sender: LoopSender):
+        self.sender = sender
+        self.timeout = sender.timeout
         self.deadlines: dict[int, tuple[float, asyncio.Task]] = {}
-        self.expired: set[int] = set()
+        #: requests the sweeper cancelled, and why: a RequestResult status and error
+        self.expired: dict[int, tuple[str, str]] = {}
 
     async def sweep(self) -> None:
         while True:
             await asyncio.sleep(min(SWEEP_S, self.timeout / 4))
             now = time.time()
+            reason = self.sender.abandoned()
             for seq, (deadline, task) in list(self.deadlines.items()):
-                if deadline <= now and seq not in self.expired:
-                    self.expired.add(seq)
-                    task.cancel()
+                if seq in self.expired:
+                    continue
+                if reason is not None:
+                    self.expired[seq] = (CANCELLED, f"abandoned: {reason}")
+                elif deadline <= now:
+                    self.expired[seq] = (TIMEOUT, f"timed out after {self.timeout:g} s")
+                else:
+                    continue
+                task.cancel()
 
-    async def one(self, sender: LoopSender, seq: int, worker: int, intended: float) -> dict:
+    async def one(self, sender: LoopSender, seq: int, worker: int, intended: float) -> dict | None:
+        """One request and its row; None when it was not sent (the level had ended)."""
         payload = sender.payload()
         task = asyncio.current_task()
         assert task is not None
@@ -152,15 +175,15 @@ class _InFlight:
         try:
             result = await sender.request(payload)
         except asyncio.CancelledError:
-            if seq not in self.expired:
+            why = self.expired.pop(seq, None)
+            if why is None:
                 raise
-            self.expired.discard(seq)
             task.uncancel()
-            result = RequestResult(
-                actual_send=t0, receive=time.time(), status=TIMEOUT, error=f"timed out after {self.timeout:g} s"
-            )
+            result = RequestResult(actual_send=t0, receive=time.time(), status=why[0], error=why[1])
         finally:
             self.deadlines.pop(seq, None)
+        if result is None:
+            return None
         return sender.row(result, payload, seq=seq, worker=worker, intended=intended)
 
 
@@ -175,7 +198,7 @@ async def closed_loop(
 ) -> None:
     """``concurrency`` coroutines send back to back until ``duration_s`` has passed or ``count`` were sent."""
     await sender.open()
-    flight = _InFlight(sender.timeout)
+    flight = _InFlight(sender)
     sweeper = asyncio.get_running_loop().create_task(flight.sweep())
     end = time.time() + duration_s if duration_s is not None else None
     next_seq = 0
@@ -190,7 +213,10 @@ async def closed_loop(
             if end is not None and now >= end:
                 return
             next_seq += 1
-            on_row(await flight.one(sender, n, wid, now))
+            row = await flight.one(sender, n, wid, now)
+            if row is None:
+                return  # the level ended before this request went out
+            on_row(row)
 
     try:
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
@@ -226,7 +252,7 @@ async def open_loop(
     ``worker`` in a row is the slot (0 .. max_in_flight - 1) the request used."""
     await sender.open()
     loop = asyncio.get_running_loop()
-    flight = _InFlight(sender.timeout)
+    flight = _InFlight(sender)
     sweeper = loop.create_task(flight.sweep())
     slots = asyncio.Semaphore(max_in_flight)
     free = list(range(max_in_flight - 1, -1, -1))
@@ -235,7 +261,9 @@ async def open_loop(
     async def one(n: int, intended: float) -> None:
         wid = free.pop()
         try:
-            on_row(await flight.one(sender, n, wid, intended))
+            row = await flight.one(sender, n, wid, intended)
+            if row is not None:
+                on_row(row)
         finally:
             free.append(wid)
             slots.release()
