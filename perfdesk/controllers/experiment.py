@@ -30,6 +30,7 @@ from perfdesk.controllers.events import (
     SessionStarted,
     TrialFinished,
     Warning_,
+    takes_batches,
 )
 from perfdesk.controllers.exit_codes import BY_STATUS, ExitCode
 from perfdesk.controllers.profile import Profile
@@ -98,6 +99,7 @@ class Experiment:
         self._final_status: str | None = None
 
     # -- events ---------------------------------------------------------------------------------------------
+    @takes_batches  # it reads no request rows: batches pass it whole
     def _collect(self, event) -> None:
         if isinstance(event, TrialFinished):
             self.summaries.append(event.summary)

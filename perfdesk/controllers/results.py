@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from perfdesk.shipped.wire import parse_response
@@ -230,7 +230,8 @@ def parse_phases(text: Any) -> dict[str, float]:
 
 def request_row(result: RequestResult, **context: Any) -> dict[str, Any]:
     """Flatten a result plus its trial context into a requests.csv row (dict in REQUEST_COLUMNS order)."""
-    data = asdict(result)
+    # a shallow copy of the fields (``asdict`` deep-copies, and this runs once per request on the hot path)
+    data = result.__dict__.copy()
     data["cold_phases"] = format_phases(result.extra.get("cold_phases") or result.extra.get("init"))
     data.pop("extra", None)
     data.update(context)
@@ -242,4 +243,4 @@ def request_row(result: RequestResult, **context: Any) -> dict[str, Any]:
     if data.get("latency_ms") is None:
         # open loop: from the intended send time (coordinated omission); closed loop: intended == actual
         data["latency_ms"] = (result.receive - intended) * 1000.0
-    return {col: data.get(col) for col in REQUEST_COLUMNS}
+    return dict(zip(REQUEST_COLUMNS, map(data.get, REQUEST_COLUMNS), strict=True))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,6 +95,17 @@ class TargetContext:
     work_dir: str = "."
 
 
+class AsyncClient(Protocol):
+    """An event-driven client of one target, made by :meth:`Target.async_client` inside the load generator's event
+    loop and used only from that loop (many requests in flight on one thread)."""
+
+    async def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        """As :meth:`Target.send`: never raises for a failed request (cancellation excepted)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class Target(ABC):
     """A place inference runs: deploy it, send it requests, force cold starts, sample it, tear it down.
 
@@ -112,6 +123,9 @@ class Target(ABC):
     #: How the target is billed: "server" (an instance by the hour) or "function" (per request and GB-second).
     #: Written to the manifest by :meth:`describe`; the cost model reads it, never the kind's name.
     billing: ClassVar[str] = "server"
+    #: The target has an event-driven client (:meth:`async_client`): the load generator then drives it from one
+    #: event loop instead of a thread per request in flight (HTTP-speaking targets).
+    supports_async: ClassVar[bool] = False
     #: Non-empty for a local stand-in (a local server, the local Lambda emulator): what it emulates. Written to the
     #: manifest by :meth:`describe`; every price of its results is labelled an emulation.
     emulation: ClassVar[str] = ""
@@ -141,6 +155,11 @@ class Target(ABC):
     @abstractmethod
     def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
         """Send one inference request; never raises for a failed request: the result carries the error."""
+
+    def async_client(self) -> AsyncClient:
+        """A new event-driven client (only where ``supports_async``), called inside the running event loop; the
+        load generator closes it when its level ends. Other targets are driven by threads over :meth:`send`."""
+        raise Unsupported(f"{self.kind} targets have no event-driven client")
 
     def force_cold(self) -> ColdStart:
         """Retire every warm instance so that the next request is a cold start; return the start's phases.
@@ -217,6 +236,7 @@ _KINDS: dict[str, str] = {
     "ec2": "perfdesk.remote.ec2_target:Ec2Target",
     "lambda": "perfdesk.lambda_pkg.target:LambdaTarget",
     "local-lambda": "perfdesk.lambda_pkg.target:LocalLambdaTarget",
+    "http": "perfdesk.remote.http_target:HttpTarget",
 }
 _LOADED: dict[str, type[Target]] = {}
 

@@ -21,8 +21,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from perfdesk.controllers.aioload import RecorderSender
 from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
-from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
+from perfdesk.controllers.loadgen import Send, constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
 from perfdesk.controllers.results import (
     DROPPED,
     LEVEL_OUT_OF_MEMORY,
@@ -240,6 +241,21 @@ class LevelRecorder:
         intended: float | None = None,
         closed_loop: bool = False,
     ) -> dict:
+        row = self.row(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
+        self.run.emit(RequestDone(row))
+        return row
+
+    def row(
+        self,
+        result: RequestResult,
+        payload: Payload,
+        *,
+        seq: int,
+        worker: int = 0,
+        intended: float | None = None,
+        closed_loop: bool = False,
+    ) -> dict:
+        """Build and keep one row without emitting it (the event-driven client emits rows in batches)."""
         r = self.run
         row = request_row(
             result,
@@ -260,7 +276,6 @@ class LevelRecorder:
         with self._lock:
             self.rows.append(row)
         self.watch.count(row)
-        r.emit(RequestDone(row))
         return row
 
     def send(self, payload: Payload, timeout: float | None = None) -> RequestResult | None:
@@ -268,8 +283,9 @@ class LevelRecorder:
         level (it comes back ``cancelled``). None, and nothing sent, when the level had already ended."""
         return self.watch.send(payload, timeout=timeout)
 
-    def sender(self, *, closed_loop: bool, timeout: float | None = None):
-        """A load-generator send function over this level's target and payloads."""
+    def sender(self, *, closed_loop: bool, timeout: float | None = None) -> Send:
+        """A load-generator send function over this level's target and payloads (with its event-driven twin where
+        the target has an event-driven client: the load generator then uses that)."""
 
         def send(seq: int, worker: int, intended: float) -> dict:
             payload = self.payload()
@@ -278,7 +294,8 @@ class LevelRecorder:
                 return {}  # the level ended before this request went out: not a row
             return self.record(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
 
-        return send
+        aio = RecorderSender(self, closed_loop=closed_loop, timeout=timeout) if self.run.target.supports_async else None
+        return Send(send, aio)
 
     def finish(self, status: str | None = None, note: str = "", extra: dict | None = None) -> dict:
         """Summarise the level's rows, decide its status (unless given) and emit its trials.csv row; ``extra``:
