@@ -267,6 +267,7 @@ class Experiment:
         """Run one trial on a deployed target (its levels' rows and summaries go to the bus); never raises for a
         failed trial: the trial is marked failed (or skipped, for an ability the target lacks)."""
         run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel)
+        run.load = self.profile.load
         self._current = (target, workload.name, trial.name)
         self.log(f"trial {trial.name} ({trial.kind}) on {target.name}", target.name)
         try:

@@ -1,7 +1,7 @@
 """Profiles: a TOML file read with tomllib into a strict, documented schema.
 
 Sections: ``[session]``, ``[[targets]]`` (one per target; the ``kind`` picks the schema), ``[[workloads]]``,
-``[[trials]]`` (the ``kind`` picks the schema), and the optional ``[thresholds]`` and ``[prices]``.
+``[[trials]]`` (the ``kind`` picks the schema), and the optional ``[thresholds]``, ``[prices]`` and ``[load]``.
 
 Every error is for people: :class:`ProfileError` names the file, the key path and the line where TOML has it,
 suggests the closest key for a typo, and the CLI prints it without a traceback and exits 2.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from perfdesk.controllers.distributed import LoadSection
 from perfdesk.controllers.target import TargetSpec, known_kinds, target_class
 from perfdesk.controllers.workload import WorkloadSpec
 
@@ -62,13 +63,14 @@ class Profile:
     trials: list[TrialSpec]
     thresholds: dict[str, float] = field(default_factory=dict)
     prices: dict[str, Any] = field(default_factory=dict)
+    load: LoadSection = field(default_factory=lambda: LoadSection())
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
 
-TOP_KEYS = ("session", "targets", "workloads", "trials", "thresholds", "prices")
+TOP_KEYS = ("session", "targets", "workloads", "trials", "thresholds", "prices", "load")
 
 
 # -- locating keys in the TOML text ---------------------------------------------------------------------------
@@ -281,7 +283,11 @@ def load_profile(path: str | Path) -> Profile:
     if c.validate(PricesSection, prices, ("prices",), context) is None:
         prices = {}
 
+    load = c.validate(LoadSection, raw.get("load", {}), ("load",), context)
+    if load is not None:
+        load.attach_targets(targets)
+
     if c.problems:
         raise ProfileError(path, c.problems)
-    assert session is not None  # validate() returns None only after recording a problem
-    return Profile(path, raw, session, targets, workloads, trials, dict(thresholds), dict(prices))
+    assert session is not None and load is not None  # validate() returns None only after recording a problem
+    return Profile(path, raw, session, targets, workloads, trials, dict(thresholds), dict(prices), load)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from perfdesk.controllers.events import Event, LogLine, TargetState
-from perfdesk.controllers.results import RequestResult
+from perfdesk.controllers.results import RequestResult, result_from_response
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
@@ -82,6 +82,18 @@ class ColdStart:
     start_ms: float | None = None  # process / instance / execution environment start until it answers
     init_ms: float | None = None  # model load (imports, weights) as the target reports it
     phases: dict[str, float] = field(default_factory=dict)  # finer phases, kind-specific names
+
+
+@dataclass
+class HttpRequest:
+    """One request as any HTTP client can send it: what a load engine outside perfdesk (Locust's workers) sends."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    method: str = "POST"
+    #: the answer (status, body, send and receive times) as a result; default: perfdesk's wire format (the agent's)
+    parse: Callable[[int, bytes, float, float], RequestResult] = result_from_response
 
 
 @dataclass
@@ -150,6 +162,11 @@ class Target(ABC):
     def set_memory(self, memory_mb: int) -> None:
         """Change the configured memory size (functions); only where ``supports_memory``."""
         raise Unsupported(f"{self.kind} targets have no memory size to set")
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        """``payload`` as a plain HTTP request (URL, headers, body), for load engines that send it themselves
+        (``[load] engine = "locust"``); None (the default) where requests are not plain HTTP."""
+        return None
 
     def sample_metrics(self) -> dict[str, Any] | None:
         """One resource sample (CPU %, RSS, ...) or None; called about once a second during trials."""

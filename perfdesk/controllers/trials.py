@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from perfdesk.controllers.distributed import load_engine
 from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
 from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
 from perfdesk.controllers.results import (
@@ -151,6 +152,8 @@ class TrialRun:
     emit: Callable
     cancel: threading.Event
     failed_levels: list[Any] = field(default_factory=list)
+    #: the profile's ``[load]`` (:class:`perfdesk.controllers.distributed.LoadSection`); None: this process sends
+    load: Any = None
 
     def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> LevelRecorder:
         self.emit(
@@ -188,6 +191,7 @@ class LevelRecorder:
         worker: int = 0,
         intended: float | None = None,
         closed_loop: bool = False,
+        client: str | None = None,
     ) -> dict:
         r = self.run
         row = request_row(
@@ -201,6 +205,7 @@ class LevelRecorder:
             level=self.level_value,
             seq=seq,
             worker=worker,
+            client=client,
             intended_send=intended if intended is not None else result.actual_send,
             payload_bytes=payload.payload_bytes,
             batch_size=payload.batch_size,
@@ -322,6 +327,11 @@ def run_concurrency(run: TrialRun) -> None:
 def run_rate(run: TrialRun) -> None:
     spec = run.spec
     assert isinstance(spec, RateSpec)  # TRIAL_KINDS runs each kind with its own spec
+    with load_engine(run) as engine:  # None: this process sends; else Locust's workers (``[load]``)
+        _rate_levels(run, spec, engine)
+
+
+def _rate_levels(run: TrialRun, spec: RateSpec, engine) -> None:
     for i, rate in enumerate(spec.rates):
         if run.cancel.is_set():
             break
@@ -330,6 +340,10 @@ def run_rate(run: TrialRun) -> None:
         else:
             offsets = poisson_schedule(rate, duration_s=spec.duration_s, count=spec.requests, seed=spec.seed + i)
         rec = run.level(rate, expected=len(offsets), duration_s=spec.duration_s)
+        if engine is not None:
+            engine.open_loop(rec, offsets, max_in_flight=spec.max_in_flight)
+            rec.finish()
+            continue
         run_open_loop(
             rec.sender(closed_loop=False),
             lambda row: None,

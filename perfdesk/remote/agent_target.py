@@ -14,7 +14,7 @@ from typing import Any
 import urllib3
 
 from perfdesk.controllers.results import ERROR, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec, TargetStatus
+from perfdesk.controllers.target import ColdStart, HttpRequest, Target, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
@@ -193,6 +193,14 @@ class AgentTarget(Target):
             now = time.time()
             return RequestResult(actual_send=now, receive=now, status=ERROR, error="agent not running")
         return client.predict(payload, timeout=timeout or self.spec.request_timeout_s)
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        client = self.client
+        if client is None:
+            return None
+        ep = client.endpoint
+        headers = {**client.headers, "Content-Type": payload.content_type}
+        return HttpRequest(f"http://{ep.host}:{ep.port}/predict", headers, payload.body)
 
     def sample_metrics(self) -> dict[str, Any] | None:
         if self.client is None:

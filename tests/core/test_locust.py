@@ -1,0 +1,183 @@
+"""``[load] engine = "locust"``: a real Locust master and two local workers on loopback send a rate trial's schedule
+to a real local agent; every request is one row with the client that sent it, the clock offsets are stated, and
+nothing is left running (a normal end and Ctrl-C)."""
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from perfdesk.controllers.distributed import LoadSection, LocustEngine
+from perfdesk.controllers.profile import ProfileError, load_profile
+from perfdesk.controllers.results import RequestResult
+from perfdesk.controllers.target import Target, TargetContext, TargetError, TargetSpec
+from perfdesk.controllers.trials import RateSpec, TrialRun
+from perfdesk.controllers.workload import WorkloadSpec
+from tests.conftest import PYTHON, agent_env
+
+pytest.importorskip("locust")
+
+LOAD = '[load]\nengine = "locust"\nworkers = 2\n'
+
+
+def _session(tmp_path: Path) -> Path:
+    (session,) = list((tmp_path / "sessions").iterdir())
+    return session
+
+
+def _nodes_of(pid: int) -> list[psutil.Process]:
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    out = []
+    for p in kids:
+        try:
+            if "locust_node.py" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:  # ended (or a zombie) meanwhile
+            continue
+    return out
+
+
+def _watch_nodes(proc: subprocess.Popen, seen: dict) -> threading.Thread:
+    def watch() -> None:
+        while proc.poll() is None:
+            for p in _nodes_of(proc.pid):
+                seen[p.pid] = p
+            time.sleep(0.2)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def _gone(nodes) -> bool:
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in nodes):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_the_load_section_is_checked(tiny_profile):
+    with pytest.raises(ProfileError, match="needs workers"):
+        load_profile(tiny_profile('[load]\nengine = "locust"\n\n[[trials]]\nkind = "rate"\n'))
+    with pytest.raises(ProfileError, match="for engine = 'locust'"):
+        load_profile(tiny_profile('[load]\nworkers = 2\n\n[[trials]]\nkind = "rate"\n'))
+    with pytest.raises(ProfileError, match="did you mean 'workers'"):
+        load_profile(tiny_profile('[load]\nengine = "locust"\nworker = 2\n\n[[trials]]\nkind = "rate"\n'))
+    p = load_profile(
+        tiny_profile('[load]\nengine = "locust"\nworker_hosts = ["server", "gpu-box"]\n\n[[trials]]\nkind = "rate"\n')
+    )
+    assert p.load.engine == "locust"
+    assert p.load.host_spec("server").kind == "local-server"  # a profile target's settings
+    assert p.load.host_spec("gpu-box") is None  # an SSH host or alias as written
+    assert load_profile(tiny_profile('[[trials]]\nkind = "rate"\n')).load.engine == "perfdesk"
+
+
+class _NotHttp(Target):
+    kind = "not-http"
+
+    def deploy(self, workload):
+        pass
+
+    def send(self, payload, *, timeout=None):
+        return RequestResult(actual_send=0.0, receive=0.0)
+
+    def teardown(self):
+        pass
+
+
+def test_a_target_without_an_http_endpoint_is_refused_before_anything_starts():
+    target = _NotHttp(TargetSpec(name="fn", kind="not-http"), TargetContext("s", lambda e: None))
+    wl = WorkloadSpec(name="w", images="synthetic", image_count=1)
+    from perfdesk.controllers.workload import build_payloads
+
+    run = TrialRun(
+        RateSpec(kind="rate", name="rate"), target, wl, build_payloads(wl), "s", lambda e: None, threading.Event()
+    )
+    engine = LocustEngine(LoadSection(engine="locust", workers=2), run)
+    with pytest.raises(TargetError, match="Locust needs an HTTP target"):
+        engine.start()
+    assert engine.master is None and not engine.local
+
+
+@pytest.mark.slow
+def test_two_local_workers_send_a_rate_trial(tiny_profile, tmp_path):
+    profile = tiny_profile(
+        LOAD + '\n[[trials]]\nkind = "rate"\nrates = [15, 30]\narrival = "constant"\nrequests = 30\n'
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
+        env=agent_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: dict = {}
+    _watch_nodes(proc, seen)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-5000:]
+    session = _session(tmp_path)
+    req = pd.read_csv(session / "requests.csv")
+    assert len(req) == 60 and (req.status == "ok").all()
+    assert set(req.client) == {"local-1", "local-2"}
+    for _, level in req.groupby("level"):
+        assert sorted(level.seq) == list(range(30))  # the whole schedule, each request once
+        assert level.groupby("client").size().tolist() == [15, 15]  # shared round robin
+    assert (req.latency_ms >= req.service_ms - 1e-6).all()  # from the intended send time
+    assert req.server_inference_ms.notna().all()  # the agent's timings parsed from the answers
+    trials = pd.read_csv(session / "trials.csv")
+    assert (trials.status == "completed").all() and trials["count"].tolist() == [30, 30]
+    assert trials.note.str.contains("clock offsets to the master: local-1").all()
+    manifest = json.loads((session / "manifest.json").read_text())
+    assert [e["level"] for e in manifest["load"]] == [15.0, 30.0]
+    for entry in manifest["load"]:
+        assert set(entry["clients"]) == {"local-1", "local-2"}
+        for c in entry["clients"].values():
+            assert c["offset_ms"] is not None and c["rtt_ms"] >= 0 and c["sent"] == 15
+    assert len(seen) >= 3, "a master and two workers ran"
+    assert _gone(seen.values()), "every locust node ended with the run"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_keeps_their_rows(tiny_profile, tmp_path):
+    profile = tiny_profile(LOAD + '\n[[trials]]\nkind = "rate"\nrates = [10]\narrival = "constant"\nduration_s = 60\n')
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
+        env=agent_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: dict = {}
+    _watch_nodes(proc, seen)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            sessions = list((tmp_path / "sessions").glob("*/requests.csv"))
+            if sessions and len(sessions[0].read_text().splitlines()) > 12:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    session = _session(tmp_path)
+    req = pd.read_csv(session / "requests.csv")
+    assert len(req) >= 11 and set(req.client) == {"local-1", "local-2"}
+    assert len(req) < 600  # stopped long before the schedule's end
+    trials = pd.read_csv(session / "trials.csv")
+    assert trials.iloc[0]["status"] == "interrupted" and trials.iloc[0]["count"] == len(req)
+    assert len(seen) >= 3
+    assert _gone(seen.values()), "no locust node outlives Ctrl-C"
