@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -109,7 +109,10 @@ def _node_env() -> dict[str, str]:
 class LocustEngine:
     """A Locust master and its workers for one trial on one target; :meth:`open_loop` sends one level."""
 
-    def __init__(self, load: LoadSection, run: TrialRun):
+    def __init__(self, load: LoadSection, run: TrialRun, *, remote_worker: Callable[..., Any] | None = None):
+        #: makes the worker of one of ``worker_hosts``: (host, load, its target spec or None, log, ctx=...);
+        #: default :class:`perfdesk.remote.load_workers.SshWorker` (tests inject one with an injected ec2 target)
+        self.remote_worker = remote_worker
         self.load = load
         self.run = run
         self.target = run.target
@@ -173,10 +176,12 @@ class LocustEngine:
             wcmd = [sys.executable, str(NODE_FILE), "worker", "--master-host", "127.0.0.1"]
             self.local.append(self._spawn([*wcmd, "--master-port", str(port), "--name", name], name))
         if load.worker_hosts:
-            module, _, attr = SSH_WORKERS.partition(":")
-            worker_cls = getattr(importlib.import_module(module), attr)
+            make = self.remote_worker
+            if make is None:
+                module, _, attr = SSH_WORKERS.partition(":")
+                make = getattr(importlib.import_module(module), attr)
             for host in load.worker_hosts:
-                w = worker_cls(host, load, load.host_spec(host), self.log)
+                w = make(host, load, load.host_spec(host), self.log, ctx=self.target.ctx)
                 self.remote.append(w)
                 w.start(master_port=port, master_host=load.master_host, name=host, node_file=NODE_FILE)
         ready = self._wait_event("ready", load.start_timeout_s + 30.0)
