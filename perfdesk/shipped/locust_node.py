@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 # a worker's request outcome, the row's fifth field
 HTTP, TIMEOUT, ERROR = "http", "timeout", "error"
@@ -50,14 +51,15 @@ def _stdin_lines(hub):
 
 
 def _idle_user():
-    from locust import User
+    from locust import User, constant, task
 
     class Idle(User):
         """Locust needs a user class; perfdesk's load is sent by the ``pd_level`` handler, not by users."""
 
-        abstract = False
+        wait_time = constant(1)
 
-        def run(self):  # pragma: no cover - never spawned
+        @task
+        def idle(self) -> None:  # never spawned
             return
 
     return Idle
@@ -73,7 +75,7 @@ class Master:
         self.clock_samples = clock_samples
         self.names: dict[str, str] = {}  # locust client id -> worker name
         self.hello = gevent.event.Event()
-        self.pongs: dict[str, object] = {}
+        self.pongs: dict[str, Any] = {}
         self.offsets: dict[str, float] = {}  # client id -> worker clock minus master clock, seconds
         self.done: dict[str, dict] = {}
         self.level_id = None
