@@ -58,9 +58,9 @@ class LoadSection(BaseModel):
     workers: int = Field(0, ge=0, le=256, description="Local Locust worker processes (engine 'locust').")
     worker_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts that each run one Locust worker, started over SSH: the name of an ssh target of the "
-        "profile (its connection settings) or an SSH host / ~/.ssh/config alias. The target must be reachable "
-        "from them.",
+        description="Hosts that each run one Locust worker, started over SSH: the name of an ssh or ec2 target "
+        "of the profile (its settings; such a target is a load machine, not measured) or an SSH host / "
+        "~/.ssh/config alias. The measured target must be reachable from them.",
     )
     master_host: str | None = Field(
         None,

@@ -183,6 +183,22 @@ class _Collector:
             return None
 
 
+def _split_worker_hosts(c: _Collector, load: LoadSection, targets: list[TargetSpec], trials: list) -> list:
+    """Targets named in ``[load] worker_hosts`` are load machines, not measured: they leave the target list."""
+    load.attach_targets(targets)
+    hosts = set(load.worker_hosts)
+    for spec in targets:
+        if spec.name in hosts and spec.kind not in ("ssh", "ec2"):
+            c.add(("load", "worker_hosts"), f"{spec.name!r} is a {spec.kind} target; name an ssh or ec2 target")
+    for i, trial in enumerate(trials):
+        for tname in set(getattr(trial, "targets", None) or []) & hosts:
+            c.add(("trials", i, "targets"), f"{tname!r} is a worker host ([load] worker_hosts), not measured")
+    measured = [t for t in targets if t.name not in hosts]
+    if targets and not measured:
+        c.add(("load", "worker_hosts"), "every target is a worker host; at least one target must be measured")
+    return measured
+
+
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a profile; raises :class:`ProfileError` with every problem found."""
     from perfdesk.controllers.trials import known_trial_kinds, trial_spec_model
@@ -284,8 +300,8 @@ def load_profile(path: str | Path) -> Profile:
         prices = {}
 
     load = c.validate(LoadSection, raw.get("load", {}), ("load",), context)
-    if load is not None:
-        load.attach_targets(targets)
+    if load is not None and load.worker_hosts:
+        targets = _split_worker_hosts(c, load, targets, trials)
 
     if c.problems:
         raise ProfileError(path, c.problems)

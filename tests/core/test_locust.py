@@ -77,12 +77,20 @@ def test_the_load_section_is_checked(tiny_profile):
         load_profile(tiny_profile('[load]\nworkers = 2\n\n[[trials]]\nkind = "rate"\n'))
     with pytest.raises(ProfileError, match="did you mean 'workers'"):
         load_profile(tiny_profile('[load]\nengine = "locust"\nworker = 2\n\n[[trials]]\nkind = "rate"\n'))
-    p = load_profile(
-        tiny_profile('[load]\nengine = "locust"\nworker_hosts = ["server", "gpu-box"]\n\n[[trials]]\nkind = "rate"\n')
-    )
+    box = '[[targets]]\nname = "box"\nkind = "ssh"\nhost = "load-1.example.org"\n'
+    hosts = '[load]\nengine = "locust"\nworker_hosts = ["box", "gpu-box"]\n'
+    p = load_profile(tiny_profile(hosts + '\n[[trials]]\nkind = "rate"\n', extra_target="\n" + box))
     assert p.load.engine == "locust"
-    assert p.load.host_spec("server").kind == "local-server"  # a profile target's settings
+    assert p.load.host_spec("box").host == "load-1.example.org"  # an ssh target's settings
     assert p.load.host_spec("gpu-box") is None  # an SSH host or alias as written
+    assert [t.name for t in p.targets] == ["server"]  # a worker host is a load machine, not measured
+    with pytest.raises(ProfileError, match="is a local-server target"):
+        load_profile(
+            tiny_profile('[load]\nengine = "locust"\nworker_hosts = ["server"]\n\n[[trials]]\nkind = "rate"\n')
+        )
+    with pytest.raises(ProfileError, match="is a worker host"):
+        trial = '\n[[trials]]\nkind = "rate"\ntargets = ["box"]\n'
+        load_profile(tiny_profile(hosts + trial, extra_target="\n" + box))
     assert load_profile(tiny_profile('[[trials]]\nkind = "rate"\n')).load.engine == "perfdesk"
 
 
