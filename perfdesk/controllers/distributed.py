@@ -1,12 +1,13 @@
 """Load from many machines on an existing engine: ``[load] engine = "locust"``.
 
-A rate trial's open-loop schedule is sent by Locust workers instead of this process: ``workers = N`` local worker
-processes and/or one worker on each of ``worker_hosts`` (SSH hosts, started over SSH by
-:mod:`perfdesk.remote.load_workers`). A Locust master (a local process) splits each level's schedule round robin
-among its workers; each worker sends its share at the intended send times (latency from the intended time), and
-streams its finished requests back in batches; every request becomes one row of requests.csv with the ``client``
-that sent it. Before each level the master measures each worker's clock offset with an NTP-like exchange; the
-offsets are stated in the level's note (trials.csv) and the manifest (``load``), and row times are in this machine's
+A rate trial's open-loop schedule (and a concurrency trial's closed loop) is sent by Locust workers instead of this
+process: ``workers = N`` local worker processes and/or one worker on each of ``worker_hosts`` (SSH hosts, started
+over SSH by :mod:`perfdesk.remote.load_workers`). A Locust master (a local process) splits each level among its
+workers: an open-loop schedule round robin, each worker sending its share at the intended send times (latency from
+the intended time); a closed loop's clients as evenly as they go, each sending back to back. Workers stream their
+finished requests back in batches; every request becomes one row of requests.csv with the ``client`` that sent it.
+Before each level the master measures each worker's clock offset with an NTP-like exchange; the offsets are stated
+in the level's note (trials.csv) and the manifest (``load``), and row times are in this machine's
 clock. The nodes are :mod:`perfdesk.shipped.locust_node`, a file that imports nothing of perfdesk.
 
 The master and every worker are stopped on every exit path: the trial's end, an error, Ctrl-C (they run in their own
@@ -49,11 +50,12 @@ SSH_WORKERS = "perfdesk.remote.load_workers:SshWorker"
 
 
 class LoadSection(BaseModel):
-    """``[load]``: which engine sends the load of rate trials: this process, or Locust's master and workers."""
+    """``[load]``: which engine sends the load of rate and concurrency trials: this process, or Locust's workers."""
 
     model_config = ConfigDict(extra="forbid")
     engine: Literal["perfdesk", "locust"] = Field(
-        "perfdesk", description="'perfdesk': this process sends; 'locust': Locust workers send (rate trials)."
+        "perfdesk",
+        description="'perfdesk': this process sends; 'locust': Locust workers send (rate, concurrency trials).",
     )
     workers: int = Field(0, ge=0, le=256, description="Local Locust worker processes (engine 'locust').")
     worker_hosts: list[str] = Field(
@@ -122,7 +124,7 @@ class LocustEngine:
         self.clients: list[str] = []
         self.events: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        self._level = 0
+        self._level_id = 0
         self.closed = False
 
     def log(self, line: str, stream: str = "locust") -> None:
@@ -256,29 +258,44 @@ class LocustEngine:
 
     # -- one level ------------------------------------------------------------------------------------------
     def open_loop(self, rec: LevelRecorder, offsets: np.ndarray, *, max_in_flight: int) -> dict:
-        """Send one level's schedule from the workers; every finished request is recorded as it comes back."""
+        """Send one level's open-loop schedule from the workers (round robin); every finished request is recorded
+        as it comes back, its latency from the intended send time."""
+        last = float(offsets[-1]) if len(offsets) else 0.0
+        return self._level(
+            rec, {"mode": "open", "offsets": [float(x) for x in offsets], "max_in_flight": max_in_flight}, last
+        )
+
+    def closed_loop(self, rec: LevelRecorder, *, concurrency: int, duration_s: float | None, count: int | None) -> dict:
+        """Send one closed-loop level: ``concurrency`` clients shared among the workers, each back to back, for
+        ``duration_s`` or ``count`` requests in all (latency with the closed-loop caveat)."""
+        command = {"mode": "closed", "concurrency": concurrency, "duration_s": duration_s, "count": count}
+        return self._level(rec, command, duration_s or 0.0, closed_loop=True)
+
+    def _level(self, rec: LevelRecorder, command: dict, last: float, closed_loop: bool = False) -> dict:
         requests = self.requests()
         timeout = float(self.target.spec.request_timeout_s)
-        self._level += 1
-        level_id = self._level
+        self._level_id += 1
+        level_id = self._level_id
         self._send(
             op="level",
             id=level_id,
-            offsets=[float(x) for x in offsets],
             url=requests[0].url,
             method=requests[0].method,
             requests=[{"headers": r.headers, "body": base64.b64encode(r.body).decode("ascii")} for r in requests],
             timeout_s=timeout,
-            max_in_flight=max_in_flight,
             batch_ms=self.load.batch_ms,
             lead_s=self.load.lead_s,
+            **command,
         )
+        # a count-bound closed loop has no known end: bounded by the request timeout per request at worst
+        wait_s = last + self.load.lead_s + timeout + 120.0
+        if closed_loop and command.get("count"):
+            wait_s += float(command["count"]) * timeout
         payloads = self.run.payloads
         index = {name: i for i, name in enumerate(self.clients)}
         clock: dict[str, dict] = {}
         stopped = False
-        last = (float(offsets[-1]) if len(offsets) else 0.0) + self.load.lead_s
-        deadline = time.monotonic() + last + timeout + 120.0
+        deadline = time.monotonic() + wait_s
         done: dict = {}
         while True:
             if rec.stop.is_set() and not stopped:
@@ -303,6 +320,7 @@ class LocustEngine:
                         seq=seq,
                         worker=index.get(client, 0),
                         intended=float(row[1]),
+                        closed_loop=closed_loop,
                         client=client,
                     )
             elif kind == "clock":

@@ -307,12 +307,21 @@ def run_warm(run: TrialRun) -> None:
 def run_concurrency(run: TrialRun) -> None:
     spec = run.spec
     assert isinstance(spec, ConcurrencySpec)  # TRIAL_KINDS runs each kind with its own spec
+    with load_engine(run) as engine:  # None: this process sends; else Locust's workers (``[load]``)
+        _concurrency_levels(run, spec, engine)
+
+
+def _concurrency_levels(run: TrialRun, spec: ConcurrencySpec, engine) -> None:
     for level in spec.levels:
         if run.cancel.is_set():
             break
         rec = run.level(level, expected=spec.requests, duration_s=spec.duration_s)
         if spec.warmup_requests:
             _sequential(rec, spec.warmup_requests, rec.stop, record=False)
+        if engine is not None:
+            engine.closed_loop(rec, concurrency=level, duration_s=spec.duration_s, count=spec.requests)
+            rec.finish()
+            continue
         run_closed_loop(
             rec.sender(closed_loop=True),
             lambda row: None,

@@ -11,8 +11,9 @@ perfdesk's part:
 - ``pd_hello`` (worker to master): the worker's name, once connected.
 - ``pd_ping``/``pd_pong``: an NTP-like exchange; from the four times of each exchange the master estimates the
   worker's clock offset (``((t1 - t0) + (t2 - t3)) / 2``) from the sample with the least round trip delay.
-- ``pd_level`` (master to worker): the worker's share of an open-loop schedule: sequence numbers and send offsets,
-  the start time in the *worker's* clock, and the HTTP request (URL, method, headers and bodies).
+- ``pd_level`` (master to worker): the worker's share of a level, with the start time in the *worker's* clock and
+  the HTTP request (URL, method, headers and bodies): of an open-loop schedule, sequence numbers and send offsets;
+  of a closed loop, its clients (each sends back to back) and its request count or the duration.
 - ``pd_rows`` (worker to master): finished requests in batches (every ``batch_ms``), one list per request.
 - ``pd_done`` (worker to master): the share is sent and every request has finished.
 - ``pd_stop`` (master to worker): stop sending now; requests in flight finish and their rows come back.
@@ -163,29 +164,24 @@ class Master:
         self.all_done.clear()
         clock = {self.names[c]: self.sync_clock(c) for c in clients}
         self.emit(ev="clock", id=cmd["id"], clients=clock)
-        offsets = cmd["offsets"]
         bodies = [(r["headers"], base64.b64decode(r["body"])) for r in cmd["requests"]]
         start = time.time() + float(cmd.get("lead_s", 0.5))
-        n = len(clients)
-        for k, client in enumerate(clients):
-            seqs = list(range(k, len(offsets), n))
-            self.runner.send_message(
-                "pd_level",
-                {
-                    "id": cmd["id"],
-                    "start": start + self.offsets.get(client, 0.0),
-                    "seqs": seqs,
-                    "offsets": [offsets[i] for i in seqs],
-                    "url": cmd["url"],
-                    "method": cmd["method"],
-                    "requests": bodies,
-                    "timeout_s": cmd["timeout_s"],
-                    "max_in_flight": cmd["max_in_flight"],
-                    "batch_ms": cmd.get("batch_ms", 50.0),
-                },
-                client_id=client,
+        shares = _shares(cmd, len(clients))
+        for client, share in zip(clients, shares):
+            share.update(
+                id=cmd["id"],
+                start=start + self.offsets.get(client, 0.0),
+                url=cmd["url"],
+                method=cmd["method"],
+                requests=bodies,
+                timeout_s=cmd["timeout_s"],
+                batch_ms=cmd.get("batch_ms", 50.0),
             )
-        last = (offsets[-1] if offsets else 0.0) + start
+            self.runner.send_message("pd_level", share, client_id=client)
+        if cmd.get("mode") == "closed":
+            last = start + float(cmd.get("duration_s") or 0.0)
+        else:
+            last = (cmd["offsets"][-1] if cmd["offsets"] else 0.0) + start
         deadline = last + float(cmd["timeout_s"]) + 30.0
         stopped = False
         lost: list[str] = []
@@ -212,6 +208,41 @@ class Master:
     def _missing(self, client: str) -> bool:
         node = self.runner.clients.get(client)
         return node is None or node.state == "missing"
+
+
+def _shares(cmd: dict, n: int) -> list[dict]:
+    """Each worker's share of a level. Open loop: the schedule round robin (sequence numbers and offsets). Closed
+    loop: the clients as evenly as they go, and a request count in proportion (contiguous sequence numbers), or the
+    duration (sequence numbers interleaved: worker k's j-th request is ``k + n * j``)."""
+    if cmd.get("mode") != "closed":
+        offsets = cmd["offsets"]
+        out = []
+        for k in range(n):
+            seqs = list(range(k, len(offsets), n))
+            out.append(
+                {
+                    "mode": "open",
+                    "seqs": seqs,
+                    "offsets": [offsets[i] for i in seqs],
+                    "max_in_flight": cmd["max_in_flight"],
+                }
+            )
+        return out
+    total = int(cmd["concurrency"])
+    clients = [total // n + (1 if k < total % n else 0) for k in range(n)]
+    count = cmd.get("count")
+    out = []
+    first = 0
+    for k, c in enumerate(clients):
+        share = {"mode": "closed", "clients": c, "duration_s": cmd.get("duration_s"), "max_in_flight": max(1, c)}
+        if count is not None:
+            mine = (int(count) * sum(clients[: k + 1])) // total - (int(count) * sum(clients[:k])) // total
+            share.update(count=mine, seq0=first, stride=1)
+            first += mine
+        else:
+            share.update(count=None, seq0=k, stride=n)
+        out.append(share)
+    return out
 
 
 def run_master(args) -> int:
@@ -330,6 +361,9 @@ class Worker:
         sent = 0
         start = float(d["start"])
         try:
+            if d["mode"] == "closed":
+                sent = self._closed_loop(d, start, stop, one)
+                return
             for seq, off in zip(d["seqs"], d["offsets"]):
                 intended = start + float(off)
                 while not stop.is_set():
@@ -349,11 +383,38 @@ class Worker:
             pump.kill()
             flush()
             http.clear()
+            scheduled = len(d["seqs"]) if d["mode"] == "open" else d.get("count")
             self.runner.send_message(
                 "pd_done",
-                {"id": level_id, "scheduled": len(d["seqs"]), "sent": sent, "stopped": stop.is_set()},
+                {"id": level_id, "scheduled": scheduled, "sent": sent, "stopped": stop.is_set()},
             )
             self.stops.pop(level_id, None)
+
+    @staticmethod
+    def _closed_loop(d: dict, start: float, stop, one) -> int:
+        """``clients`` greenlets send back to back from ``start`` until ``duration_s`` passed or ``count`` went."""
+        import gevent
+
+        count, duration = d.get("count"), d.get("duration_s")
+        end = start + float(duration) if duration else None
+        issued = [0]
+
+        def client() -> None:
+            while not stop.is_set():
+                j = issued[0]
+                if count is not None and j >= count:
+                    return
+                now = time.time()
+                if end is not None and now >= end:
+                    return
+                issued[0] += 1
+                one(d["seq0"] + j * d["stride"], now)
+
+        while not stop.is_set() and time.time() < start:
+            stop.wait(max(0.0, min(0.1, start - time.time())))
+        greenlets = [gevent.spawn(client) for _ in range(int(d["clients"]))]
+        gevent.joinall(greenlets)
+        return issued[0]
 
 
 def run_worker(args) -> int:

@@ -122,10 +122,9 @@ def test_a_target_without_an_http_endpoint_is_refused_before_anything_starts():
 
 
 @pytest.mark.slow
-def test_two_local_workers_send_a_rate_trial(tiny_profile, tmp_path):
-    profile = tiny_profile(
-        LOAD + '\n[[trials]]\nkind = "rate"\nrates = [15, 30]\narrival = "constant"\nrequests = 30\n'
-    )
+def test_two_local_workers_send_a_rate_and_a_concurrency_trial(tiny_profile, tmp_path):
+    rate = '\n[[trials]]\nkind = "rate"\nrates = [15, 30]\narrival = "constant"\nrequests = 30\n'
+    profile = tiny_profile(LOAD + rate + '\n[[trials]]\nkind = "concurrency"\nlevels = [3]\nrequests = 12\n')
     proc = subprocess.Popen(
         [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
         env=agent_env(),
@@ -138,20 +137,25 @@ def test_two_local_workers_send_a_rate_trial(tiny_profile, tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-5000:]
     session = _session(tmp_path)
-    req = pd.read_csv(session / "requests.csv")
-    assert len(req) == 60 and (req.status == "ok").all()
-    assert set(req.client) == {"local-1", "local-2"}
+    every = pd.read_csv(session / "requests.csv")
+    assert (every.status == "ok").all() and set(every.client) == {"local-1", "local-2"}
+    closed = every[every.trial == "concurrency"]
+    assert sorted(closed.seq) == list(range(12))  # 3 clients: 2 on one worker, 1 on the other, 12 requests in all
+    assert closed.groupby("client").size().sort_values().tolist() == [4, 8]
+    assert (closed.latency_ms == closed.service_ms).all()  # closed loop: from the actual send
+    req = every[every.trial == "rate"]
+    assert len(req) == 60
     for _, level in req.groupby("level"):
         assert sorted(level.seq) == list(range(30))  # the whole schedule, each request once
         assert level.groupby("client").size().tolist() == [15, 15]  # shared round robin
     assert (req.latency_ms >= req.service_ms - 1e-6).all()  # from the intended send time
     assert req.server_inference_ms.notna().all()  # the agent's timings parsed from the answers
     trials = pd.read_csv(session / "trials.csv")
-    assert (trials.status == "completed").all() and trials["count"].tolist() == [30, 30]
+    assert (trials.status == "completed").all() and trials["count"].tolist() == [30, 30, 12]
     assert trials.note.str.contains("clock offsets to the master: local-1").all()
     manifest = json.loads((session / "manifest.json").read_text())
-    assert [e["level"] for e in manifest["load"]] == [15.0, 30.0]
-    for entry in manifest["load"]:
+    assert [(e["trial"], e["level"]) for e in manifest["load"]] == [("rate", 15.0), ("rate", 30.0), ("concurrency", 3)]
+    for entry in manifest["load"][:2]:
         assert set(entry["clients"]) == {"local-1", "local-2"}
         for c in entry["clients"].values():
             assert c["offset_ms"] is not None and c["rtt_ms"] >= 0 and c["sent"] == 15
