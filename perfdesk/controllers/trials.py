@@ -319,8 +319,8 @@ def _concurrency_levels(run: TrialRun, spec: ConcurrencySpec, engine) -> None:
         if spec.warmup_requests:
             _sequential(rec, spec.warmup_requests, rec.stop, record=False)
         if engine is not None:
-            engine.closed_loop(rec, concurrency=level, duration_s=spec.duration_s, count=spec.requests)
-            rec.finish()
+            facts = engine.closed_loop(rec, concurrency=level, duration_s=spec.duration_s, count=spec.requests)
+            rec.finish("failed" if facts["lost"] else None)  # a lost worker's share was not sent
             continue
         run_closed_loop(
             rec.sender(closed_loop=True),
@@ -350,8 +350,8 @@ def _rate_levels(run: TrialRun, spec: RateSpec, engine) -> None:
             offsets = poisson_schedule(rate, duration_s=spec.duration_s, count=spec.requests, seed=spec.seed + i)
         rec = run.level(rate, expected=len(offsets), duration_s=spec.duration_s)
         if engine is not None:
-            engine.open_loop(rec, offsets, max_in_flight=spec.max_in_flight)
-            rec.finish()
+            facts = engine.open_loop(rec, offsets, max_in_flight=spec.max_in_flight)
+            rec.finish("failed" if facts["lost"] else None)  # a lost worker's share was not sent
             continue
         run_open_loop(
             rec.sender(closed_loop=False),

@@ -8,18 +8,21 @@ import signal
 import subprocess
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
 
-from perfdesk.controllers.distributed import LoadSection, LocustEngine
+from perfdesk.controllers.distributed import NODE_FILE, LoadSection, LocustEngine
+from perfdesk.controllers.events import LoadClients, RequestDone
+from perfdesk.controllers.loadgen import constant_schedule
 from perfdesk.controllers.profile import ProfileError, load_profile
-from perfdesk.controllers.results import RequestResult
-from perfdesk.controllers.target import Target, TargetContext, TargetError, TargetSpec
+from perfdesk.controllers.results import ERROR, OK, RequestResult
+from perfdesk.controllers.target import HttpRequest, Target, TargetContext, TargetError, TargetSpec
 from perfdesk.controllers.trials import RateSpec, TrialRun
-from perfdesk.controllers.workload import WorkloadSpec
+from perfdesk.controllers.workload import WorkloadSpec, build_payloads
 from tests.conftest import PYTHON, agent_env
 
 # looked up, never imported: importing Locust monkey-patches the whole interpreter (gevent)
@@ -27,6 +30,68 @@ if importlib.util.find_spec("locust") is None:
     pytest.skip("Locust is not installed (the locust extra)", allow_module_level=True)
 
 LOAD = '[load]\nengine = "locust"\nworkers = 2\n'
+
+
+class _Answer(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_http():
+    """A real HTTP server here answering every POST with 200; yields its URL (the ``http_url`` fixture)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/infer"
+    server.shutdown()
+    server.server_close()
+
+
+http_url = pytest.fixture(serve_http, name="http_url")
+
+
+def _parse(status: int, body: bytes, t0: float, t1: float) -> RequestResult:
+    return RequestResult(actual_send=t0, receive=t1, status=OK if status == 200 else ERROR, http_status=status)
+
+
+class _Endpoint(Target):
+    """Any HTTP endpoint (what the load engine needs of a target: :meth:`Target.http_endpoint`)."""
+
+    kind = "endpoint"
+
+    def __init__(self, url: str, events: list):
+        super().__init__(
+            TargetSpec(name="api", kind="endpoint", request_timeout_s=10), TargetContext("s", events.append)
+        )
+        self.url = url
+
+    def deploy(self, workload):
+        pass
+
+    def send(self, payload, *, timeout=None):
+        raise AssertionError("the load engine sends, not this process")
+
+    def http_endpoint(self, payload):
+        return HttpRequest(self.url, {"Content-Type": payload.content_type}, payload.body, parse=_parse)
+
+    def teardown(self):
+        pass
+
+
+def _run(url: str, requests: int = 20):
+    events: list = []
+    target = _Endpoint(url, events)
+    wl = WorkloadSpec(name="w", images="synthetic", synthetic_size=(64, 64), image_count=2)
+    spec = RateSpec(kind="rate", name="rate", rates=[20], arrival="constant", requests=requests)
+    run = TrialRun(spec, target, wl, build_payloads(wl), "s", events.append, threading.Event())
+    return run, events
 
 
 def _session(tmp_path: Path) -> Path:
@@ -196,3 +261,48 @@ def test_ctrl_c_stops_the_workers_and_keeps_their_rows(tiny_profile, tmp_path):
     assert trials.iloc[0]["status"] == "interrupted" and trials.iloc[0]["count"] == len(req)
     assert len(seen) >= 3
     assert _gone(seen.values()), "no locust node outlives Ctrl-C"
+
+
+def test_the_node_file_imports_nothing_of_perfdesk():
+    """It is copied to worker hosts and run as a file: the standard library and Locust's stack only."""
+    import ast
+
+    tree = ast.parse(NODE_FILE.read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {m.split(".")[0] for m in names} <= {
+        "__future__",
+        "argparse",
+        "base64",
+        "json",
+        "os",
+        "sys",
+        "time",
+        "typing",
+        "gevent",
+        "locust",
+        "urllib3",
+    }
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_level_fails_the_level_and_keeps_the_rows_that_came_back(http_url):
+    run, events = _run(http_url, requests=60)
+    engine = LocustEngine(LoadSection(engine="locust", workers=2), run)
+    try:
+        engine.start()
+        rec = run.level(30.0, expected=60)
+        killer = threading.Timer(0.8, lambda: engine.local[1].kill())
+        killer.start()
+        facts = engine.open_loop(rec, constant_schedule(30, count=60), max_in_flight=4)
+        summary = rec.finish("failed" if facts["lost"] else None)
+    finally:
+        engine.close()
+    assert facts["lost"] == ["local-2"]
+    assert summary["status"] == "failed" and "lost before the level ended: local-2" in summary["note"]
+    rows = [e.row for e in events if isinstance(e, RequestDone)]
+    assert {r["status"] for r in rows} == {OK}
+    by = {c: sum(r["client"] == c for r in rows) for c in ("local-1", "local-2")}
+    assert by["local-1"] == 30 and 0 < by["local-2"] < 30  # its rows up to the kill are kept
+    (loaded,) = [e for e in events if isinstance(e, LoadClients)]
+    assert loaded.facts["lost"] == ["local-2"]

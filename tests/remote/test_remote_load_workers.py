@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
 import pytest
@@ -16,74 +14,17 @@ import pytest
 from perfdesk.controllers.distributed import LoadSection, LocustEngine
 from perfdesk.controllers.events import LoadClients, RequestDone
 from perfdesk.controllers.loadgen import constant_schedule
-from perfdesk.controllers.results import ERROR, OK, RequestResult
-from perfdesk.controllers.target import HttpRequest, Target, TargetContext, TargetSpec
-from perfdesk.controllers.trials import RateSpec, TrialRun, run_rate
-from perfdesk.controllers.workload import WorkloadSpec, build_payloads
+from perfdesk.controllers.results import OK
+from perfdesk.controllers.target import TargetContext
+from perfdesk.controllers.trials import run_rate
+from tests.core.test_locust import _run, serve_http
 from tests.remote.test_remote_ec2 import PUBKEY, REGION, aws, left, lifecycle  # noqa: F401 - aws is a fixture
 
 # looked up, never imported: importing Locust monkey-patches the whole interpreter (gevent)
 if importlib.util.find_spec("locust") is None:
     pytest.skip("Locust is not installed (the locust extra)", allow_module_level=True)
 
-
-class _Answer(BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def http_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/infer"
-    server.shutdown()
-    server.server_close()
-
-
-def _parse(status: int, body: bytes, t0: float, t1: float) -> RequestResult:
-    return RequestResult(actual_send=t0, receive=t1, status=OK if status == 200 else ERROR, http_status=status)
-
-
-class _Endpoint(Target):
-    """Any HTTP endpoint (what the load engine needs of a target: :meth:`Target.http_endpoint`)."""
-
-    kind = "endpoint"
-
-    def __init__(self, url: str, events: list):
-        super().__init__(
-            TargetSpec(name="api", kind="endpoint", request_timeout_s=10), TargetContext("s", events.append)
-        )
-        self.url = url
-
-    def deploy(self, workload):
-        pass
-
-    def send(self, payload, *, timeout=None):
-        raise AssertionError("the load engine sends, not this process")
-
-    def http_endpoint(self, payload):
-        return HttpRequest(self.url, {"Content-Type": payload.content_type}, payload.body, parse=_parse)
-
-    def teardown(self):
-        pass
-
-
-def _run(url: str, requests: int = 20):
-    events: list = []
-    target = _Endpoint(url, events)
-    wl = WorkloadSpec(name="w", images="synthetic", synthetic_size=(64, 64), image_count=2)
-    spec = RateSpec(kind="rate", name="rate", rates=[20], arrival="constant", requests=requests)
-    run = TrialRun(spec, target, wl, build_payloads(wl), "s", events.append, threading.Event())
-    return run, events
+http_url = pytest.fixture(serve_http, name="http_url")
 
 
 def _workers_named(name: str) -> list[psutil.Process]:
