@@ -281,6 +281,7 @@ class LocustEngine:
             id=level_id,
             url=requests[0].url,
             method=requests[0].method,
+            verify_tls=requests[0].verify_tls,
             requests=[{"headers": r.headers, "body": base64.b64encode(r.body).decode("ascii")} for r in requests],
             timeout_s=timeout,
             batch_ms=self.load.batch_ms,
@@ -391,10 +392,27 @@ def _stop(proc: subprocess.Popen, timeout: float) -> None:
             continue
 
 
+class _Headers(dict):
+    """Response headers, looked up without regard to case (as urllib3's are)."""
+
+    def __init__(self, headers: dict[str, str]):
+        super().__init__({k.lower(): v for k, v in headers.items()})
+
+    def get(self, key, default=None):
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key):
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key):
+        return super().__contains__(str(key).lower())
+
+
 def _result(row: list, request: HttpRequest) -> RequestResult:
-    _seq, _intended, sent, received, outcome, http_status, error, body, nbytes = row
+    _seq, _intended, sent, received, outcome, http_status, error, body, nbytes, headers = row
     if outcome == "http":
-        result = request.parse(int(http_status), base64.b64decode(body) if body else b"", sent, received)
+        data = base64.b64decode(body) if body else b""
+        result = request.parse(int(http_status), data, _Headers(headers or {}), sent, received)
         result.response_bytes = int(nbytes)
         return result
     return RequestResult(

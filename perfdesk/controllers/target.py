@@ -15,7 +15,7 @@ import importlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -92,8 +92,13 @@ class HttpRequest:
     headers: dict[str, str]
     body: bytes
     method: str = "POST"
-    #: the answer (status, body, send and receive times) as a result; default: perfdesk's wire format (the agent's)
-    parse: Callable[[int, bytes, float, float], RequestResult] = result_from_response
+    #: the answer (status, body, response headers, send and receive times) as a result; default: perfdesk's wire
+    #: format (the agent's answer)
+    parse: Callable[[int, bytes, Mapping[str, str], float, float], RequestResult] = field(
+        default=lambda status, body, headers, t0, t1: result_from_response(status, body, t0, t1)
+    )
+    #: check the server's certificate (https)
+    verify_tls: bool = True
 
 
 @dataclass

@@ -106,7 +106,7 @@ class Master:
             return
         off = self.offsets.get(msg.node_id, 0.0)
         rows = []
-        for seq, intended, sent, received, outcome, http_status, error, body, nbytes in msg.data["rows"]:
+        for seq, intended, sent, received, outcome, http_status, error, body, nbytes, headers in msg.data["rows"]:
             rows.append(
                 [
                     seq,
@@ -118,6 +118,7 @@ class Master:
                     error,
                     base64.b64encode(body).decode("ascii") if body else "",
                     nbytes,
+                    headers,
                 ]
             )
         self.emit(ev="rows", client=self.names.get(msg.node_id, msg.node_id), rows=rows)
@@ -174,6 +175,7 @@ class Master:
                 url=cmd["url"],
                 method=cmd["method"],
                 requests=bodies,
+                verify_tls=cmd.get("verify_tls", True),
                 timeout_s=cmd["timeout_s"],
                 batch_ms=cmd.get("batch_ms", 50.0),
             )
@@ -320,7 +322,13 @@ class Worker:
         stop = self.stops[level_id] = gevent.event.Event()
         timeout = float(d["timeout_s"])
         pool = gevent.pool.Pool(int(d["max_in_flight"]))
-        http = urllib3.PoolManager(num_pools=4, maxsize=int(d["max_in_flight"]), block=False, retries=False)
+        http = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=int(d["max_in_flight"]),
+            block=False,
+            retries=False,
+            cert_reqs="CERT_REQUIRED" if d.get("verify_tls", True) else "CERT_NONE",
+        )
         url, method, requests = d["url"], d["method"], d["requests"]
         rows: list = []
 
@@ -339,12 +347,13 @@ class Worker:
                 )
                 t1 = time.time()
                 data = resp.data or b""
-                rows.append([seq, intended, t0, t1, HTTP, resp.status, "", data[:MAX_BODY], len(data)])
+                head = dict(resp.headers)
+                rows.append([seq, intended, t0, t1, HTTP, resp.status, "", data[:MAX_BODY], len(data), head])
             except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
-                rows.append([seq, intended, t0, time.time(), TIMEOUT, None, f"timed out: {exc}", b"", 0])
+                rows.append([seq, intended, t0, time.time(), TIMEOUT, None, f"timed out: {exc}", b"", 0, {}])
             except Exception as exc:  # noqa: BLE001 - any failure of one request is that request's row
                 reason = getattr(exc, "reason", None) or exc
-                rows.append([seq, intended, t0, time.time(), ERROR, None, f"connection: {reason}", b"", 0])
+                rows.append([seq, intended, t0, time.time(), ERROR, None, f"connection: {reason}", b"", 0, {}])
 
         def flush() -> None:
             if rows:

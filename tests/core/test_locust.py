@@ -57,7 +57,8 @@ def serve_http():
 http_url = pytest.fixture(serve_http, name="http_url")
 
 
-def _parse(status: int, body: bytes, t0: float, t1: float) -> RequestResult:
+def _parse(status: int, body: bytes, headers, t0: float, t1: float) -> RequestResult:
+    assert headers.get("content-length") == headers.get("Content-Length") == str(len(body))  # the answer's headers
     return RequestResult(actual_send=t0, receive=t1, status=OK if status == 200 else ERROR, http_status=status)
 
 
