@@ -10,9 +10,10 @@ Before each level the master measures each worker's clock offset with an NTP-lik
 in the level's note (trials.csv) and the manifest (``load``), and row times are in this machine's
 clock. The nodes are :mod:`perfdesk.shipped.locust_node`, a file that imports nothing of perfdesk.
 
-The master and every worker are stopped on every exit path: the trial's end, an error, Ctrl-C (they run in their own
-process groups, so perfdesk stops them in order), interpreter exit (atexit), and, should perfdesk be killed outright,
-each node ends when its standard input does.
+The master and workers are started at the first trial that needs them and kept for the session's next trials (an
+ec2 worker host is launched once). They are stopped on every exit path: the session's close (also after an error or
+Ctrl-C: they run in their own process groups, so perfdesk stops them in order), interpreter exit (atexit), and,
+should perfdesk be killed outright, each node ends when its standard input does.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class LoadSection(BaseModel):
     lead_s: float = Field(0.5, gt=0, le=60, description="A level starts this long after its schedule is sent.")
 
     _host_specs: dict[str, TargetSpec] = PrivateAttr(default_factory=dict)
+    _engine: Any = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _engine_has_workers(self):
@@ -93,6 +95,33 @@ class LoadSection(BaseModel):
 
     def host_spec(self, name: str) -> TargetSpec | None:
         return self._host_specs.get(name)
+
+    def engine_for(self, run: TrialRun) -> LocustEngine:
+        """The session's Locust master and workers, started at the first trial that needs them (again if one of
+        them is gone) and kept for the next trials (an ec2 worker host is launched once); :meth:`close` ends them."""
+        engine = self._engine
+        if engine is not None and not engine.usable():
+            engine.log("a locust node is gone; starting the master and workers again")
+            self.close()
+            engine = None
+        if engine is not None:
+            engine.bind(run)
+            engine.requests()  # a target that is not HTTP fails its trial here
+            return engine
+        engine = LocustEngine(self, run)
+        try:
+            engine.start()
+        except BaseException:
+            engine.close()
+            raise
+        self._engine = engine
+        return engine
+
+    def close(self) -> None:
+        """Stop the Locust master and workers, if they run (the experiment's close; safe to call twice)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
 
 _LIVE: weakref.WeakSet[LocustEngine] = weakref.WeakSet()
@@ -126,6 +155,17 @@ class LocustEngine:
         self._lock = threading.Lock()
         self._level_id = 0
         self.closed = False
+
+    def bind(self, run: TrialRun) -> None:
+        """Send the next levels for ``run`` (its target, payloads and events); the nodes stay as they are."""
+        self.run = run
+        self.target = run.target
+
+    def usable(self) -> bool:
+        """The master and every worker still run."""
+        if self.closed or self.master is None or self.master.poll() is not None:
+            return False
+        return all(p.poll() is None for p in self.local) and all(w.alive() for w in self.remote)
 
     def log(self, line: str, stream: str = "locust") -> None:
         self.target.log(line, stream=stream)
@@ -311,7 +351,7 @@ class LocustEngine:
                     break
                 continue
             kind = event["ev"]
-            if kind == "rows":
+            if kind == "rows" and event.get("id") == level_id:
                 client = event["client"]
                 for row in event["rows"]:
                     seq = int(row[0])
@@ -437,14 +477,11 @@ def clock_note(clients: list[str], clock: dict[str, dict], lost: list[str]) -> s
 
 @contextlib.contextmanager
 def load_engine(run: TrialRun) -> Iterator[LocustEngine | None]:
-    """The trial's load engine, started here and stopped on every exit path; None: this process sends."""
+    """The trial's load engine (None: this process sends): the session's Locust master and workers, started at
+    the first trial that needs them and stopped by the experiment's close (:meth:`LoadSection.close`), interpreter
+    exit (atexit) or, should perfdesk be killed, the end of each node's standard input."""
     load: LoadSection | None = getattr(run, "load", None)
     if load is None or load.engine == "perfdesk":
         yield None
         return
-    engine = LocustEngine(load, run)
-    try:
-        engine.start()
-        yield engine
-    finally:
-        engine.close()
+    yield load.engine_for(run)

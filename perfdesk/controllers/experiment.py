@@ -367,6 +367,7 @@ class Experiment:
             return
         self.closed = True
         self._sampler_stop.set()
+        self.profile.load.close()  # the Locust master and workers, where [load] engine = "locust" started them
         for target in self.targets.values():
             self.teardown(target)
         described = {name: t.describe() for name, t in self.targets.items()}

@@ -121,7 +121,7 @@ class Master:
                     headers,
                 ]
             )
-        self.emit(ev="rows", client=self.names.get(msg.node_id, msg.node_id), rows=rows)
+        self.emit(ev="rows", id=self.level_id, client=self.names.get(msg.node_id, msg.node_id), rows=rows)
 
     def on_done(self, environment, msg) -> None:
         if msg.data.get("id") != self.level_id:

@@ -69,7 +69,11 @@ def test_an_ssh_worker_host_and_a_local_worker_share_the_schedule(sshd, http_url
     load.attach_targets([_ssh_spec(sshd, tmp_path)])
     run, events = _run(http_url)
     run.load = load
-    run_rate(run)  # the rate trial as the experiment runs it
+    try:
+        run_rate(run)  # the rate trial as the experiment runs it
+        assert load.engine_for(run) is load.engine_for(run)  # kept for the session's next trials
+    finally:
+        load.close()  # as the experiment's close does
     rows = [e.row for e in events if isinstance(e, RequestDone)]
     assert len(rows) == 20 and {r["status"] for r in rows} == {OK}
     assert {r["client"] for r in rows} == {"local-1", "box"}
