@@ -138,7 +138,8 @@ def _node_env() -> dict[str, str]:
 
 
 class LocustEngine:
-    """A Locust master and its workers for one trial on one target; :meth:`open_loop` sends one level."""
+    """A Locust master and its workers (a session's: :meth:`LoadSection.engine_for`); :meth:`bind` points them at
+    a trial's target, :meth:`open_loop` and :meth:`closed_loop` send one level."""
 
     def __init__(self, load: LoadSection, run: TrialRun, *, remote_worker: Callable[..., Any] | None = None):
         #: makes the worker of one of ``worker_hosts``: (host, load, its target spec or None, log, ctx=...);
@@ -270,9 +271,15 @@ class LocustEngine:
         while True:
             if self.run.cancel.is_set():
                 raise TargetError(self.target.name, "start locust", "cancelled while the workers started")
-            dead = [w for w in self.remote if not w.alive()]
+            dead = [w.host for w in self.remote if not w.alive()]
+            dead += [f"local-{i + 1}" for i, p in enumerate(self.local) if p.poll() is not None]
             if dead:
-                raise TargetError(self.target.name, "start locust", f"the worker on {dead[0].host} exited")
+                raise TargetError(
+                    self.target.name,
+                    "start locust",
+                    f"the worker {dead[0]} exited during start-up",
+                    "the session's log.txt has its output",
+                )
             try:
                 event = self.events.get(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
             except queue.Empty:
