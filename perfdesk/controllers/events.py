@@ -91,6 +91,17 @@ class TrialFinished(Event):
 
 
 @dataclass(frozen=True)
+class LoadClients(Event):
+    """The machines that sent one level's load (``[load] engine = "locust"``) and their clock offsets."""
+
+    workload: str
+    trial: str
+    target: str
+    level: Any
+    facts: dict
+
+
+@dataclass(frozen=True)
 class Warning_(Event):
     message: str
     target: str = ""

@@ -46,6 +46,9 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     from perfdesk.controllers.traffic import TrafficSection
 
     out.append(("[traffic]", TrafficSection, ()))
+    from perfdesk.controllers.distributed import LoadSection
+
+    out.append(("[load]", LoadSection, ()))
     return out
 
 

@@ -98,6 +98,7 @@ REQUEST_COLUMNS = [
     "level",
     "seq",
     "worker",
+    "client",  # the load engine's worker that sent it (``[load] engine = "locust"``); empty: this machine
     "intended_send",
     "actual_send",
     "receive",

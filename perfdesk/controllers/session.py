@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from perfdesk import __version__
-from perfdesk.controllers.events import Event, MetricSample, RequestDone, RequestsDone, TrialFinished, takes_batches
+from perfdesk.controllers.events import (
+    Event,
+    LoadClients,
+    MetricSample,
+    RequestDone,
+    RequestsDone,
+    TrialFinished,
+    takes_batches,
+)
 from perfdesk.controllers.results import METRIC_COLUMNS, REQUEST_COLUMNS, TRIAL_COLUMNS
 
 _SECRET_KEY = re.compile(r"(token|secret|password|passphrase|access_key|session_key|credential)", re.I)
@@ -133,6 +141,11 @@ class SessionStore:
             self.metrics.write(event.row)
         elif isinstance(event, TrialFinished):
             self.trials.write(event.summary)
+        elif isinstance(event, LoadClients):
+            # the manifest's "load": per level, which clients sent it and their clock offsets
+            entry = {"workload": event.workload, "trial": event.trial, "target": event.target, "level": event.level}
+            self.manifest.setdefault("load", []).append({**entry, **event.facts})
+            self.write_manifest()
 
     def write_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)

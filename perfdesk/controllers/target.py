@@ -15,7 +15,7 @@ import importlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from perfdesk.controllers.events import Event, LogLine, TargetState
-from perfdesk.controllers.results import RequestResult
+from perfdesk.controllers.results import RequestResult, result_from_response
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
@@ -82,6 +82,23 @@ class ColdStart:
     start_ms: float | None = None  # process / instance / execution environment start until it answers
     init_ms: float | None = None  # model load (imports, weights) as the target reports it
     phases: dict[str, float] = field(default_factory=dict)  # finer phases, kind-specific names
+
+
+@dataclass
+class HttpRequest:
+    """One request as any HTTP client can send it: what a load engine outside perfdesk (Locust's workers) sends."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    method: str = "POST"
+    #: the answer (status, body, response headers, send and receive times) as a result; default: perfdesk's wire
+    #: format (the agent's answer)
+    parse: Callable[[int, bytes, Mapping[str, str], float, float], RequestResult] = field(
+        default=lambda status, body, headers, t0, t1: result_from_response(status, body, t0, t1)
+    )
+    #: check the server's certificate (https)
+    verify_tls: bool = True
 
 
 @dataclass
@@ -183,6 +200,11 @@ class Target(ABC):
         """None when the target answers a health request within ``timeout`` seconds; else what went wrong. A hung
         target is judged lost when this fails and no request was answered for a while (a busy one still answers
         requests). Called like :meth:`check_alive`. Default: None."""
+        return None
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        """``payload`` as a plain HTTP request (URL, headers, body), for load engines that send it themselves
+        (``[load] engine = "locust"``); None (the default) where requests are not plain HTTP."""
         return None
 
     def sample_metrics(self) -> dict[str, Any] | None:

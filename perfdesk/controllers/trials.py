@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from perfdesk.controllers.aioload import RecorderSender
+from perfdesk.controllers.distributed import load_engine
 from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
 from perfdesk.controllers.loadgen import Send, constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
 from perfdesk.controllers.results import (
@@ -183,6 +184,8 @@ class TrialRun:
     lost: str | None = None
     #: Tries once to bring a lost target back (the experiment's); True when it serves again.
     recover: Callable[[TrialRun], bool] | None = None
+    #: the profile's ``[load]`` (:class:`perfdesk.controllers.distributed.LoadSection`); None: this process sends
+    load: Any = None
 
     def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> LevelRecorder:
         """Start a level of ``expected`` requests (when known) or ``duration_s`` seconds. After a level that lost
@@ -240,8 +243,11 @@ class LevelRecorder:
         worker: int = 0,
         intended: float | None = None,
         closed_loop: bool = False,
+        client: str | None = None,
     ) -> dict:
-        row = self.row(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
+        row = self.row(
+            result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop, client=client
+        )
         self.run.emit(RequestDone(row))
         return row
 
@@ -254,6 +260,7 @@ class LevelRecorder:
         worker: int = 0,
         intended: float | None = None,
         closed_loop: bool = False,
+        client: str | None = None,
     ) -> dict:
         """Build and keep one row without emitting it (the event-driven client emits rows in batches)."""
         r = self.run
@@ -268,6 +275,7 @@ class LevelRecorder:
             level=self.level_value,
             seq=seq,
             worker=worker,
+            client=client,
             intended_send=intended if intended is not None else result.actual_send,
             payload_bytes=payload.payload_bytes,
             batch_size=payload.batch_size,
@@ -399,12 +407,21 @@ def run_warm(run: TrialRun) -> None:
 def run_concurrency(run: TrialRun) -> None:
     spec = run.spec
     assert isinstance(spec, ConcurrencySpec)  # TRIAL_KINDS runs each kind with its own spec
+    with load_engine(run) as engine:  # None: this process sends; else Locust's workers (``[load]``)
+        _concurrency_levels(run, spec, engine)
+
+
+def _concurrency_levels(run: TrialRun, spec: ConcurrencySpec, engine) -> None:
     for level in spec.levels:
         if run.cancel.is_set():
             break
         rec = run.level(level, expected=spec.requests, duration_s=spec.duration_s)
         if spec.warmup_requests:
             _sequential(rec, spec.warmup_requests, rec.stop, record=False)
+        if engine is not None:
+            facts = engine.closed_loop(rec, concurrency=level, duration_s=spec.duration_s, count=spec.requests)
+            rec.finish("failed" if facts["lost"] else None)  # a lost worker's share was not sent
+            continue
         run_closed_loop(
             rec.sender(closed_loop=True),
             lambda row: None,
@@ -419,6 +436,11 @@ def run_concurrency(run: TrialRun) -> None:
 def run_rate(run: TrialRun) -> None:
     spec = run.spec
     assert isinstance(spec, RateSpec)  # TRIAL_KINDS runs each kind with its own spec
+    with load_engine(run) as engine:  # None: this process sends; else Locust's workers (``[load]``)
+        _rate_levels(run, spec, engine)
+
+
+def _rate_levels(run: TrialRun, spec: RateSpec, engine) -> None:
     for i, rate in enumerate(spec.rates):
         if run.cancel.is_set():
             break
@@ -427,6 +449,10 @@ def run_rate(run: TrialRun) -> None:
         else:
             offsets = poisson_schedule(rate, duration_s=spec.duration_s, count=spec.requests, seed=spec.seed + i)
         rec = run.level(rate, expected=len(offsets), duration_s=spec.duration_s)
+        if engine is not None:
+            facts = engine.open_loop(rec, offsets, max_in_flight=spec.max_in_flight)
+            rec.finish("failed" if facts["lost"] else None)  # a lost worker's share was not sent
+            continue
         run_open_loop(
             rec.sender(closed_loop=False),
             lambda row: None,

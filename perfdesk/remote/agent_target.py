@@ -14,7 +14,7 @@ from typing import Any
 import urllib3
 
 from perfdesk.controllers.results import ERROR, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec, TargetStatus
+from perfdesk.controllers.target import ColdStart, HttpRequest, Target, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
@@ -259,6 +259,14 @@ class AgentTarget(Target):
         except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
             return f"/healthz: {short_error(str(exc))}"
         return None
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        client = self.client
+        if client is None:
+            return None
+        ep = client.endpoint
+        headers = {**client.headers, "Content-Type": payload.content_type}
+        return HttpRequest(f"http://{ep.host}:{ep.port}/predict", headers, payload.body)
 
     def sample_metrics(self) -> dict[str, Any] | None:
         if self.client is None:
