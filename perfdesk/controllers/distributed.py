@@ -181,7 +181,7 @@ class LocustEngine:
                     self.target.name,
                     "locust load",
                     f"Locust needs an HTTP target; {self.target.kind} targets are not sent plain HTTP requests",
-                    "run this trial with [load] engine = 'perfdesk', or on an HTTP target (local-server, ssh, ec2)",
+                    "use [load] engine = 'perfdesk' for this trial, or an HTTP target (http, local-server, ssh, ec2)",
                 )
             out.append(req)
         return out

@@ -37,7 +37,12 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         except ImportError:  # a kind whose provider is not installed
             continue
     out.append(("[[workloads]]", WorkloadSpec, ()))
-    for kind, tk in TRIAL_KINDS.items():
+    # the kinds of trials.py in their order, then those other modules register, by name: the order in which those
+    # modules happen to be imported (a circular import) must not change the README
+    builtin = [k for k, tk in TRIAL_KINDS.items() if tk.spec.__module__ == "perfdesk.controllers.trials"]
+    others = sorted(k for k in TRIAL_KINDS if k not in builtin)
+    for kind in builtin + others:
+        tk = TRIAL_KINDS[kind]
         out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
 
