@@ -7,7 +7,8 @@ summary (trials.csv) is computed from those rows.
 
 Kinds: ``cold`` (N fresh starts), ``warm`` (W warm-ups discarded, N sequential), ``concurrency`` (closed-loop
 sweep), ``rate`` (open-loop constant or Poisson arrivals), ``memory`` (function memory sweep), ``stream`` (a
-frame feed at a given fps, sequential or with bounded requests in flight).
+frame feed at a given fps, sequential or with bounded requests in flight), ``burst`` (N simultaneous requests:
+:mod:`perfdesk.controllers.burst`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class TrialSpec(BaseModel):
     """Options common to every trial kind."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(description="Trial kind: cold, warm, concurrency, rate, memory, stream.")
+    kind: str = Field(description="Trial kind: cold, warm, concurrency, rate, memory, stream, burst.")
     name: str = Field(min_length=1, description="Trial name (defaults to the kind); unique in the profile.")
     targets: list[str] | None = Field(None, description="Names of the targets to run on (default: all).")
     max_error_pct: float = Field(
@@ -222,7 +223,8 @@ class LevelRecorder:
 
         return send
 
-    def finish(self, status: str | None = None, note: str = "") -> dict:
+    def finish(self, status: str | None = None, note: str = "", **fields: Any) -> dict:
+        """End the level: its trials.csv row (``fields``: a kind's own columns, e.g. the burst's)."""
         r = self.run
         summary = summarize(self.rows, late_threshold_ms=r.spec.late_threshold_ms)
         failed = summary["errors"] + summary["timeouts"]
@@ -248,7 +250,9 @@ class LevelRecorder:
             "status": status,
             "loop": "open" if r.spec.kind in ("rate", "stream") else "closed",
             "note": note or self.note,
+            "invoke_path": getattr(r.target, "invoke_path", None),
             **summary,
+            **fields,
         }
         if status == "failed":
             r.failed_levels.append(self.level_value)
@@ -497,6 +501,10 @@ TRIAL_KINDS: dict[str, TrialKind] = {
     "memory": TrialKind(MemorySpec, run_memory),
     "stream": TrialKind(StreamSpec, run_stream),
 }
+
+from perfdesk.controllers.burst import BurstSpec, run_burst  # noqa: E402 - burst.py builds on TrialSpec above
+
+TRIAL_KINDS["burst"] = TrialKind(BurstSpec, run_burst)
 
 
 def known_trial_kinds() -> list[str]:
