@@ -742,6 +742,7 @@ class _FunctionTarget(Target):
                     self.log(f"deleted {line}")
                     removed.append(line)
             self._images = []
+            self.manager = None  # done: a second teardown (the experiment's close) has nothing left to remove
             return removed
         except Exception as exc:
             raise TargetError(
