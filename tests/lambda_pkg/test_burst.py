@@ -62,3 +62,12 @@ def test_retried_throttles_and_reserved_concurrency(burst_target):
         assert summary["ok"] == 2 and summary["throttled"] == 1 and summary["cold_starts"] == 0
     finally:
         lam.delete_function_concurrency(FunctionName=burst_target.function)
+
+
+@pytest.mark.slow
+def test_a_thousand_at_once(burst_target):
+    """A thousand simultaneous invocations: the client holds a thousand connections, the emulator answers every
+    one; the account's 4 run, the rest are throttled (each a row)."""
+    summary, rows = _burst(burst_target, sizes=[1000])
+    assert len(rows) == 1000 and summary["ok"] + summary["throttled"] == 1000
+    assert 1 <= summary["ok"] <= 4 and summary["errors"] == 0 and summary["burst_environments"] <= 4
