@@ -29,7 +29,7 @@ def stack(tmp_path_factory):
     s3.stop()
 
 
-def tiny_target(stack, tmp_path, monkeypatch, via: str, name: str):
+def tiny_target(stack, tmp_path, monkeypatch, via: str, name: str, session_id: str = "t-paths"):
     """A local-lambda target whose function is the tiny handler, deployed as the target deploys (the same
     FunctionManager, ledger, artifact bucket and invoke path), without building the model."""
     from perfdesk.lambda_pkg.builders import in_memory_zip
@@ -39,7 +39,7 @@ def tiny_target(stack, tmp_path, monkeypatch, via: str, name: str):
     s3, emu = stack
     monkeypatch.setenv("AWS_ENDPOINT_URL_APIGATEWAYV2", s3.url)  # the moto server: API Gateway's control plane
     cls = target_class("local-lambda")
-    ctx = TargetContext(session_id="t-paths", emit=lambda e: None, work_dir=str(tmp_path))
+    ctx = TargetContext(session_id=session_id, emit=lambda e: None, work_dir=str(tmp_path))
     spec = cls.spec_model(name=name, kind="local-lambda", invoke_via=via, endpoint_url=emu.url, timeout_s=10)
     target = cls(spec, ctx)
     target.region = "us-east-1"
@@ -146,6 +146,19 @@ def test_api_gateway_needs_lambdas_permission(stack, tmp_path, monkeypatch):
         assert target.send(_payload()).http_status == 500
     finally:
         target.teardown()
+
+
+def test_teardown_after_a_crash_finds_the_api(stack, tmp_path, monkeypatch):
+    from perfdesk.lambda_pkg.functions import Ledger
+    from perfdesk.lambda_pkg.teardown import sweep
+
+    target = tiny_target(stack, tmp_path, monkeypatch, "apigw", "p-apigw-crash", session_id="t-crash")
+    api_id = target.path.api_id
+    removed = sweep("t-crash", entries=Ledger.read(target._session_dir()))  # the target never tore down
+    assert f"API Gateway HTTP API {api_id}" in removed and f"function {target.function}" in removed
+    api = target._client("apigatewayv2")
+    with pytest.raises(api.exceptions.NotFoundException):
+        api.get_api(ApiId=api_id)
 
 
 def test_s3_event_is_s3s_message_delivered_asynchronously(stack, tmp_path, monkeypatch):

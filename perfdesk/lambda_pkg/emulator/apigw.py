@@ -46,7 +46,8 @@ def apigw_may_invoke(policy: list[dict], source_arn: str) -> bool:
     for s in policy:
         principal = s.get("Principal")
         service = principal.get("Service") if isinstance(principal, dict) else principal
-        actions = s.get("Action") if isinstance(s.get("Action"), list) else [s.get("Action")]
+        action = s.get("Action")
+        actions = action if isinstance(action, list) else [action]
         if s.get("Effect", "Allow") != "Allow" or service not in (APIGW_PRINCIPAL, "*"):
             continue
         if not any(a in ("lambda:InvokeFunction", "lambda:*") for a in actions):

@@ -902,7 +902,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
         value = self._body(raw).get("ReservedConcurrentExecutions")
         if value is None or int(value) < 0:
             raise invalid("ReservedConcurrentExecutions must be a number >= 0")
-        if int(value) > self.emu.account_concurrency:
+        with self.emu._lock:  # reservations come out of the account's pool, every function's together
+            others = sum(f.reserved_concurrency or 0 for f in self.emu.functions.values() if f is not rec)
+        if int(value) + others > self.emu.account_concurrency:
             raise invalid(
                 f"Specified ReservedConcurrentExecutions for function exceeds the account's "
                 f"concurrency limit ({self.emu.account_concurrency})."
