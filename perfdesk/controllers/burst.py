@@ -18,21 +18,34 @@ from __future__ import annotations
 import random
 import threading
 import time
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
 
 from perfdesk.controllers.results import OK, THROTTLED
 from perfdesk.controllers.target import TargetError
-from perfdesk.controllers.trials import LevelRecorder, TrialRun, TrialSpec
+from perfdesk.controllers.trials import TRIAL_KINDS, TrialKind, TrialSpec
+
+if TYPE_CHECKING:
+    from perfdesk.controllers.trials import LevelRecorder, TrialRun
 
 
 class BurstSpec(TrialSpec):
     """N simultaneous requests per size: cold starts over time, throttles, time until N environments are warm."""
 
+    #: Latency is from the burst's instant (every request's intended send time), not each one's actual send.
+    open_loop: ClassVar[bool] = True
+
     sizes: list[int] = Field([10], min_length=1, description="Burst sizes: requests released at the same instant.")
     cold: bool = Field(True, description="Retire every warm environment before each burst (a scale-out from zero).")
     retry_throttled: bool = Field(False, description="Send a throttled request again (backoff) until max_wait_s.")
-    max_wait_s: float = Field(60.0, gt=0, le=3600, description="Retries of throttled requests end this long after.")
+    max_wait_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Retries of throttled requests end this long after the burst's start (the level's time budget: "
+        "its watchdog's deadline is 1.5 x this + 30 s).",
+    )
     settle_s: float = Field(0.0, ge=0, le=600, description="Pause between bursts.")
 
     @model_validator(mode="after")
@@ -50,7 +63,7 @@ def run_burst(run: TrialRun) -> None:
             break
         if i and spec.settle_s:
             run.cancel.wait(spec.settle_s)
-        rec = run.level(n, expected=n)
+        rec = run.level(n, expected=n, duration_s=spec.max_wait_s)
         if spec.cold:
             try:
                 run.target.force_cold()
@@ -75,7 +88,9 @@ def _burst(run: TrialRun, rec: LevelRecorder, n: int, spec: BurstSpec) -> None:
         t0 = start[0]
         backoff = 0.05
         while not rec.stop.is_set():
-            result = run.target.send(payloads[worker])
+            result = rec.send(payloads[worker])
+            if result is None:  # the level ended (the watchdog or Ctrl-C) before this one went out
+                return
             with lock:
                 row_seq = next(seq)
                 if result.status == THROTTLED:
@@ -102,4 +117,7 @@ def _burst(run: TrialRun, rec: LevelRecorder, n: int, spec: BurstSpec) -> None:
         note += f"; all {n} warm after {warm_ms:,.0f} ms"
     elif cold_done:
         note += f"; only {len(cold_done)} of {n} environments came up (the rest throttled or failed)"
-    rec.finish(note=note, burst_environments=len(cold_done), burst_all_warm_ms=warm_ms)
+    rec.finish(note=note, extra={"burst_environments": len(cold_done), "burst_all_warm_ms": warm_ms})
+
+
+TRIAL_KINDS["burst"] = TrialKind(BurstSpec, run_burst)
