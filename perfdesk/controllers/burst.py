@@ -36,6 +36,12 @@ class BurstSpec(TrialSpec):
     #: Latency is from the burst's instant (every request's intended send time), not each one's actual send.
     open_loop: ClassVar[bool] = True
 
+    max_consecutive_failures: int = Field(
+        0,
+        ge=0,
+        description="The level ends failed after this many failed requests in a row; 0 (the default here): never, "
+        "since a burst's throttles in a row are its measurement.",
+    )
     sizes: list[int] = Field([10], min_length=1, description="Burst sizes: requests released at the same instant.")
     cold: bool = Field(True, description="Retire every warm environment before each burst (a scale-out from zero).")
     retry_throttled: bool = Field(False, description="Send a throttled request again (backoff) until max_wait_s.")
