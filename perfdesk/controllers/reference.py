@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from perfdesk.controllers.profile import SessionSection
 from perfdesk.controllers.target import known_kinds, target_class
-from perfdesk.controllers.trials import TRIAL_KINDS
+from perfdesk.controllers.trials import TRIAL_KINDS, TrialSpec
 from perfdesk.controllers.workload import WorkloadSpec
 
 
@@ -37,7 +37,10 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         except ImportError:  # a kind whose provider is not installed
             continue
     out.append(("[[workloads]]", WorkloadSpec, ()))
-    for kind, tk in TRIAL_KINDS.items():
+    # trials.py's own kinds in its order, then the kinds of other modules by name (they register in import order)
+    own = [(k, tk) for k, tk in TRIAL_KINDS.items() if tk.spec.__module__ == TrialSpec.__module__]
+    others = sorted((k, tk) for k, tk in TRIAL_KINDS.items() if tk.spec.__module__ != TrialSpec.__module__)
+    for kind, tk in own + others:
         out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
 
