@@ -176,6 +176,10 @@ TRIAL_COLUMNS = [
     "init_p50_ms",
     "billed_ms_mean",
     "max_memory_used_mb",
+    "invoke_path",
+    "invoke_overhead_p50_ms",
+    "burst_environments",
+    "burst_all_warm_ms",
     # capacity trials: the p99 bound, and the highest sustained rate under it (see controllers/capacity.py)
     "slo_p99_ms",
     "capacity_rps",

@@ -81,6 +81,11 @@ class _FunctionSpec(TargetSpec):
         None, ge=0, le=10000, description="Reserved concurrency (throttles above it)."
     )
     function_url: bool = Field(False, description="Also create a function URL (the HTTP path can be measured).")
+    invoke_via: Literal["invoke", "url", "apigw", "s3"] = Field(
+        "invoke",
+        description="How requests reach the function: Lambda's Invoke API, the function URL (AWS_IAM, SigV4-signed), "
+        "an API Gateway HTTP API perfdesk creates, or S3 (PUT the input object; the function writes the output).",
+    )
     region: str | None = Field(
         None, description="AWS region (default: AWS's configuration: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)."
     )
@@ -168,6 +173,7 @@ class _FunctionTarget(Target):
         self.region = spec.region
         self.facts: dict[str, Any] = {}
         self._images: list[Any] = []  # images.EcrImages of each image this target pushed
+        self.path: Any = None  # paths.InvokePath: how requests reach the function (invoke_via)
         self._lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------
@@ -195,7 +201,7 @@ class _FunctionTarget(Target):
             retries={"total_max_attempts": 1 if invoke else 3, "mode": "standard"},
             read_timeout=read,
             connect_timeout=10,
-            max_pool_connections=128,
+            max_pool_connections=1024 if invoke else 128,  # a burst opens as many connections as invocations
         )
         kwargs: dict[str, Any] = {"config": cfg, "region_name": self.region}
         if self.spec.endpoint_url and service == "lambda":
@@ -382,7 +388,10 @@ class _FunctionTarget(Target):
             image_uri, engine = self._build_image(workload, artifacts)
         source = str(engine.onnx_file or engine.weights)
         role_arn = role(urlparse(source).netloc if source.startswith("s3://") else None)
-        variables = {**self._variables(engine), **(extra_variables or {})}
+        from perfdesk.lambda_pkg.paths import make_path
+
+        self.path = make_path(self, self.spec.invoke_via)
+        variables = {**self._variables(engine), **(extra_variables or {}), **self.path.variables(artifacts)}
         try:
             cfg = manager.deploy_function(
                 self.function,
@@ -401,6 +410,7 @@ class _FunctionTarget(Target):
                 manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
                 self.facts["function_url"] = manager.ensure_url(self.function)
+            self.path.setup(artifacts)
         except Exception as exc:  # botocore ClientError / WaiterError: say which call and why
             raise TargetError(
                 self.name, "deploy", f"function {self.function}: {exc}", "check the role, region and quotas"
@@ -603,7 +613,17 @@ class _FunctionTarget(Target):
         return sweep(session_id, entries=entries, region=region, say=say)
 
     # -- the interface ---------------------------------------------------------------------------------------
+    @property
+    def invoke_path(self) -> str:
+        return self.spec.invoke_via
+
     def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        """One request by the target's path (:mod:`perfdesk.lambda_pkg.paths`); never raises."""
+        if self.path is not None and self.path.name != "invoke":
+            return self.path.send(payload, timeout=timeout)
+        return self._invoke(payload, timeout=timeout)
+
+    def _invoke(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
         """Invoke (RequestResponse, LogType=Tail); never raises: throttles, timeouts and errors become statuses."""
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
@@ -714,12 +734,15 @@ class _FunctionTarget(Target):
         if self.manager is None:
             return []
         try:
-            removed = self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
+            removed = self.path.teardown() if self.path is not None else []
+            self.path = None
+            removed += self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
             for store in self._images:
                 for line in store.remove():
                     self.log(f"deleted {line}")
                     removed.append(line)
             self._images = []
+            self.manager = None  # done: a second teardown (the experiment's close) has nothing left to remove
             return removed
         except Exception as exc:
             raise TargetError(
@@ -740,6 +763,7 @@ class _FunctionTarget(Target):
             "python": self.spec.python,
             "region": self.region,
             "weights_placement": self.spec.weights_placement,
+            "invoke_via": self.spec.invoke_via,
             **self.facts,
         }
 
@@ -902,8 +926,12 @@ class LocalLambdaTarget(_FunctionTarget):
                 self.local_s3 = LocalS3(self.name, self._work_dir() / "local-s3.log").start()
                 s3_url = self.local_s3.url
                 self.log(f"local S3 (moto) on {s3_url}")
+            apigw_url = self._client("apigatewayv2").meta.endpoint_url  # API Gateway's local control plane
+            if self.local_s3 is not None or "amazonaws.com" in apigw_url:
+                apigw_url = s3_url
             self.emulator = Emulator(
                 s3_endpoint_url=s3_url,
+                apigw_endpoint_url=apigw_url,
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
                 cpu_limits=spec.cpu_limits,

@@ -17,7 +17,8 @@ reserved and account concurrency answered with ``TooManyRequestsException`` (429
 init retried inside the invocation; the timeout enforced by killing the environment; memory above the configured
 size ending the environment (``Runtime.OutOfMemory``); CPU share proportional to memory; Lambda's limits on code,
 layers and payloads with AWS's errors; Lambda's ``REPORT`` (and ``INIT_REPORT``) lines in the base64 tail log;
-function URLs with SigV4 (``AWS_IAM``) or the public-access policy (``NONE``).
+function URLs with SigV4 (``AWS_IAM``) or the public-access policy (``NONE``); API Gateway HTTP APIs of a local
+``apigatewayv2`` control plane (:mod:`apigw`); S3 event notifications from a local S3 (:mod:`s3events`).
 
 The emulator accepts the credentials ``test``/``test`` and ``perfdesk-local``/``perfdesk-local``, those given to
 it, and each function's stand-in role credentials (for function URLs signed from inside a function); it verifies
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator import images, sigv4, urls
+from perfdesk.lambda_pkg.emulator import apigw, images, s3events, sigv4, urls
 from perfdesk.lambda_pkg.emulator.cgroups import MAX_VCPUS, MB_PER_VCPU, CpuLimiter, MemoryLimiter
 from perfdesk.lambda_pkg.emulator.environment import (
     INIT_TIMEOUT_S,
@@ -115,6 +116,7 @@ class Emulator:
         init_timeout_s: float = INIT_TIMEOUT_S,
         s3_endpoint_url: str | None = None,
         registry: str | None = None,
+        apigw_endpoint_url: str | None = None,
     ):
         self.host, self.port = host, port
         self.idle_s = idle_s
@@ -145,6 +147,9 @@ class Emulator:
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self.stats = {"cold_starts": 0, "invocations": 0, "throttles": 0, "timeouts": 0, "oom": 0}
+        # API Gateway's data plane and S3's event delivery, over the local control planes (moto) named here
+        self.apigw = apigw.HttpApis(self, apigw_endpoint_url or s3_endpoint_url)
+        self.s3_events = s3events.S3Events(self, s3_endpoint_url) if s3_endpoint_url else None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Emulator:
@@ -170,6 +175,8 @@ class Emulator:
     def stop(self) -> None:
         """Kill every environment process, stop serving, remove the working directory. Safe to call twice."""
         self._stop.set()
+        if self.s3_events is not None:
+            self.s3_events.stop()
         with self._lock:
             envs = [e for lst in self._envs.values() for e in lst]
         for env in envs:
@@ -260,7 +267,7 @@ class Emulator:
                     "Rate Exceeded.",
                     {"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
                 )
-            if sum(self._inflight.values()) >= self.account_concurrency:
+            if fn.reserved_concurrency is None and self._unreserved_full():
                 self.stats["throttles"] += 1
                 raise ApiError(
                     429, "TooManyRequestsException", "Rate Exceeded.", {"Reason": "ConcurrentInvocationLimitExceeded"}
@@ -297,6 +304,17 @@ class Emulator:
             env.kill("could not start")
             raise
         return env, fn, True
+
+    def _unreserved_full(self) -> bool:
+        """Whether the account's unreserved pool is in use: functions without reserved concurrency share the account
+        limit less every function's reservation (as on Lambda: a reservation is taken from the pool, used or not)."""
+        reserved = sum(f.reserved_concurrency or 0 for f in self.functions.values())
+        shared = 0
+        for fname, n in self._inflight.items():
+            f = self.functions.get(fname)
+            if f is None or f.reserved_concurrency is None:
+                shared += n
+        return shared >= self.account_concurrency - reserved
 
     def _release(self, name: str, env: ExecutionEnvironment | None) -> None:
         with self._lock:
@@ -619,6 +637,8 @@ class Emulator:
             if condition:
                 statement["Condition"] = condition
             fn.policy.append(statement)
+        if principal == s3events.S3_PRINCIPAL and self.s3_events is not None:
+            self.s3_events.ensure_started()  # S3 may now deliver events to the function
         return {"Statement": json.dumps(statement)}
 
     def get_policy(self, ref: str) -> dict:
@@ -706,6 +726,10 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
             (m, r"/lambda-url/(?P<fn>[^/]+)(?P<rest>/.*)?", "url_invoke")
             for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
         ),
+        *(
+            (m, re.escape(apigw.PREFIX) + r"(?P<api>[^/]+)(?P<rest>/.*)?", "apigw_invoke")
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+        ),
     ]
 ]
 
@@ -713,7 +737,7 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
 class _ControlServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # a burst of a thousand simultaneous invocations connects at once
 
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # client went away
@@ -878,7 +902,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
         value = self._body(raw).get("ReservedConcurrentExecutions")
         if value is None or int(value) < 0:
             raise invalid("ReservedConcurrentExecutions must be a number >= 0")
-        if int(value) > self.emu.account_concurrency:
+        with self.emu._lock:  # reservations come out of the account's pool, every function's together
+            others = sum(f.reserved_concurrency or 0 for f in self.emu.functions.values() if f is not rec)
+        if int(value) + others > self.emu.account_concurrency:
             raise invalid(
                 f"Specified ReservedConcurrentExecutions for function exceeds the account's "
                 f"concurrency limit ({self.emu.account_concurrency})."
@@ -965,6 +991,16 @@ class _ControlHandler(BaseHTTPRequestHandler):
         content_type = next((v for k, v in out_headers.items() if k.lower() == "content-type"), "application/json")
         out_headers = {k: v for k, v in out_headers.items() if k.lower() not in ("content-type", "content-length")}
         self._send(status, data, out_headers, content_type)
+
+    def h_apigw_invoke(self, raw, query, api, rest=None):
+        """A request to an API Gateway HTTP API (:mod:`apigw`)."""
+        parts = urlsplit(self.path)
+        status, headers, body = self.emu.apigw.handle(
+            self.command, api, rest or "/", parts.query, list(self.headers.items()), raw, self.client_address[0]
+        )
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+        self._send(status, body, headers, content_type)
 
     # layers
     def h_publish_layer(self, raw, query, layer):
