@@ -49,6 +49,8 @@ class RequestResult:
     cold: bool = False
     start_ms: float | None = None
     init_ms: float | None = None
+    restore_ms: float | None = None  # a SnapStart cold start: Restore Duration (no init_ms)
+    billed_restore_ms: float | None = None
     # function figures from the REPORT line
     duration_ms: float | None = None
     billed_ms: float | None = None
@@ -124,6 +126,8 @@ REQUEST_COLUMNS = [
     "batch_size",
     "top1",
     "request_id",
+    "restore_ms",
+    "billed_restore_ms",
 ]
 
 #: trials.csv, one row per trial x target x level.

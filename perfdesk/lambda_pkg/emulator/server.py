@@ -885,7 +885,16 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, out)
 
     def h_delete_function(self, raw, query, fn):
-        self.emu.delete_function(fn)
+        key = self._qualified(query, fn)
+        if ":" in key:  # one published version: its environments and its snapshot go, the function stays
+            name, _, number = key.partition(":")
+            version = self.emu._record(key)
+            with self.emu._lock:
+                self.emu.functions[name].versions.pop(number, None)
+            self.emu._retire(key, all_envs=True)
+            snapstart.discard(version)
+        else:
+            self.emu.delete_function(fn)
         self._send(204)
 
     def _qualified(self, query, fn) -> str:
