@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator import images, sigv4, snapstart, urls
+from perfdesk.lambda_pkg.emulator import arch, images, sigv4, snapstart, urls
 from perfdesk.lambda_pkg.emulator.cgroups import MAX_VCPUS, MB_PER_VCPU, CpuLimiter, MemoryLimiter
 from perfdesk.lambda_pkg.emulator.environment import (
     INIT_TIMEOUT_S,
@@ -395,6 +395,15 @@ class Emulator:
                 ) from None
         request_id = str(uuid.uuid4())
         key, name = name, name.partition(":")[0]
+        with self._lock:
+            record = self._record(key)
+        failure = arch.init_failure(record)  # native code of another machine fails the init, as on Lambda
+        if failure is not None:
+            self.stats["invocations"] += 1
+            status_code, headers, body, text = arch.failed_invocation(request_id, record, failure, tail)
+            if self.log_sink:
+                self.log_sink(name, text)
+            return status_code, headers, body
         for _ in range(3):  # an environment whose runtime died before taking the invocation is not used
             env, fn, cold = self._acquire(key)
             inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s, client_context=context)
@@ -528,6 +537,7 @@ class Emulator:
             if not body.get(key):
                 raise invalid(f"{key} is required for a zip package")
         self._check_config(body)
+        arch.check_architectures(body)
         snap_start = snapstart.check_snap_start(
             body, body["Runtime"], "Zip", int((body.get("EphemeralStorage") or {}).get("Size", 512))
         )
@@ -617,6 +627,7 @@ class Emulator:
             images.update_image_code(self, fn, body)
             return fn.configuration()
         data, inline = code_zip(body, self.region, self.s3_endpoint_url)
+        arch.check_architectures(body)
         with fn.lock:
             check_combined_size(open_zip(data, inline=inline)[1], fn.layers)
             task_dir = fn.task_dir.parent / f"code-{fn.revision + 1}"
