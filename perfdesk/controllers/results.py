@@ -169,6 +169,7 @@ TRIAL_COLUMNS = [
     "billed_ms_mean",
     "max_memory_used_mb",
     "note",
+    "restore_p50_ms",
 ]
 
 #: metrics.csv, one row per resource sample.

@@ -144,6 +144,15 @@ def test_snapstart_refused_where_aws_refuses_it(client):
             FunctionName="snapold", Runtime="python3.11", Role=ROLE, Handler="snappy.handler",
             Code={"ZipFile": _zip()}, SnapStart={"ApplyOn": "PublishedVersions"},
         )  # fmt: skip
+    client.create_function(
+        FunctionName="snapdown", Runtime="python3.12", Role=ROLE, Handler="snappy.handler",
+        Code={"ZipFile": _zip()}, SnapStart={"ApplyOn": "PublishedVersions"},
+    )  # fmt: skip
+    with pytest.raises(client.exceptions.InvalidParameterValueException, match="python3.11 is not supported for SnapS"):
+        client.update_function_configuration(FunctionName="snapdown", Runtime="python3.11")
+    with pytest.raises(client.exceptions.InvalidParameterValueException, match="ephemeral storage larger than 512"):
+        client.update_function_configuration(FunctionName="snapdown", EphemeralStorage={"Size": 1024})
+    client.delete_function(FunctionName="snapdown")
     with pytest.raises(client.exceptions.InvalidParameterValueException, match="PublishedVersions, None"):
         client.create_function(
             FunctionName="snapbad", Runtime="python3.12", Role=ROLE, Handler="snappy.handler",

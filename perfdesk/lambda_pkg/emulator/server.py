@@ -586,6 +586,7 @@ class Emulator:
             body.get("Runtime", fn.runtime),
             "Image" if fn.image is not None else "Zip",
             int((body.get("EphemeralStorage") or {}).get("Size", fn.ephemeral_mb)),
+            current=fn.snap_start,
         )
         with fn.lock:
             if body.get("RevisionId") and body["RevisionId"] != fn.revision_id:

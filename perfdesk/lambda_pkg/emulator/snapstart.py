@@ -55,10 +55,15 @@ MAX_SNAPSTART_EPHEMERAL_MB = 512
 _OK = b'{"status":"OK"}'
 
 
-def check_snap_start(body: dict, runtime: str, package_type: str, ephemeral_mb: int) -> str | None:
+def check_snap_start(
+    body: dict, runtime: str, package_type: str, ephemeral_mb: int, current: str = "None"
+) -> str | None:
     """The ``SnapStart.ApplyOn`` a CreateFunction or UpdateFunctionConfiguration sets (None: not given), refused
-    with Lambda's errors where SnapStart does not apply."""
+    with Lambda's errors where SnapStart does not apply (``current``: the function's setting, which a change of
+    runtime or ephemeral storage must still satisfy)."""
     if "SnapStart" not in body:
+        if current == "PublishedVersions" and ("Runtime" in body or "EphemeralStorage" in body):
+            check_snap_start({"SnapStart": {"ApplyOn": current}}, runtime, package_type, ephemeral_mb)
         return None
     apply_on = (body.get("SnapStart") or {}).get("ApplyOn", "None")
     if apply_on not in ("PublishedVersions", "None"):
