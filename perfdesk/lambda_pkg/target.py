@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from perfdesk.controllers.extras import MissingExtra, require
 from perfdesk.controllers.results import (
@@ -120,6 +120,17 @@ class _FunctionSpec(TargetSpec):
         description="The registry behind a local ECR, e.g. http://127.0.0.1:5000 (default: PERFDESK_ECR_REGISTRY; "
         "on AWS the repository's own).",
     )
+
+    @model_validator(mode="after")
+    def _snapstart_applies(self):
+        """SnapStart refused at profile load where AWS refuses it (the default packaging is checked at deploy)."""
+        if self.snapstart:
+            from perfdesk.lambda_pkg import snapstart
+
+            refused = snapstart.check(self.python, "image" if self.image_uri else self.packaging or "zip")
+            if refused:
+                raise ValueError(refused)
+        return self
 
 
 class LambdaTargetSpec(_FunctionSpec):

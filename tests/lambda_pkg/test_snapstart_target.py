@@ -4,6 +4,7 @@ published as a SnapStart version on the emulator, invoked by its qualifier; cold
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from perfdesk.controllers.results import OK
 from perfdesk.controllers.target import TargetContext, TargetError, target_class
@@ -21,15 +22,20 @@ WORKLOAD = WorkloadSpec(
         ("3.12", "image", "SnapStart is not supported for functions with package type Image"),
     ],
 )
-def test_snapstart_refused_before_anything_is_built(tmp_path, python, packaging, message):
+def test_snapstart_refused_at_profile_load(python, packaging, message):
+    cls = target_class("local-lambda")
+    with pytest.raises(ValidationError, match=message):
+        cls.spec_model(name="fn", kind="local-lambda", snapstart=True, python=python, packaging=packaging)
+
+
+def test_snapstart_refused_at_deploy_for_a_default_image(tmp_path):
+    """PyTorch's default packaging is an image: refused before anything is built."""
     ctx = TargetContext(session_id="t-snaprefuse", emit=lambda e: None, work_dir=str(tmp_path))
     cls = target_class("local-lambda")
-    target = cls(
-        cls.spec_model(name="fn", kind="local-lambda", snapstart=True, python=python, packaging=packaging), ctx
-    )
+    target = cls(cls.spec_model(name="fn", kind="local-lambda", snapstart=True, python="3.12"), ctx)
     try:
-        with pytest.raises(TargetError, match=message):
-            target.deploy(WORKLOAD)
+        with pytest.raises(TargetError, match="not supported for functions with package type Image"):
+            target.deploy(WORKLOAD.model_copy(update={"runtime": "torch"}))
     finally:
         target.teardown()
 
