@@ -1,14 +1,13 @@
-"""The local-lambda target with ``snapstart = true``: the real handler (mobilenet_v2, random weights, ONNX Runtime),
-published as a SnapStart version on the emulator, invoked by its qualifier; cold starts are restores."""
+"""The local-lambda target with ``snapstart = true`` refused where AWS refuses SnapStart (the target with the real
+handler on the emulator: test_snapstart_profile.py)."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
-from perfdesk.controllers.results import OK
 from perfdesk.controllers.target import TargetContext, TargetError, target_class
-from perfdesk.controllers.workload import WorkloadSpec, build_payloads
+from perfdesk.controllers.workload import WorkloadSpec
 
 WORKLOAD = WorkloadSpec(
     name="mnv2", model="mobilenet_v2", runtime="onnx", images="synthetic", synthetic_size=(160, 120), image_count=2
@@ -36,28 +35,5 @@ def test_snapstart_refused_at_deploy_for_a_default_image(tmp_path):
     try:
         with pytest.raises(TargetError, match="not supported for functions with package type Image"):
             target.deploy(WORKLOAD.model_copy(update={"runtime": "torch"}))
-    finally:
-        target.teardown()
-
-
-@pytest.mark.slow
-def test_snapstart_target_restores_the_published_version(tmp_path):
-    ctx = TargetContext(session_id="t-snap", emit=lambda e: None, work_dir=str(tmp_path))
-    cls = target_class("local-lambda")
-    spec = cls.spec_model(name="fn", kind="local-lambda", memory_mb=2048, timeout_s=60, python="3.12", snapstart=True)
-    target = cls(spec, ctx)
-    payloads = build_payloads(WORKLOAD)
-    try:
-        target.deploy(WORKLOAD)
-        facts = target.describe()
-        assert facts["snapstart"] is True and facts["version"] == "1" and facts["version_arn"].endswith(":1")
-        warm = target.send(payloads[0])
-        assert warm.status == OK, warm.error
-        assert not warm.cold and warm.restore_ms is None and warm.top1
-        target.force_cold()  # a new configuration: a new version, a new snapshot
-        assert target.qualifier == "2"
-        cold = target.send(payloads[1])
-        assert cold.status == OK, cold.error
-        assert cold.cold and cold.init_ms is None and cold.restore_ms > 0 and cold.billed_restore_ms is not None
     finally:
         target.teardown()
