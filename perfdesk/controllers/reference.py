@@ -43,6 +43,12 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
 
     out.append(("[thresholds]", Thresholds, ()))
     out.append(("[prices]", PricesSection, ()))
+    from perfdesk.controllers.traffic import TrafficSection
+
+    out.append(("[traffic]", TrafficSection, ()))
+    from perfdesk.controllers.distributed import LoadSection
+
+    out.append(("[load]", LoadSection, ()))
     return out
 
 

@@ -14,8 +14,20 @@ from typing import Any
 import urllib3
 
 from perfdesk.controllers.results import ERROR, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec, TargetStatus
+from perfdesk.controllers.target import ColdStart, HttpRequest, Target, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
+
+
+def server_price_facts(instance_type: str | None, hourly_price: float | None) -> dict[str, Any]:
+    """What a server's describe() says about its price (the cost model reads it from the manifest):
+    ``instance_type`` (priced from the price table) and ``hourly_usd`` with ``price_source`` "profile" when the
+    profile gave the target's own hourly price."""
+    out: dict[str, Any] = {}
+    if instance_type:
+        out["instance_type"] = instance_type
+    if hourly_price is not None:
+        out.update(hourly_usd=float(hourly_price), price_source="profile")
+    return out
 
 
 @dataclass
@@ -64,6 +76,8 @@ class AgentClient:
                 retries=False,
                 timeout=urllib3.Timeout(connect=min(10.0, timeout or self.timeout), read=timeout or self.timeout),
             )
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass: refused is no timeout
+            return RequestResult(actual_send=t0, receive=time.time(), status=ERROR, error=f"connection: {exc}")
         except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
             return RequestResult(actual_send=t0, receive=time.time(), status=TIMEOUT, error=f"timed out: {exc}")
         except urllib3.exceptions.HTTPError as exc:
@@ -76,10 +90,38 @@ class AgentClient:
         self.pool.close()
 
 
+class AsyncAgentClient:
+    """The event-driven client of one agent (see :mod:`perfdesk.controllers.httpclient`), made in the load
+    generator's event loop."""
+
+    def __init__(self, endpoint: AgentEndpoint):
+        from perfdesk.controllers.httpclient import AsyncHttpClient
+
+        self._http = AsyncHttpClient(
+            f"http://{endpoint.host}:{endpoint.port}/predict",
+            parse=lambda status, data, headers, t0, t1: result_from_response(status, data, t0, t1),
+        )
+        self._auth = f"Bearer {endpoint.token}"
+        self._headers: dict[str, dict[str, str]] = {}
+
+    async def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        headers = self._headers.get(payload.content_type)
+        if headers is None:
+            headers = self._headers[payload.content_type] = {
+                "Authorization": self._auth,
+                "Content-Type": payload.content_type,
+            }
+        return await self._http.request(payload.body, headers, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
 class AgentTarget(Target):
     """Base of the server targets: an agent reached over HTTP at an :class:`AgentEndpoint`."""
 
     supports_metrics = True
+    supports_async = True
 
     def __init__(self, spec: TargetSpec, ctx):
         super().__init__(spec, ctx)
@@ -193,6 +235,38 @@ class AgentTarget(Target):
             now = time.time()
             return RequestResult(actual_send=now, receive=now, status=ERROR, error="agent not running")
         return client.predict(payload, timeout=timeout or self.spec.request_timeout_s)
+
+    def async_client(self) -> AsyncAgentClient:
+        if self.client is None:
+            raise TargetError(self.name, "send", "agent not running")
+        return AsyncAgentClient(self.client.endpoint)
+
+    def check_alive(self) -> str | None:
+        """The agent's process, as the subclass finds it (a local child, a pid file on the host)."""
+        if self.client is None or not self.state.serving:
+            return None
+        return None if self._agent_alive() else "the agent's process exited"
+
+    def check_answering(self, timeout: float) -> str | None:
+        """``/healthz`` with a short timeout of its own (the agent answers it from another request thread)."""
+        from perfdesk.controllers.watchdog import short_error
+
+        client = self.client
+        if client is None:
+            return None
+        try:
+            client.get_json("/healthz", timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
+            return f"/healthz: {short_error(str(exc))}"
+        return None
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        client = self.client
+        if client is None:
+            return None
+        ep = client.endpoint
+        headers = {**client.headers, "Content-Type": payload.content_type}
+        return HttpRequest(f"http://{ep.host}:{ep.port}/predict", headers, payload.body)
 
     def sample_metrics(self) -> dict[str, Any] | None:
         if self.client is None:

@@ -45,6 +45,15 @@ def check_architectures(body: dict) -> list[str] | None:
     return list(archs)
 
 
+def describe() -> str:
+    """For the manifest: which architectures run here."""
+    other = "arm64" if _HOST == "x86_64" else "x86_64"
+    return (
+        f"{_HOST} runs here; {other} functions are refused (no qemu-user binfmt_misc handler), after their native "
+        "code is checked against their architecture"
+    )
+
+
 def elf_machine(path: Path) -> str | None:
     """The machine an ELF file is built for (``x86_64``, ``arm64``, ...), or None when it is not ELF."""
     try:

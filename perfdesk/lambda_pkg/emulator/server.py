@@ -213,6 +213,9 @@ class Emulator:
             "cpu_limits_note": self.limiter.reason
             or f"cgroup v1 cpu quota: MemorySize / {MB_PER_VCPU} vCPU per environment, at most {MAX_VCPUS}",
             "init_timeout_s": self.init_timeout_s,
+            "snapstart": "a SnapStart version's initialised environment kept as its snapshot; each restore forks it "
+            "(own Runtime API, cgroups and log; the snapshot's /tmp and PID namespace shared)",
+            "architectures": arch.describe(),
             **self.images.describe(),
         }
 

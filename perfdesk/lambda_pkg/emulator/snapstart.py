@@ -17,9 +17,10 @@ that ``invocation/next`` (loading the runtime and the after-restore hooks, what 
 
 Where it differs from Lambda (a fork, not a microVM snapshot): clones share the template's mount and PID namespaces,
 so ``/tmp`` is the template's for all of them (Lambda's snapshot restores a copy of ``/tmp`` into each); memory the
-template had before the fork stays charged to the template's cgroup (Max Memory Used of a clone is its cgroup's peak or
-its resident size, whichever is larger); a process a handler starts and leaves running outlives its clone until the
-version goes. The snapshot lives as long as the version (Lambda keeps its snapshots while the version is invoked).
+template had before the fork stays charged to the template's cgroup, so a clone's memory is also its polled resident
+size (Max Memory Used the larger of the two; above the memory size it is killed, as out of memory); a process a
+handler starts and leaves running outlives its clone until the version goes. The snapshot lives as long as the
+version (Lambda keeps its snapshots while the version is invoked).
 """
 
 from __future__ import annotations
@@ -384,8 +385,9 @@ class RestoredEnvironment(ExecutionEnvironment):
                 self.memory_limited = False
             if self.cpu_limited and not self.cpu.attach(self.env_id, host_pid):
                 self.cpu_limited = False
-            if not self.memory_limited:
-                threading.Thread(target=self._poll_memory, args=(self._generation,), daemon=True).start()
+            # always polled too: pages the clone shares with the snapshot stay charged to the template's cgroup, but
+            # they are the environment's memory as on Lambda (its resident size counts them)
+            threading.Thread(target=self._poll_memory, args=(self._generation,), daemon=True).start()
         self._launched.set()
 
     def _poll_memory(self, generation: int) -> None:
