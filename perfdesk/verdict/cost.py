@@ -145,16 +145,13 @@ class TargetPricing:
     instance_type: str = ""
     hourly_usd: float | None = None
     note: str = ""
-<<<<<<< HEAD
-    snapstart: bool = False
-    cache_gb_second_usd: float | None = None  # SnapStart: the snapshot's cache
-    restore_gb_usd: float | None = None  # SnapStart: each restore
-=======
     #: where the price came from, for people ("c5.xlarge in the price table of 2025-06-01", "the profile's ...")
     price_source: str = ""
     #: non-empty for a local stand-in (the manifest's ``emulation``): its prices are an emulation's
     emulation: str = ""
->>>>>>> main
+    snapstart: bool = False
+    cache_gb_second_usd: float | None = None  # SnapStart: the snapshot's cache
+    restore_gb_usd: float | None = None  # SnapStart: each restore
 
     @property
     def priced(self) -> bool:
@@ -441,15 +438,10 @@ class TargetCost:
         """Cost of a month of ``rate_rps`` sustained (None when a price or a measurement is missing)."""
         if self.pricing.model == FUNCTION:
             per_request = self.cost_per_request_usd
-<<<<<<< HEAD
             if per_request is None:
                 return None
             return rate_rps * hours_per_month * 3600.0 * per_request + self.snapshot_cache_usd(hours_per_month)
-        if self.pricing.hourly_usd is None or not self.saturation_rps:
-=======
-            return None if per_request is None else rate_rps * hours_per_month * 3600.0 * per_request
         if self.pricing.hourly_usd is None or not self.per_instance_rps:
->>>>>>> main
             return None
         return instances_needed(rate_rps, self.per_instance_rps) * self.pricing.hourly_usd * hours_per_month
 
