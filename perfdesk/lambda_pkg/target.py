@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from perfdesk.controllers.extras import MissingExtra, require
 from perfdesk.controllers.results import (
@@ -66,6 +66,11 @@ class _FunctionSpec(TargetSpec):
     memory_mb: int = Field(1536, ge=128, le=10240, description="Memory size in MB (CPU share follows it).")
     timeout_s: int = Field(60, ge=1, le=900, description="Function timeout in seconds.")
     architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="Instruction set of the function.")
+    snapstart: bool = Field(
+        False,
+        description="SnapStart: publish a version (its init runs once and is snapshotted) and invoke it; cold starts "
+        "are restores. Python 3.12 or later, zip packaging only.",
+    )
     python: Literal["3.10", "3.11", "3.12", "3.13"] = Field("3.11", description="Lambda Python runtime version.")
     weights_placement: Literal["package", "layer", "s3"] = Field(
         "package",
@@ -121,6 +126,17 @@ class _FunctionSpec(TargetSpec):
         "on AWS the repository's own).",
     )
 
+    @model_validator(mode="after")
+    def _snapstart_applies(self):
+        """SnapStart refused at profile load where AWS refuses it (the default packaging is checked at deploy)."""
+        if self.snapstart:
+            from perfdesk.lambda_pkg import snapstart
+
+            refused = snapstart.check(self.python, "image" if self.image_uri else self.packaging or "zip")
+            if refused:
+                raise ValueError(refused)
+        return self
+
 
 class LambdaTargetSpec(_FunctionSpec):
     """An AWS Lambda function deployed from a zip with layers, or from a container image."""
@@ -167,6 +183,7 @@ class _FunctionTarget(Target):
         self.function = spec.function_name or f"perfdesk-{spec.name}-{ctx.session_id}"[:64].replace(".", "-")
         self.manager: FunctionManager | None = None
         self._invoke_client = None
+        self.qualifier: str | None = None  # the published version invoked (SnapStart), else $LATEST
         self._layer_names: list[str] = []
         self._role_names: list[str] = []
         self.memory_mb = spec.memory_mb
@@ -379,6 +396,12 @@ class _FunctionTarget(Target):
         self.manager = manager
         packaging = "image" if image_uri else self._packaging(workload)
         self.facts["packaging"] = packaging
+        if self.spec.snapstart:
+            from perfdesk.lambda_pkg import snapstart
+
+            refused = snapstart.check(self.spec.python, packaging)
+            if refused:
+                raise TargetError(self.name, "deploy", refused, 'set python = "3.12" or later and packaging zip')
         if packaging == "zip":
             code, engine, layers = self._build_zip(workload, layers, artifacts)
         elif image_uri:
@@ -410,6 +433,8 @@ class _FunctionTarget(Target):
                 manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
                 self.facts["function_url"] = manager.ensure_url(self.function)
+            if self.spec.snapstart:
+                self._publish_snapstart()
             self.path.setup(artifacts)
         except Exception as exc:  # botocore ClientError / WaiterError: say which call and why
             raise TargetError(
@@ -631,8 +656,13 @@ class _FunctionTarget(Target):
             return RequestResult(actual_send=time.time(), receive=time.time(), status=ERROR, error="not deployed")
         t0 = time.time()
         try:
+            qualifier = {"Qualifier": self.qualifier} if self.qualifier else {}
             resp = self._invoke_client.invoke(
-                FunctionName=self.function, InvocationType="RequestResponse", LogType="Tail", Payload=payload.body
+                FunctionName=self.function,
+                InvocationType="RequestResponse",
+                LogType="Tail",
+                Payload=payload.body,
+                **qualifier,
             )
             data = resp["Payload"].read()
         except ClientError as exc:
@@ -693,6 +723,7 @@ class _FunctionTarget(Target):
             result.duration_ms, result.billed_ms = rep.duration_ms, rep.billed_ms
             result.memory_size_mb, result.max_memory_used_mb = rep.memory_size_mb, rep.max_memory_used_mb
             result.init_ms, result.cold = rep.init_ms, rep.cold
+            result.restore_ms, result.billed_restore_ms = rep.restore_ms, rep.billed_restore_ms
             result.request_id = rep.request_id
         if log_text:
             for line in log_text.splitlines()[-20:]:
@@ -707,6 +738,8 @@ class _FunctionTarget(Target):
             lambda: self._manager().set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
             "force a cold start",
         )
+        if self.spec.snapstart:  # a new configuration is a new version: a new snapshot, restored on the next request
+            self._configure(self._publish_snapstart, "publish a SnapStart version")
         self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
         return ColdStart()
 
@@ -714,8 +747,20 @@ class _FunctionTarget(Target):
         if not 128 <= memory_mb <= 10240:
             raise TargetError(self.name, "set memory", f"{memory_mb} MB is outside Lambda's 128..10240 MB")
         self._configure(lambda: self._manager().update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
+        if self.spec.snapstart:
+            self._configure(self._publish_snapstart, "publish a SnapStart version")
         self.memory_mb = memory_mb
         self.set_state(TargetStatus.COLD, f"{memory_mb} MB")
+
+    def _publish_snapstart(self) -> None:
+        """Publish a SnapStart version of the current configuration and invoke it from now on (the older one goes)."""
+        from perfdesk.lambda_pkg import snapstart
+
+        old = self.qualifier
+        cfg = snapstart.publish(self._manager(), self.function, say=self.log)
+        self.qualifier = cfg["Version"]
+        snapstart.delete_version(self._manager(), self.function, old)
+        self.facts.update({"snapstart": True, "version": self.qualifier, "version_arn": cfg.get("FunctionArn")})
 
     def _manager(self) -> FunctionManager:
         if self.manager is None:

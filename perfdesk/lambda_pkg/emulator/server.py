@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator import apigw, images, s3events, sigv4, urls
+from perfdesk.lambda_pkg.emulator import apigw, arch, images, s3events, sigv4, snapstart, urls
 from perfdesk.lambda_pkg.emulator.cgroups import MAX_VCPUS, MB_PER_VCPU, CpuLimiter, MemoryLimiter
 from perfdesk.lambda_pkg.emulator.environment import (
     INIT_TIMEOUT_S,
@@ -181,6 +181,10 @@ class Emulator:
             envs = [e for lst in self._envs.values() for e in lst]
         for env in envs:
             env.kill("emulator shutting down")
+        with self._lock:
+            versions = [v for fn in self.functions.values() for v in fn.versions.values()]
+        for version in versions:
+            snapstart.discard(version)
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -216,6 +220,9 @@ class Emulator:
             "cpu_limits_note": self.limiter.reason
             or f"cgroup v1 cpu quota: MemorySize / {MB_PER_VCPU} vCPU per environment, at most {MAX_VCPUS}",
             "init_timeout_s": self.init_timeout_s,
+            "snapstart": "a SnapStart version's initialised environment kept as its snapshot; each restore forks it "
+            "(own Runtime API, cgroups and log; the snapshot's /tmp and PID namespace shared)",
+            "architectures": arch.describe(),
             **self.images.describe(),
         }
 
@@ -249,14 +256,30 @@ class Emulator:
             ephemeral_mb=fn.ephemeral_mb,
             credentials=fn.credentials,
             image=images.image_run(fn),
+            version=fn.version,
         )
 
-    def _acquire(self, name: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
-        """A warm idle environment of the function's current revision, or a new one (cold); raise 429 when full."""
+    def _record(self, key: str) -> FunctionRecord:
+        """The function (``name``) or one of its published versions (``name:N``) an invoke names."""
+        name, _, qualifier = key.partition(":")
+        fn = self.functions.get(name)
+        if fn is None:
+            raise not_found(f"Function not found: arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{key}")
+        if qualifier and qualifier != "$LATEST":
+            version = fn.versions.get(qualifier)
+            if version is None:
+                raise not_found(f"Function not found: {fn.arn}:{qualifier}")
+            return version
+        return fn
+
+    def _acquire(self, key: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
+        """A warm idle environment of the function's current revision, or a new one (cold); raise 429 when full.
+        ``key`` is the function's name, or ``name:N`` for its published version N (its environments apart)."""
+        name = key.partition(":")[0]
         with self._lock:
-            fn = self.functions.get(name)
-            if fn is None:
-                raise not_found(f"Function not found: arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}")
+            fn = self._record(key)
+            if fn.snap_start == "PublishedVersions" and fn.version != "$LATEST":
+                snapstart.check_invokable(fn)
             if fn.image is not None:
                 fn.image.check_invokable()
             if fn.reserved_concurrency is not None and self._inflight.get(name, 0) >= fn.reserved_concurrency:
@@ -273,7 +296,7 @@ class Emulator:
                     429, "TooManyRequestsException", "Rate Exceeded.", {"Reason": "ConcurrentInvocationLimitExceeded"}
                 )
             self._inflight[name] = self._inflight.get(name, 0) + 1
-            idle = [e for e in self._envs.get(name, []) if e.state == "idle" and e.snapshot.revision == fn.revision]
+            idle = [e for e in self._envs.get(key, []) if e.state == "idle" and e.snapshot.revision == fn.revision]
             if idle:
                 env = max(idle, key=lambda e: e.last_used)
                 env.state = "busy"
@@ -284,18 +307,21 @@ class Emulator:
             self._release(name, None)
             raise invalid(f"The emulator cannot run runtime {fn.runtime}: {exc}") from None
         with self._lock:
-            env = ExecutionEnvironment(
-                self._snapshot(fn),
-                self.work_dir / "envs",
-                runtime,
-                self.isolation,
-                self.limiter,
-                self.memory_limiter,
-                self._spawn,
-                on_dead=self._forget,
-                init_timeout_s=self.init_timeout_s,
-            )
-            self._envs.setdefault(name, []).append(env)
+            if fn.snap_start == "PublishedVersions" and fn.version != "$LATEST":  # restored from its snapshot
+                env = snapstart.new_environment(self, fn, self._forget)
+            else:
+                env = ExecutionEnvironment(
+                    self._snapshot(fn),
+                    self.work_dir / "envs",
+                    runtime,
+                    self.isolation,
+                    self.limiter,
+                    self.memory_limiter,
+                    self._spawn,
+                    on_dead=self._forget,
+                    init_timeout_s=self.init_timeout_s,
+                )
+            self._envs.setdefault(key, []).append(env)
             self.stats["cold_starts"] += 1
         try:
             env.start()
@@ -316,17 +342,22 @@ class Emulator:
                 shared += n
         return shared >= self.account_concurrency - reserved
 
-    def _release(self, name: str, env: ExecutionEnvironment | None) -> None:
+    def _release(self, key: str, env: ExecutionEnvironment | None) -> None:
+        name = key.partition(":")[0]
         with self._lock:
             self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
-            fn = self.functions.get(name)
+            try:
+                fn: FunctionRecord | None = self._record(key)
+            except ApiError:
+                fn = None
             stale = env is not None and (fn is None or env.snapshot.revision != fn.revision)
         if stale and env is not None and env.alive:
             env.kill("configuration changed")
 
     def _forget(self, env: ExecutionEnvironment) -> None:
+        snap = env.snapshot
         with self._lock:
-            lst = self._envs.get(env.snapshot.name, [])
+            lst = self._envs.get(snap.name if snap.version == "$LATEST" else f"{snap.name}:{snap.version}", [])
             if env in lst:
                 lst.remove(env)
         threading.Thread(target=shutil.rmtree, args=(env.dir,), kwargs={"ignore_errors": True}, daemon=True).start()
@@ -384,13 +415,23 @@ class Emulator:
                     400, "InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object."
                 ) from None
         request_id = str(uuid.uuid4())
+        key, name = name, name.partition(":")[0]
+        with self._lock:
+            record = self._record(key)
+        failure = arch.init_failure(record)  # native code of another machine fails the init, as on Lambda
+        if failure is not None:
+            self.stats["invocations"] += 1
+            status_code, headers, body, text = arch.failed_invocation(request_id, record, failure, tail)
+            if self.log_sink:
+                self.log_sink(name, text)
+            return status_code, headers, body
         for _ in range(3):  # an environment whose runtime died before taking the invocation is not used
-            env, fn, cold = self._acquire(name)
+            env, fn, cold = self._acquire(key)
             inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s, client_context=context)
             try:
                 env.invoke(inv)
             finally:
-                self._release(name, env)
+                self._release(key, env)
             if not inv.undelivered:
                 break
         self.stats["invocations"] += 1
@@ -403,7 +444,15 @@ class Emulator:
             if error_type == "Runtime.OutOfMemory":
                 self.stats["oom"] += 1
         report = format_report(
-            request_id, inv.duration_ms, env.snapshot.memory_mb, env.peak_memory_mb(), inv.init_ms, status, error_type
+            request_id,
+            inv.duration_ms,
+            env.snapshot.memory_mb,
+            env.peak_memory_mb(),
+            inv.init_ms,
+            status,
+            error_type,
+            restore_ms=inv.restore_ms,
+            billed_restore_ms=inv.billed_restore_ms,
         )
         text = inv.preamble + f"START RequestId: {request_id} Version: {env.snapshot.version}\n{inv.log_text}"
         if inv.status == "timeout":
@@ -496,6 +545,7 @@ class Emulator:
         if body.get("PackageType") == "Image" or "ImageUri" in (body.get("Code") or {}):
             if self.isolation.mode != "namespace":
                 raise invalid(f"The emulator runs container images in a mount namespace only ({self.isolation.reason})")
+            snapstart.check_snap_start(body, "", "Image", 512)
             fn = images.create_image_function(
                 self,
                 body,
@@ -508,6 +558,10 @@ class Emulator:
             if not body.get(key):
                 raise invalid(f"{key} is required for a zip package")
         self._check_config(body)
+        arch.check_architectures(body)
+        snap_start = snapstart.check_snap_start(
+            body, body["Runtime"], "Zip", int((body.get("EphemeralStorage") or {}).get("Size", 512))
+        )
         code = body.get("Code") or {}
         with self._lock:
             if name in self.functions:
@@ -536,6 +590,7 @@ class Emulator:
             ephemeral_mb=int((body.get("EphemeralStorage") or {}).get("Size", 512)),
             unzipped_size=unzipped,
             credentials=_role_credentials(),
+            snap_start=snap_start or "None",
         )
         with self._lock:
             if name in self.functions:
@@ -547,6 +602,13 @@ class Emulator:
     def update_configuration(self, ref: str, body: dict) -> dict:
         fn = self._function(ref)
         self._check_config(body)
+        snap_start = snapstart.check_snap_start(
+            body,
+            body.get("Runtime", fn.runtime),
+            "Image" if fn.image is not None else "Zip",
+            int((body.get("EphemeralStorage") or {}).get("Size", fn.ephemeral_mb)),
+            current=fn.snap_start,
+        )
         with fn.lock:
             if body.get("RevisionId") and body["RevisionId"] != fn.revision_id:
                 raise ApiError(
@@ -575,6 +637,8 @@ class Emulator:
                     setattr(fn, attr, body[key])
             if "Environment" in body:
                 fn.variables = dict((body["Environment"] or {}).get("Variables") or {})
+            if snap_start is not None:
+                fn.snap_start = snap_start
             fn.touch()
         self._retire(fn.name)
         return fn.configuration()
@@ -585,6 +649,7 @@ class Emulator:
             images.update_image_code(self, fn, body)
             return fn.configuration()
         data, inline = code_zip(body, self.region, self.s3_endpoint_url)
+        arch.check_architectures(body)
         with fn.lock:
             check_combined_size(open_zip(data, inline=inline)[1], fn.layers)
             task_dir = fn.task_dir.parent / f"code-{fn.revision + 1}"
@@ -603,6 +668,9 @@ class Emulator:
             if fn.credentials is not None:
                 self.credentials.pop(fn.credentials.access_key_id, None)
         self._retire(fn.name, all_envs=True)
+        for number, version in fn.versions.items():
+            self._retire(f"{fn.name}:{number}", all_envs=True)
+            snapstart.discard(version)
         shutil.rmtree(self.work_dir / "functions" / fn.name, ignore_errors=True)
 
     def add_permission(self, ref: str, body: dict) -> dict:
@@ -705,6 +773,8 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/configuration", "get_configuration"),
         ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/configuration", "update_configuration"),
         ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/code", "update_code"),
+        ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/versions", "publish_version"),
+        ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/versions", "list_versions"),
         ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/invocations", "invoke"),
         ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/policy", "add_permission"),
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/policy", "get_policy"),
@@ -841,7 +911,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, out)
 
     def h_get_function(self, raw, query, fn):
-        rec = self.emu._function(fn)
+        rec = self.emu._record(self._qualified(query, fn))
         out = {
             "Configuration": rec.configuration(),
             "Code": rec.image.code()
@@ -854,11 +924,34 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, out)
 
     def h_delete_function(self, raw, query, fn):
-        self.emu.delete_function(fn)
+        key = self._qualified(query, fn)
+        if ":" in key:  # one published version: its environments and its snapshot go, the function stays
+            name, _, number = key.partition(":")
+            version = self.emu._record(key)
+            with self.emu._lock:
+                self.emu.functions[name].versions.pop(number, None)
+            self.emu._retire(key, all_envs=True)
+            snapstart.discard(version)
+        else:
+            self.emu.delete_function(fn)
         self._send(204)
 
+    def _qualified(self, query, fn) -> str:
+        """``name`` or ``name:N`` from a function reference and its ``Qualifier`` parameter."""
+        name = self.emu._function(fn).name
+        qualifier = (query.get("Qualifier") or [""])[0] or (fn.split(":")[-1] if fn.count(":") in (1, 7) else "")
+        return f"{name}:{qualifier}" if qualifier and qualifier != "$LATEST" else name
+
     def h_get_configuration(self, raw, query, fn):
-        self._json(200, self.emu._function(fn).configuration())
+        self._json(200, self.emu._record(self._qualified(query, fn)).configuration())
+
+    def h_publish_version(self, raw, query, fn):
+        self._json(201, snapstart.publish_version(self.emu, self.emu._function(fn), self._body(raw)))
+
+    def h_list_versions(self, raw, query, fn):
+        rec = self.emu._function(fn)
+        versions = [rec] + sorted(rec.versions.values(), key=lambda v: int(v.version))
+        self._json(200, {"Versions": [v.configuration() for v in versions]})
 
     def h_update_configuration(self, raw, query, fn):
         self._json(200, self.emu.update_configuration(fn, self._body(raw)))
@@ -867,7 +960,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, self.emu.update_code(fn, self._body(raw)))
 
     def h_invoke(self, raw, query, fn):
-        name = self.emu._function(fn).name
+        name = self._qualified(query, fn)
         kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         tail = self.headers.get("X-Amz-Log-Type", "None") == "Tail"
         if kind == "DryRun":
