@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator import images, sigv4, urls
+from perfdesk.lambda_pkg.emulator import capacity, images, sigv4, urls
 from perfdesk.lambda_pkg.emulator.cgroups import MAX_VCPUS, MB_PER_VCPU, CpuLimiter, MemoryLimiter
 from perfdesk.lambda_pkg.emulator.environment import (
     INIT_TIMEOUT_S,
@@ -115,6 +115,8 @@ class Emulator:
         init_timeout_s: float = INIT_TIMEOUT_S,
         s3_endpoint_url: str | None = None,
         registry: str | None = None,
+        managed_min_environments: int = 1,
+        managed_max_environments: int = 4,
     ):
         self.host, self.port = host, port
         self.idle_s = idle_s
@@ -145,6 +147,12 @@ class Emulator:
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self.stats = {"cold_starts": 0, "invocations": 0, "throttles": 0, "timeouts": 0, "oom": 0}
+        # Lambda Managed Instances: capacity providers, published versions, managed environments (capacity.py)
+        self.managed_min_environments, self.managed_max_environments = (
+            managed_min_environments,
+            managed_max_environments,
+        )
+        self.capacity = capacity.Capacity(self)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Emulator:
@@ -174,6 +182,7 @@ class Emulator:
             envs = [e for lst in self._envs.values() for e in lst]
         for env in envs:
             env.kill("emulator shutting down")
+        self.capacity.stop()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -210,11 +219,13 @@ class Emulator:
             or f"cgroup v1 cpu quota: MemorySize / {MB_PER_VCPU} vCPU per environment, at most {MAX_VCPUS}",
             "init_timeout_s": self.init_timeout_s,
             **self.images.describe(),
+            **self.capacity.describe(),
         }
 
     def environment_pids(self) -> list[int]:
         with self._lock:
-            return [e.pid for lst in self._envs.values() for e in lst if e.pid and e.alive]
+            pids = [e.pid for lst in self._envs.values() for e in lst if e.pid and e.alive]
+        return pids + self.capacity.pids()
 
     def environments(self, function: str) -> list[ExecutionEnvironment]:
         with self._lock:
@@ -244,8 +255,11 @@ class Emulator:
             image=images.image_run(fn),
         )
 
-    def _acquire(self, name: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
+    def _acquire(self, name: str, qualifier: str | None = None) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
         """A warm idle environment of the function's current revision, or a new one (cold); raise 429 when full."""
+        managed = self.capacity.acquire(name, qualifier)  # a version on a capacity provider: never cold
+        if managed is not None:
+            return managed, self.functions[name], False
         with self._lock:
             fn = self.functions.get(name)
             if fn is None:
@@ -299,6 +313,8 @@ class Emulator:
         return env, fn, True
 
     def _release(self, name: str, env: ExecutionEnvironment | None) -> None:
+        if self.capacity.release(env):
+            return
         with self._lock:
             self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
             fn = self.functions.get(name)
@@ -340,7 +356,7 @@ class Emulator:
 
     # -- invoke ----------------------------------------------------------------------------------------------
     def invoke(
-        self, name: str, payload: bytes, tail: bool, client_context: str | None = None
+        self, name: str, payload: bytes, tail: bool, client_context: str | None = None, qualifier: str | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         """Run one synchronous invocation; return (HTTP status, headers, body) as Lambda's Invoke answers."""
         if len(payload) > MAX_SYNC_PAYLOAD:
@@ -367,7 +383,7 @@ class Emulator:
                 ) from None
         request_id = str(uuid.uuid4())
         for _ in range(3):  # an environment whose runtime died before taking the invocation is not used
-            env, fn, cold = self._acquire(name)
+            env, fn, cold = self._acquire(name, qualifier)
             inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s, client_context=context)
             try:
                 env.invoke(inv)
@@ -490,6 +506,7 @@ class Emulator:
             if not body.get(key):
                 raise invalid(f"{key} is required for a zip package")
         self._check_config(body)
+        managed = self.capacity.check_function(body)
         code = body.get("Code") or {}
         with self._lock:
             if name in self.functions:
@@ -518,6 +535,7 @@ class Emulator:
             ephemeral_mb=int((body.get("EphemeralStorage") or {}).get("Size", 512)),
             unzipped_size=unzipped,
             credentials=_role_credentials(),
+            capacity_provider_config=managed,
         )
         with self._lock:
             if name in self.functions:
@@ -538,6 +556,9 @@ class Emulator:
                 )
             if fn.image is not None:
                 images.check_image_configuration(fn, body)
+            managed = self.capacity.check_function(body, fn)
+            if "CapacityProviderConfig" in body:
+                fn.capacity_provider_config = managed
             if "Layers" in body:
                 layers = self._layers_for(body["Layers"] or [])
                 check_combined_size(fn.unzipped_size, layers)
@@ -585,6 +606,7 @@ class Emulator:
             if fn.credentials is not None:
                 self.credentials.pop(fn.credentials.access_key_id, None)
         self._retire(fn.name, all_envs=True)
+        self.capacity.function_deleted(fn.name)
         shutil.rmtree(self.work_dir / "functions" / fn.name, ignore_errors=True)
 
     def add_permission(self, ref: str, body: dict) -> dict:
@@ -678,6 +700,7 @@ class Emulator:
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
     (m, re.compile("^" + p + "$"), h)
     for m, p, h in [
+        *capacity.ROUTES,
         ("POST", r"/2015-03-31/functions/?", "create_function"),
         ("GET", r"/2015-03-31/functions/?", "list_functions"),
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)", "get_function"),
@@ -773,6 +796,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
             if m:
                 args = {k: unquote(v) if v else v for k, v in m.groupdict().items()}
                 try:
+                    if handler.startswith("capacity_"):  # capacity providers and versions (capacity.py)
+                        status, out = self.emu.capacity.api(handler, self._body(raw), query, args)
+                        self._json(status, out)
+                        return
                     getattr(self, "h_" + handler)(raw, query, **args)
                 except ApiError as exc:
                     body = {"Type": "User", "Message": exc.message, "message": exc.message, **exc.extra}
@@ -834,6 +861,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._send(204)
 
     def h_get_configuration(self, raw, query, fn):
+        qualifier = (query.get("Qualifier") or [None])[0]
+        if qualifier and qualifier != "$LATEST":  # a published version (capacity.py keeps them)
+            self._json(200, dict(self.emu.capacity.version(fn, qualifier).config))
+            return
         self._json(200, self.emu._function(fn).configuration())
 
     def h_update_configuration(self, raw, query, fn):
@@ -853,7 +884,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
             threading.Thread(target=self._invoke_quietly, args=(name, raw), daemon=True).start()
             self._send(202)
             return
-        status, headers, body = self.emu.invoke(name, raw, tail, self.headers.get("X-Amz-Client-Context"))
+        qualifier = (query.get("Qualifier") or [None])[0]
+        status, headers, body = self.emu.invoke(
+            name, raw, tail, self.headers.get("X-Amz-Client-Context"), qualifier=qualifier
+        )
         self._send(status, body, headers)
 
     def _invoke_quietly(self, name: str, raw: bytes) -> None:
