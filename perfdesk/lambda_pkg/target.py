@@ -48,6 +48,7 @@ from perfdesk.controllers.results import (
 from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.local_s3 import LocalS3
+from perfdesk.lambda_pkg.managed import ManagedInstancesSpec
 from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
 
@@ -81,6 +82,11 @@ class _FunctionSpec(TargetSpec):
         None, ge=0, le=10000, description="Reserved concurrency (throttles above it)."
     )
     function_url: bool = Field(False, description="Also create a function URL (the HTTP path can be measured).")
+    managed_instances: ManagedInstancesSpec | None = Field(
+        None,
+        description="Run the function on Lambda Managed Instances (a capacity provider's EC2 instances; Python 3.13+, "
+        "memory_mb >= 2048); see lambda_pkg/managed.py.",
+    )
     region: str | None = Field(
         None, description="AWS region (default: AWS's configuration: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)."
     )
@@ -168,6 +174,8 @@ class _FunctionTarget(Target):
         self.region = spec.region
         self.facts: dict[str, Any] = {}
         self._images: list[Any] = []  # images.EcrImages of each image this target pushed
+        self.managed: Any = None  # managed.ManagedInstances of a function on Lambda Managed Instances
+        self._qualifier: str | None = None  # the published version invocations name (Managed Instances)
         self._lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------
@@ -383,6 +391,7 @@ class _FunctionTarget(Target):
         source = str(engine.onnx_file or engine.weights)
         role_arn = role(urlparse(source).netloc if source.startswith("s3://") else None)
         variables = {**self._variables(engine), **(extra_variables or {})}
+        extra = self._managed_setup(manager)  # Lambda Managed Instances: the capacity provider first
         try:
             cfg = manager.deploy_function(
                 self.function,
@@ -396,7 +405,10 @@ class _FunctionTarget(Target):
                 architecture=self.spec.architecture,
                 variables=variables,
                 layers=layers,
+                **extra,
             )
+            if self.managed is not None:
+                self._qualifier = self.managed.publish(self.function)
             if self.spec.reserved_concurrency is not None:
                 manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
@@ -421,6 +433,50 @@ class _FunctionTarget(Target):
         self.memory_mb = self.spec.memory_mb
         self._invoke_client = self._client("lambda", invoke=True)
         self._probe()
+
+    # -- Lambda Managed Instances (managed.py) ---------------------------------------------------------------
+    def _ec2_client(self):
+        """EC2 for the capacity provider's network (AWS's configuration decides where)."""
+        return self._client("ec2")
+
+    def _managed_setup(self, manager) -> dict[str, Any]:
+        """Create the capacity provider (and its network and role) of a managed-instances target; returns the
+        function's CapacityProviderConfig argument ({} for an on-demand function)."""
+        from perfdesk.lambda_pkg.managed import ManagedInstances, check_python
+
+        spec = self.spec.managed_instances
+        if spec is None:
+            return {}
+        check_python(self.name, self.spec.python)
+        if self.spec.memory_mb < 2048:
+            raise TargetError(
+                self.name, "managed instances", f"memory_mb {self.spec.memory_mb} is below the 2048 MB it needs"
+            )
+        if self.managed is None:
+            self.managed = ManagedInstances(
+                spec,
+                name=self.name,
+                session_id=self.ctx.session_id,
+                lam=manager.lam,
+                ec2=self._ec2_client(),
+                iam=getattr(manager, "iam", None),
+                ledger=manager.ledger,
+                tags=manager.tags,
+                architecture=self.spec.architecture,
+                say=self.log,
+                local=self.local,
+            )
+        try:
+            if self.managed.provider_arn is None:
+                self.managed.create_provider()
+        except Exception as exc:
+            raise TargetError(self.name, "capacity provider", str(exc), "check the VPC, the role and quotas") from exc
+        return {"capacity_provider_config": self.managed.function_config()}
+
+    def _republish(self) -> None:
+        """A configuration change of a managed function serves once a new version is published and Active."""
+        if self.managed is not None:
+            self._qualifier = self.managed.publish(self.function)
 
     # -- container images -----------------------------------------------------------------------------------
     def _packaging(self, workload: WorkloadSpec) -> str:
@@ -611,8 +667,13 @@ class _FunctionTarget(Target):
             return RequestResult(actual_send=time.time(), receive=time.time(), status=ERROR, error="not deployed")
         t0 = time.time()
         try:
+            qualifier = {"Qualifier": self._qualifier} if self._qualifier else {}
             resp = self._invoke_client.invoke(
-                FunctionName=self.function, InvocationType="RequestResponse", LogType="Tail", Payload=payload.body
+                FunctionName=self.function,
+                InvocationType="RequestResponse",
+                LogType="Tail",
+                Payload=payload.body,
+                **qualifier,
             )
             data = resp["Payload"].read()
         except ClientError as exc:
@@ -687,6 +748,10 @@ class _FunctionTarget(Target):
             lambda: self._manager().set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
             "force a cold start",
         )
+        if self.managed is not None:  # new environments start at publish: no request of them starts cold
+            self._configure(self._republish, "publish a version")
+            self.set_state(TargetStatus.READY, f"version {self._qualifier}: new environments, initialised")
+            return ColdStart()
         self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
         return ColdStart()
 
@@ -694,6 +759,7 @@ class _FunctionTarget(Target):
         if not 128 <= memory_mb <= 10240:
             raise TargetError(self.name, "set memory", f"{memory_mb} MB is outside Lambda's 128..10240 MB")
         self._configure(lambda: self._manager().update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
+        self._configure(self._republish, "publish a version")
         self.memory_mb = memory_mb
         self.set_state(TargetStatus.COLD, f"{memory_mb} MB")
 
@@ -715,6 +781,9 @@ class _FunctionTarget(Target):
             return []
         try:
             removed = self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
+            if self.managed is not None:  # after the function: a capacity provider in use cannot be deleted
+                removed += self.managed.teardown()
+                self.managed, self._qualifier = None, None
             for store in self._images:
                 for line in store.remove():
                     self.log(f"deleted {line}")
@@ -741,6 +810,11 @@ class _FunctionTarget(Target):
             "region": self.region,
             "weights_placement": self.spec.weights_placement,
             **self.facts,
+            **(
+                {"billing": "managed-instances", "managed_instances": self.managed.describe(self.memory_mb)}
+                if self.managed is not None
+                else {}
+            ),
         }
 
 
@@ -838,6 +912,14 @@ class LocalLambdaTarget(_FunctionTarget):
 
     def _lambda_on_aws(self) -> bool:
         return False
+
+    def _ec2_client(self):
+        """A local EC2 for the capacity provider's network: the one AWS's endpoint variables name, else the target's
+        own moto server; never AWS's (None: the emulator gets made-up ids)."""
+        ec2 = self._client("ec2")
+        if "amazonaws.com" not in ec2.meta.endpoint_url:
+            return ec2
+        return self._client("ec2", endpoint_url=self.local_s3.url) if self.local_s3 is not None else None
 
     def _ecr_client(self):
         """A local ECR: the one AWS's endpoint variables name, else the target's own moto server (its local S3);

@@ -173,6 +173,7 @@ class ManagedPool:
         self.min_envs = min(self.emu.managed_min_environments, self.max_envs)
         self.environments: list[ManagedEnvironment] = []
         self.starting = 0
+        self.stopped = False
         self.stats = {"environments_started": 0, "throttles": 0, "scale_ups": 0, "scale_downs": 0}
         self.init_timeout_s = max(MIN_INIT_TIMEOUT_S, float(fn.timeout))
 
@@ -214,6 +215,10 @@ class ManagedPool:
             t.start()
         for t in threads:
             t.join()
+        if self.stopped or self.capacity.stopping:  # deleted while it started
+            for w in workers:
+                w.kill("version deleted")
+            return env
         failed = [(r, w) for r, w in zip(results, workers, strict=True) if r[0] != "ok"]
         if self.emu.log_sink:
             text = workers[0].runtime_version_line() + "".join(r[2] for r in results)
@@ -263,6 +268,8 @@ class ManagedPool:
             try:
                 self.start_environment()
             except ApiError as exc:
+                if self.stopped:
+                    return
                 log.warning("managed scale-up of %s:%s failed: %s", self.published.function, self.version, exc.message)
             finally:
                 with self.emu._lock:
@@ -320,6 +327,7 @@ class ManagedPool:
                 w.kill("idle environment reclaimed")
 
     def stop(self) -> None:
+        self.stopped = True
         with self.emu._lock:
             envs, self.environments = list(self.environments), []
         for env in envs:
