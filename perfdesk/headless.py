@@ -227,6 +227,13 @@ def run_headless(
     console.print(summary_table(outcome.summaries))
     for fit in memory_fits(outcome.summaries):
         console.print("memory sweep " + escape(fit.line), highlight=False)
+    try:  # the verdict across paradigms (server, on-demand, SnapStart, Managed Instances), where there are several
+        from perfdesk.verdict.paradigms import session_lines
+
+        for line in session_lines(outcome.session_path):
+            console.print("paradigms " + escape(line), highlight=False)
+    except Exception as exc:  # noqa: BLE001 - the summary must not hide the run's outcome
+        console.print(f"[yellow]paradigms verdict unavailable:[/] {escape(str(exc))}", highlight=False)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
     console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")

@@ -176,6 +176,7 @@ class _FunctionTarget(Target):
         self._images: list[Any] = []  # images.EcrImages of each image this target pushed
         self.managed: Any = None  # managed.ManagedInstances of a function on Lambda Managed Instances
         self._qualifier: str | None = None  # the published version invocations name (Managed Instances)
+        self._managed_facts: dict[str, Any] | None = None  # its facts, kept past teardown for the manifest
         self._lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------
@@ -476,7 +477,10 @@ class _FunctionTarget(Target):
     def _republish(self) -> None:
         """A configuration change of a managed function serves once a new version is published and Active."""
         if self.managed is not None:
+            old = self._qualifier
             self._qualifier = self.managed.publish(self.function)
+            if old and old != self._qualifier:  # its environments would hold instances (and CPU) for nothing
+                self.managed.lam.delete_function(FunctionName=self.function, Qualifier=old)
 
     # -- container images -----------------------------------------------------------------------------------
     def _packaging(self, workload: WorkloadSpec) -> str:
@@ -782,6 +786,7 @@ class _FunctionTarget(Target):
         try:
             removed = self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
             if self.managed is not None:  # after the function: a capacity provider in use cannot be deleted
+                self._managed_facts = self.managed.describe(self.memory_mb)  # the manifest is written after
                 removed += self.managed.teardown()
                 self.managed, self._qualifier = None, None
             for store in self._images:
@@ -811,8 +816,13 @@ class _FunctionTarget(Target):
             "weights_placement": self.spec.weights_placement,
             **self.facts,
             **(
-                {"billing": "managed-instances", "managed_instances": self.managed.describe(self.memory_mb)}
-                if self.managed is not None
+                {
+                    "billing": "managed-instances",
+                    "managed_instances": self.managed.describe(self.memory_mb)
+                    if self.managed is not None
+                    else self._managed_facts,
+                }
+                if self.spec.managed_instances is not None
                 else {}
             ),
         }

@@ -297,7 +297,7 @@ class ManagedPool:
             if chosen is None:
                 self.stats["throttles"] += 1
                 self.emu.stats["throttles"] += 1
-        if utilisation >= self.provider.target_utilisation:
+        if utilisation > self.provider.target_utilisation:
             self._scale_up_async()
         if chosen is None:
             raise ApiError(
@@ -661,6 +661,14 @@ class Capacity:
         for key in ("StateReason", "StateReasonCode"):
             pv.config.pop(key, None)
         pv.config["State"] = "Active"
+
+    def delete_version(self, ref: str, qualifier: str) -> None:
+        """DeleteFunction with a Qualifier: the version goes, with its environments."""
+        pv = self.version(ref, qualifier)
+        with self.emu._lock:
+            self.versions.get(pv.function, {}).pop(qualifier, None)
+        if pv.pool is not None:
+            pv.pool.stop()
 
     def version(self, ref: str, qualifier: str) -> PublishedVersion:
         fn = self.emu._function(ref)

@@ -857,6 +857,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, out)
 
     def h_delete_function(self, raw, query, fn):
+        qualifier = (query.get("Qualifier") or [None])[0]
+        if qualifier and qualifier != "$LATEST":  # one published version (capacity.py)
+            self.emu.capacity.delete_version(fn, qualifier)
+            self._send(204)
+            return
         self.emu.delete_function(fn)
         self._send(204)
 

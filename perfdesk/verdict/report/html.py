@@ -128,6 +128,22 @@ def verdict_lines(session: Session, costs: list[TrialCost], result: BreakEven) -
     return lines
 
 
+def _paradigms_section(session: Session, book: PriceBook) -> str:
+    """EC2 server, on-demand Lambda, SnapStart Lambda and Managed Instances: one chart, one table (paradigms.py)."""
+    from perfdesk.verdict.paradigms import paradigms, paradigms_chart
+
+    result = paradigms(session, book)
+    title = "Paradigms: monthly cost against traffic, cold start and p99"
+    return (
+        f"<section id='paradigms'><h2>{_e(title)}</h2>"
+        + _img(paradigms_chart(result), title, "no target could be priced")
+        + _table(result.table())
+        + "<ul class='note'>"
+        + "".join(f"<li>{_e(n)}</li>" for n in result.notes)
+        + "</ul></section>"
+    )
+
+
 def render_report(session: Session | str | Path, book: PriceBook | None = None) -> str:
     """The report of a session as one HTML string."""
     session = session if isinstance(session, Session) else load_session(session)
@@ -211,6 +227,7 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
             ] + result.notes
             parts.append("<ul class='note'>" + "".join(f"<li>{_e(a)}</li>" for a in assumptions) + "</ul>")
         parts.append("</section>")
+    parts.append(_paradigms_section(session, book))
     trials = session.trials.copy()
     if len(trials):
         per_1k = {(c.workload, c.trial, c.target, c.level): c.cost_per_1k_usd for c in costs}
