@@ -14,6 +14,7 @@ import pandas as pd
 
 from perfdesk.controllers.memory_fit import MemoryFit, memory_fits
 from perfdesk.verdict.cost import BreakEven, PriceBook, TrialCost, break_even, trial_costs
+from perfdesk.verdict.paradigms import paradigms, paradigms_chart
 from perfdesk.verdict.report import charts
 from perfdesk.verdict.session_data import Session, load_session
 
@@ -25,6 +26,7 @@ SECTIONS = [
     ("memory", "Memory sweep", "no memory trial in this session"),
     ("cost", "Cost per 1,000 inferences", "no priced trial (see the notes under Break-even)"),
     ("breakeven", "Break-even", "no target could be priced"),
+    ("paradigms", "Paradigms: monthly cost against traffic, cold start and p99", "no target could be priced"),
 ]
 
 CSS = """
@@ -128,28 +130,14 @@ def verdict_lines(session: Session, costs: list[TrialCost], result: BreakEven) -
     return lines
 
 
-def _paradigms_section(session: Session, book: PriceBook) -> str:
-    """EC2 server, on-demand Lambda, SnapStart Lambda and Managed Instances: one chart, one table (paradigms.py)."""
-    from perfdesk.verdict.paradigms import paradigms, paradigms_chart
-
-    result = paradigms(session, book)
-    title = "Paradigms: monthly cost against traffic, cold start and p99"
-    return (
-        f"<section id='paradigms'><h2>{_e(title)}</h2>"
-        + _img(paradigms_chart(result), title, "no target could be priced")
-        + _table(result.table())
-        + "<ul class='note'>"
-        + "".join(f"<li>{_e(n)}</li>" for n in result.notes)
-        + "</ul></section>"
-    )
-
-
 def render_report(session: Session | str | Path, book: PriceBook | None = None) -> str:
     """The report of a session as one HTML string."""
     session = session if isinstance(session, Session) else load_session(session)
     book = book or PriceBook.for_session(session)
     costs = trial_costs(session, book)
     result = break_even(session, book)
+    # EC2 server, on-demand Lambda, SnapStart Lambda and Managed Instances: one chart, one table (paradigms.py)
+    across = paradigms(session, book)
     makers: dict[str, Callable[[], bytes | None]] = {
         "latency": lambda: charts.latency_cdf(session),
         "throughput": lambda: charts.throughput_vs_concurrency(session),
@@ -157,6 +145,7 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
         "memory": lambda: charts.memory_sweep(session, costs),
         "cost": lambda: charts.cost_per_1k(costs),
         "breakeven": lambda: charts.break_even_chart(result),
+        "paradigms": lambda: paradigms_chart(across),
     }
     m = session.manifest
     parts = [
@@ -197,6 +186,9 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
                     )
                 )
             )
+        if key == "paradigms":
+            parts.append(_table(across.table()) + "<ul class='note'>")
+            parts.append("".join(f"<li>{_e(n)}</li>" for n in across.notes) + "</ul>")
         if key == "breakeven":
             parts.append(
                 _table(
@@ -227,7 +219,6 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
             ] + result.notes
             parts.append("<ul class='note'>" + "".join(f"<li>{_e(a)}</li>" for a in assumptions) + "</ul>")
         parts.append("</section>")
-    parts.append(_paradigms_section(session, book))
     trials = session.trials.copy()
     if len(trials):
         per_1k = {(c.workload, c.trial, c.target, c.level): c.cost_per_1k_usd for c in costs}
