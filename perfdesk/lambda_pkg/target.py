@@ -460,7 +460,7 @@ class _FunctionTarget(Target):
                 session_id=self.ctx.session_id,
                 lam=manager.lam,
                 ec2=self._ec2_client(),
-                iam=getattr(manager, "iam", None),
+                iam=None if self.local else (manager.iam or self._client("iam")),
                 ledger=manager.ledger,
                 tags=manager.tags,
                 architecture=self.spec.architecture,

@@ -175,3 +175,91 @@ def test_one_environment_serves_requests_at_once(emulator, managed_zip):
     assert all("Init Duration" not in log for _, log in answers)
     client.delete_function(FunctionName="conc")
     client.delete_capacity_provider(CapacityProviderName="conc-cp")
+
+
+def _managed_function(client, name: str, zip_bytes: bytes, *, concurrency: int, max_vcpus: int | None = None) -> None:
+    scaling = {"ScalingMode": "Auto", **({"MaxVCpuCount": max_vcpus} if max_vcpus else {})}
+    arn = client.create_capacity_provider(
+        CapacityProviderName=f"{name}-cp",
+        VpcConfig={"SubnetIds": ["subnet-1"], "SecurityGroupIds": ["sg-1"]},
+        PermissionsConfig={"CapacityProviderOperatorRoleArn": ROLE},
+        CapacityProviderScalingConfig=scaling,
+    )["CapacityProvider"]["CapacityProviderArn"]
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=ROLE,
+        Handler="managed.handler",
+        Code={"ZipFile": zip_bytes},
+        MemorySize=2048,
+        Timeout=30,
+        Tags={"perfdesk:session": "sweep-me", "perfdesk:managed": "true"},
+        CapacityProviderConfig={
+            "LambdaManagedInstancesCapacityProviderConfig": {
+                "CapacityProviderArn": arn,
+                "PerExecutionEnvironmentMaxConcurrency": concurrency,
+            }
+        },
+    )
+
+
+def _publish(client, name: str) -> str:
+    version = client.publish_version(FunctionName=name)["Version"]
+    deadline = time.time() + 60
+    while client.get_function_configuration(FunctionName=name, Qualifier=version)["State"] != "Active":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    return version
+
+
+def test_throttled_when_every_worker_is_busy_then_scaled_on_utilisation(emulator, managed_zip):
+    client = lambda_client(emulator.url)
+    _managed_function(client, "scale", managed_zip.read_bytes(), concurrency=1, max_vcpus=2)  # at most 2 envs
+    version = _publish(client, "scale")
+    outcomes = []
+
+    def invoke(_):
+        try:
+            client.invoke(FunctionName="scale", Qualifier=version, Payload=json.dumps({"sleep_s": 1.5}))
+            return "ok"
+        except client.exceptions.TooManyRequestsException:
+            return "throttled"
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(invoke, range(3)))
+    assert outcomes.count("ok") >= 1 and "throttled" in outcomes  # one environment of one worker: the rest throttle
+    deadline = time.time() + 60  # a busy environment (100 % > 50 %) started another one in the background
+    while emulator.capacity.version("scale", version).pool.describe()["environments"] < 2:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(invoke, range(2))) == ["ok", "ok"]
+    assert emulator.capacity.version("scale", version).pool.describe()["environments"] == 2  # MaxVCpuCount
+
+
+def test_a_deleted_version_ends_its_environments_and_teardown_sweeps_the_provider(emulator, managed_zip):
+    from perfdesk.lambda_pkg.teardown import sweep
+
+    client = lambda_client(emulator.url)
+    _managed_function(client, "swept", managed_zip.read_bytes(), concurrency=2)
+    first = _publish(client, "swept")
+    pids = set(emulator.capacity.version("swept", first).pool.pids())
+    assert len(pids) == 2
+    client.update_function_configuration(FunctionName="swept", Environment={"Variables": {"NEW_CONFIG": "1"}})
+    second = _publish(client, "swept")
+    assert second != first
+    client.delete_function(FunctionName="swept", Qualifier=first)
+    assert not pids & set(emulator.environment_pids())
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_function_configuration(FunctionName="swept", Qualifier=first)
+    body = json.loads(client.invoke(FunctionName="swept", Qualifier=second, Payload=b"{}")["Payload"].read())
+    assert body["version"] == second
+
+    base = {"region": "us-east-1", "lambda_endpoint": emulator.url, "local": True}
+    entries = [{**base, "type": "function", "name": "swept"}, {**base, "type": "capacity-provider", "name": "swept-cp"}]
+    removed = sweep("sweep-me", entries=entries, region=None)
+    assert "function swept" in removed and "capacity provider swept-cp" in removed
+    assert all(
+        c["CapacityProviderArn"].split(":")[-1] != "swept-cp"
+        for c in client.list_capacity_providers()["CapacityProviders"]
+    )
