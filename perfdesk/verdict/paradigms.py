@@ -76,14 +76,14 @@ def managed_pricing(pricing: TargetPricing, facts: dict, over: dict, book: Price
 
 def managed_instances_needed(rate_rps: float, cost: TargetCost) -> int:
     p = cost.pricing
-    assert isinstance(p, ManagedPricing) and cost.saturation_rps
-    per_instance = cost.saturation_rps * max(1, p.environments_per_instance)
+    assert isinstance(p, ManagedPricing) and cost.per_instance_rps
+    per_instance = cost.per_instance_rps * max(1, p.environments_per_instance)
     return max(p.min_instances, math.ceil(rate_rps / per_instance - 1e-9))
 
 
 def managed_monthly_usd(cost: TargetCost, rate_rps: float, hours_per_month: float) -> float | None:
     p = cost.pricing
-    if not isinstance(p, ManagedPricing) or p.hourly_usd is None or not cost.saturation_rps:
+    if not isinstance(p, ManagedPricing) or p.hourly_usd is None or not cost.per_instance_rps:
         return None
     instances = managed_instances_needed(rate_rps, cost)
     return instances * p.hourly_usd * hours_per_month + rate_rps * hours_per_month * 3600.0 * (p.request_usd or 0.0)
