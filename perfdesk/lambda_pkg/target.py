@@ -175,7 +175,7 @@ class _FunctionTarget(Target):
         self.facts: dict[str, Any] = {}
         self._images: list[Any] = []  # images.EcrImages of each image this target pushed
         self.managed: Any = None  # managed.ManagedInstances of a function on Lambda Managed Instances
-        self._qualifier: str | None = None  # the published version invocations name (Managed Instances)
+        self.qualifier: str | None = None  # the published version invoked (Managed Instances), else $LATEST
         self._managed_facts: dict[str, Any] | None = None  # its facts, kept past teardown for the manifest
         self._lock = threading.Lock()
 
@@ -409,7 +409,7 @@ class _FunctionTarget(Target):
                 **extra,
             )
             if self.managed is not None:
-                self._qualifier = self.managed.publish(self.function)
+                self.qualifier = self.managed.publish(self.function)
             if self.spec.reserved_concurrency is not None:
                 manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
@@ -477,9 +477,9 @@ class _FunctionTarget(Target):
     def _republish(self) -> None:
         """A configuration change of a managed function serves once a new version is published and Active."""
         if self.managed is not None:
-            old = self._qualifier
-            self._qualifier = self.managed.publish(self.function)
-            if old and old != self._qualifier:  # its environments would hold instances (and CPU) for nothing
+            old = self.qualifier
+            self.qualifier = self.managed.publish(self.function)
+            if old and old != self.qualifier:  # its environments would hold instances (and CPU) for nothing
                 self.managed.lam.delete_function(FunctionName=self.function, Qualifier=old)
 
     # -- container images -----------------------------------------------------------------------------------
@@ -671,7 +671,7 @@ class _FunctionTarget(Target):
             return RequestResult(actual_send=time.time(), receive=time.time(), status=ERROR, error="not deployed")
         t0 = time.time()
         try:
-            qualifier = {"Qualifier": self._qualifier} if self._qualifier else {}
+            qualifier = {"Qualifier": self.qualifier} if self.qualifier else {}
             resp = self._invoke_client.invoke(
                 FunctionName=self.function,
                 InvocationType="RequestResponse",
@@ -754,7 +754,7 @@ class _FunctionTarget(Target):
         )
         if self.managed is not None:  # new environments start at publish: no request of them starts cold
             self._configure(self._republish, "publish a version")
-            self.set_state(TargetStatus.READY, f"version {self._qualifier}: new environments, initialised")
+            self.set_state(TargetStatus.READY, f"version {self.qualifier}: new environments, initialised")
             return ColdStart()
         self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
         return ColdStart()
@@ -788,7 +788,7 @@ class _FunctionTarget(Target):
             if self.managed is not None:  # after the function: a capacity provider in use cannot be deleted
                 self._managed_facts = self.managed.describe(self.memory_mb)  # the manifest is written after
                 removed += self.managed.teardown()
-                self.managed, self._qualifier = None, None
+                self.managed, self.qualifier = None, None
             for store in self._images:
                 for line in store.remove():
                     self.log(f"deleted {line}")
