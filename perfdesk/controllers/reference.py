@@ -37,12 +37,11 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         except ImportError:  # a kind whose provider is not installed
             continue
     out.append(("[[workloads]]", WorkloadSpec, ()))
-    # the kinds of trials.py in their order, then those other modules register, by name: the order in which those
-    # modules happen to be imported (a circular import) must not change the README
-    builtin = [k for k, tk in TRIAL_KINDS.items() if tk.spec.__module__ == "perfdesk.controllers.trials"]
-    others = sorted(k for k in TRIAL_KINDS if k not in builtin)
-    for kind in builtin + others:
-        tk = TRIAL_KINDS[kind]
+    # the kinds defined in trials.py first, in its order; those registered by modules of their own after them, by
+    # name (their registration order depends on which module a program imports first)
+    builtin = ("cold", "warm", "concurrency", "rate", "memory", "stream")
+    order = sorted(TRIAL_KINDS, key=lambda k: (builtin.index(k) if k in builtin else len(builtin), k))
+    for kind, tk in ((k, TRIAL_KINDS[k]) for k in order):
         out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
 
