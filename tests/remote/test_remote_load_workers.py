@@ -112,7 +112,7 @@ def test_an_ec2_worker_host_is_launched_used_and_terminated(aws, sshd, http_url,
     run, events = _run(http_url, requests=10)
     ctx = TargetContext(session_id="locust-e2e", emit=lambda e: None, work_dir=str(tmp_path))
 
-    def worker(host, load, spec, log, ctx=ctx):
+    def worker(host, load, spec, log, **_):  # the session's context here: its work_dir (known_hosts) is tmp_path
         inst = Ec2Target(spec, ctx, lifecycle=lifecycle(aws, "locust-e2e"), address=lambda i: (sshd.host, sshd.port))
         return SshWorker(host, load, spec, log, ctx=ctx, ec2=inst)
 
@@ -128,4 +128,5 @@ def test_an_ec2_worker_host_is_launched_used_and_terminated(aws, sshd, http_url,
     assert len(rows) == 10 and {r["client"] for r in rows} == {"cloud-load"}
     assert {r["status"] for r in rows} == {OK}
     assert left(ec2, "locust-e2e") == {"instances": [], "addresses": [], "groups": [], "keys": []}
+    assert (tmp_path / "known_hosts").read_text().strip()  # trusted on first use into the session's folder
     assert _none_left("cloud-load")
