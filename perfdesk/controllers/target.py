@@ -112,6 +112,9 @@ class Target(ABC):
     #: How the target is billed: "server" (an instance by the hour) or "function" (per request and GB-second).
     #: Written to the manifest by :meth:`describe`; the cost model reads it, never the kind's name.
     billing: ClassVar[str] = "server"
+    #: Non-empty for a local stand-in (a local server, the local Lambda emulator): what it emulates. Written to the
+    #: manifest by :meth:`describe`; every price of its results is labelled an emulation.
+    emulation: ClassVar[str] = ""
 
     def __init__(self, spec: TargetSpec, ctx: TargetContext):
         self.spec = spec
@@ -151,6 +154,18 @@ class Target(ABC):
         """Change the configured memory size (functions); only where ``supports_memory``."""
         raise Unsupported(f"{self.kind} targets have no memory size to set")
 
+    def check_alive(self) -> str | None:
+        """None while the deployed target is there; else why it is certainly gone ("the agent's process exited",
+        "emulator not listening"). Called about once a second during a level from a watchdog thread (concurrently
+        with :meth:`send`); must be quick and bounded. Default: None (nothing to check)."""
+        return None
+
+    def check_answering(self, timeout: float) -> str | None:
+        """None when the target answers a health request within ``timeout`` seconds; else what went wrong. A hung
+        target is judged lost when this fails and no request was answered for a while (a busy one still answers
+        requests). Called like :meth:`check_alive`. Default: None."""
+        return None
+
     def sample_metrics(self) -> dict[str, Any] | None:
         """One resource sample (CPU %, RSS, ...) or None; called about once a second during trials."""
         return None
@@ -161,7 +176,10 @@ class Target(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Key facts for the manifest and the UI (host, function, memory, instance type, versions, ...)."""
-        return {"name": self.name, "kind": self.kind, "billing": self.billing}
+        facts: dict[str, Any] = {"name": self.name, "kind": self.kind, "billing": self.billing}
+        if self.emulation:
+            facts["emulation"] = self.emulation
+        return facts
 
     @classmethod
     def sweep(

@@ -829,6 +829,7 @@ class LocalLambdaTarget(_FunctionTarget):
     kind = "local-lambda"
     spec_model = LocalLambdaTargetSpec
     local = True
+    emulation = "perfdesk's local Lambda emulator on this machine, priced as AWS Lambda"
 
     def __init__(self, spec: LocalLambdaTargetSpec, ctx: TargetContext):
         super().__init__(spec, ctx)
@@ -938,6 +939,20 @@ class LocalLambdaTarget(_FunctionTarget):
             image_uri=spec.image_uri,
             extra_variables=routes,
         )
+
+    def check_alive(self) -> str | None:
+        """The emulator's API port answers a TCP connection (an emulator that died refuses it at once)."""
+        import socket
+
+        url = self.spec.endpoint_url
+        if self._invoke_client is None or not url:
+            return None
+        parsed = urlparse(url)
+        try:
+            with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 80), timeout=2.0):
+                return None
+        except OSError as exc:
+            return f"the emulator at {url} is not listening ({exc.strerror or exc})"
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

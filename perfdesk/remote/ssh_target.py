@@ -10,6 +10,7 @@ removes the token and run files and, unless ``keep_cache``, everything perfdesk 
 from __future__ import annotations
 
 import secrets
+import shlex
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from perfdesk.controllers.target import TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import WorkloadSpec
-from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
+from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget, server_price_facts
 from perfdesk.remote.provision import (
     Provisioner,
     ProvisionOptions,
@@ -89,6 +90,10 @@ class SshSpec(TargetSpec):
     workers: int = Field(1, ge=1, le=64, description="gunicorn worker processes (each loads the model).")
     wsgi_threads: int = Field(4, ge=1, le=256, description="Request threads per worker.")
     pool_size: int = Field(64, ge=1, le=4096, description="Client connections kept open to the agent.")
+    instance_type: str | None = Field(
+        None, description="Price this host as this EC2 instance type (break-even, cost per 1k), e.g. 'c5.xlarge'."
+    )
+    hourly_price: float | None = Field(None, ge=0, description="USD per hour of this host (wins over instance_type).")
 
 
 class SshTarget(AgentTarget):
@@ -214,6 +219,29 @@ class SshTarget(AgentTarget):
         except TargetError:
             return True  # a transient SSH problem: let the health wait decide
 
+    def check_alive(self) -> str | None:
+        """The agent's process through the transport; a host SSH cannot reach again is lost too (requests go
+        through SSH's port forward), unless the agent is reached directly (``expose``)."""
+        if self.client is None or not self._started or self.report is None or not self.state.serving:
+            return None
+        q = shlex.quote(self.report.layout.pid)
+        try:
+            # an answer either way, so that a command cut short by a dropped link (no output) proves nothing
+            out = (
+                self._transport()
+                .run(
+                    f'p=$(cat {q} 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo alive; '
+                    "else echo gone; fi",
+                    timeout=10,
+                    check=False,
+                    step="check the agent",
+                )
+                .stdout.split()
+            )
+        except TargetError as exc:
+            return None if self.spec.expose else f"SSH: {exc}"
+        return f"the agent's process on {self._transport().host} exited" if out == ["gone"] else None
+
     def _stop_agent(self) -> None:
         if self._forward is not None:
             self._forward.close()
@@ -244,7 +272,10 @@ class SshTarget(AgentTarget):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        host, port = self._ssh_host()
+        try:
+            host, port = self._ssh_host()
+        except TargetError:  # an EC2 instance not launched yet (the manifest is first written before deploys)
+            host, port = self.spec.host or None, self.spec.port
         d.update(
             host=host,
             port=port,
@@ -252,6 +283,7 @@ class SshTarget(AgentTarget):
             workers=self.spec.workers,
             wsgi_threads=self.spec.wsgi_threads,
             expose=self.spec.expose,
+            **server_price_facts(self.spec.instance_type, self.spec.hourly_price),
         )
         if self.report is not None:
             f = self.report.facts
