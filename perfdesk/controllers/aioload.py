@@ -104,6 +104,22 @@ class RecorderSender:
             await client.close()
 
 
+def ensure_open_files(n: int) -> None:
+    """Raise this process's open-file limit (soft, up to the hard limit) to fit ``n`` connections and some."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def run_coroutine(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a coroutine on a fresh event loop (uvloop where installed) in this thread, or in a helper thread when
     this thread already runs a loop; return its result, raise its exception."""
@@ -197,6 +213,7 @@ async def closed_loop(
     count: int | None = None,
 ) -> None:
     """``concurrency`` coroutines send back to back until ``duration_s`` has passed or ``count`` were sent."""
+    ensure_open_files(concurrency)
     await sender.open()
     flight = _InFlight(sender)
     sweeper = asyncio.get_running_loop().create_task(flight.sweep())
@@ -250,6 +267,7 @@ async def open_loop(
 ) -> dict:
     """Send at ``start + offsets[i]``, at most ``max_in_flight`` in flight (beyond that, sends wait and are late).
     ``worker`` in a row is the slot (0 .. max_in_flight - 1) the request used."""
+    ensure_open_files(max_in_flight)
     await sender.open()
     loop = asyncio.get_running_loop()
     flight = _InFlight(sender)

@@ -187,7 +187,7 @@ def test_raw_body_file_and_put(peer, tmp_path):
         body="raw",
         body_file=str(body_file),
         method="PUT",
-        content_type="application/octet-stream",
+        headers={"content-type": "application/octet-stream"},
     )
     target.deploy(_Workload())
     assert target.send(PAYLOADS[1]).status == "ok"
