@@ -49,6 +49,8 @@ class RequestResult:
     cold: bool = False
     start_ms: float | None = None
     init_ms: float | None = None
+    restore_ms: float | None = None  # a SnapStart cold start: Restore Duration (no init_ms)
+    billed_restore_ms: float | None = None
     # function figures from the REPORT line
     duration_ms: float | None = None
     billed_ms: float | None = None
@@ -126,6 +128,8 @@ REQUEST_COLUMNS = [
     "top1",
     "request_id",
     "cold_phases",
+    "restore_ms",
+    "billed_restore_ms",
 ]
 
 #: trials.csv, one row per trial x target x level.
@@ -176,12 +180,17 @@ TRIAL_COLUMNS = [
     "init_p50_ms",
     "billed_ms_mean",
     "max_memory_used_mb",
+    "invoke_path",
+    "invoke_overhead_p50_ms",
+    "burst_environments",
+    "burst_all_warm_ms",
     # capacity trials: the p99 bound, and the highest sustained rate under it (see controllers/capacity.py)
     "slo_p99_ms",
     "capacity_rps",
     "capacity_p99_ms",
     "capacity_samples",
     "note",
+    "restore_p50_ms",
 ]
 
 #: metrics.csv, one row per resource sample.

@@ -7,7 +7,8 @@ summary (trials.csv) is computed from those rows.
 
 Kinds: ``cold`` (N fresh starts), ``warm`` (W warm-ups discarded, N sequential), ``concurrency`` (closed-loop
 sweep), ``rate`` (open-loop constant or Poisson arrivals), ``memory`` (function memory sweep), ``stream`` (a
-frame feed at a given fps, sequential or with bounded requests in flight).
+frame feed at a given fps, sequential or with bounded requests in flight), ``burst`` (N simultaneous requests:
+:mod:`perfdesk.controllers.burst`).
 """
 
 from __future__ import annotations
@@ -346,6 +347,7 @@ class LevelRecorder:
             "status": status,
             "loop": "open" if r.spec.open_loop else "closed",
             "note": note or self.note,
+            "invoke_path": getattr(r.target, "invoke_path", None),
             **summary,
             **(extra or {}),
             "not_sent": not_sent,
@@ -625,6 +627,7 @@ TRIAL_KINDS: dict[str, TrialKind] = {
 
 # Kinds in modules of their own register themselves in TRIAL_KINDS when imported (they import this module, so the
 # import is at the end: whichever of the two is imported first, both are complete after it).
+import perfdesk.controllers.burst  # noqa: E402
 import perfdesk.controllers.capacity  # noqa: E402
 
 

@@ -209,6 +209,8 @@ class Invocation:
     log_text: str = ""  # what the handler printed
     deadline: float = 0.0  # monotonic
     undelivered: bool = False  # the environment died before its runtime took the invocation: send it elsewhere
+    restore_ms: float | None = None  # Restore Duration of a cold start restored from a snapshot (SnapStart)
+    billed_restore_ms: float | None = None  # its Billed Restore Duration (the after-restore hooks)
 
     @property
     def duration_ms(self) -> float:
@@ -327,6 +329,8 @@ class _RuntimeApi:
             if inv.client_context:
                 extra["Lambda-Runtime-Client-Context"] = inv.client_context
             return 200, extra, inv.payload
+        if rest.startswith("restore/"):  # SnapStart (snapstart.py); an environment of no snapshot has none
+            return env._restore_api(method, rest[len("restore/") :], headers, body)
         if method == "POST" and rest == "init/error":
             error = _json_or_text(body)
             env._init_failed(error, headers.get("lambda-runtime-function-error-type") or error.get("errorType", ""))
@@ -796,6 +800,10 @@ class ExecutionEnvironment:
         self.memory.release(self.env_id)
 
     # -- Runtime API callbacks -------------------------------------------------------------------------------
+    def _restore_api(self, method: str, what: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        """``/runtime/restore/...``: only an environment of a SnapStart version has it (snapstart.py)."""
+        return 404, {}, b'{"errorMessage":"unknown runtime endpoint","errorType":"NotFound"}'
+
     def _next_invocation(self) -> Invocation | None:
         if not self._init_done.is_set():
             start = self._exec_at if self._exec_at is not None else self._started

@@ -245,6 +245,14 @@ class FunctionRecord:
     credentials: Any = None  # the execution role's stand-in credentials (environment.Credentials)
     image: Any = None  # images.ImageFunction of a container-image function (PackageType Image)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # published versions (snapstart.py): $LATEST holds them; a version is a frozen copy with its number
+    version: str = "$LATEST"
+    versions: dict[str, FunctionRecord] = field(default_factory=dict, repr=False)
+    version_seq: int = 0
+    snap_start: str = "None"  # SnapStart.ApplyOn: "PublishedVersions" or "None"
+    state: str = "Active"  # a SnapStart version is Pending until its snapshot is taken
+    state_reason: tuple[str, str] | None = None
+    snapshot_template: Any = None  # snapstart.SnapshotTemplate of a SnapStart version
 
     @property
     def arn(self) -> str:
@@ -283,8 +291,12 @@ class FunctionRecord:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_mb},
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
-            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "SnapStart": {"ApplyOn": self.snap_start, "OptimizationStatus": "Off"},
         }
+        if self.version != "$LATEST":
+            from perfdesk.lambda_pkg.emulator.snapstart import version_configuration
+
+            out = version_configuration(self, out)
         return out if self.image is None else self.image.configuration(out)
 
 
