@@ -309,6 +309,13 @@ def run_headless(
     for fit in memory_fits(outcome.summaries):
         console.print("memory sweep " + escape(fit.line), highlight=False)
     print_verdict(console, outcome.session_path)
+    try:  # the verdict across paradigms (server, on-demand, SnapStart, Managed Instances), where there are several
+        from perfdesk.verdict.paradigms import session_lines as paradigm_lines
+
+        for line in paradigm_lines(outcome.session_path):
+            console.print("paradigms " + escape(line), highlight=False)
+    except Exception as exc:  # noqa: BLE001 - the summary must not hide the run's outcome
+        console.print(f"[yellow]paradigms verdict unavailable:[/] {escape(str(exc))}", highlight=False)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
     from perfdesk.verdict.traffic import session_lines  # the traffic projection, the cold starts side by side

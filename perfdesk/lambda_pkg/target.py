@@ -48,6 +48,7 @@ from perfdesk.controllers.results import (
 from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.local_s3 import LocalS3
+from perfdesk.lambda_pkg.managed import ManagedInstancesSpec
 from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
 
@@ -90,6 +91,11 @@ class _FunctionSpec(TargetSpec):
         "invoke",
         description="How requests reach the function: Lambda's Invoke API, the function URL (AWS_IAM, SigV4-signed), "
         "an API Gateway HTTP API perfdesk creates, or S3 (PUT the input object; the function writes the output).",
+    )
+    managed_instances: ManagedInstancesSpec | None = Field(
+        None,
+        description="Run the function on Lambda Managed Instances (a capacity provider's EC2 instances; Python 3.13+, "
+        "memory_mb >= 2048); see lambda_pkg/managed.py.",
     )
     region: str | None = Field(
         None, description="AWS region (default: AWS's configuration: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)."
@@ -135,6 +141,9 @@ class _FunctionSpec(TargetSpec):
             refused = snapstart.check(self.python, "image" if self.image_uri else self.packaging or "zip")
             if refused:
                 raise ValueError(refused)
+            if self.managed_instances is not None:
+                # SnapStart restores an environment per request; Managed Instances keeps environments initialised
+                raise ValueError("SnapStart does not apply to functions on Lambda Managed Instances: choose one")
         return self
 
 
@@ -191,6 +200,8 @@ class _FunctionTarget(Target):
         self.facts: dict[str, Any] = {}
         self._images: list[Any] = []  # images.EcrImages of each image this target pushed
         self.path: Any = None  # paths.InvokePath: how requests reach the function (invoke_via)
+        self.managed: Any = None  # managed.ManagedInstances of a function on Lambda Managed Instances
+        self._managed_facts: dict[str, Any] | None = None  # its facts, kept past teardown for the manifest
         self._lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------
@@ -415,6 +426,7 @@ class _FunctionTarget(Target):
 
         self.path = make_path(self, self.spec.invoke_via)
         variables = {**self._variables(engine), **(extra_variables or {}), **self.path.variables(artifacts)}
+        extra = self._managed_setup(manager)  # Lambda Managed Instances: the capacity provider first
         try:
             cfg = manager.deploy_function(
                 self.function,
@@ -428,7 +440,10 @@ class _FunctionTarget(Target):
                 architecture=self.spec.architecture,
                 variables=variables,
                 layers=layers,
+                **extra,
             )
+            if self.managed is not None:
+                self.qualifier = self.managed.publish(self.function)
             if self.spec.reserved_concurrency is not None:
                 manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
@@ -456,6 +471,53 @@ class _FunctionTarget(Target):
         self.memory_mb = self.spec.memory_mb
         self._invoke_client = self._client("lambda", invoke=True)
         self._probe()
+
+    # -- Lambda Managed Instances (managed.py) ---------------------------------------------------------------
+    def _ec2_client(self):
+        """EC2 for the capacity provider's network (AWS's configuration decides where)."""
+        return self._client("ec2")
+
+    def _managed_setup(self, manager) -> dict[str, Any]:
+        """Create the capacity provider (and its network and role) of a managed-instances target; returns the
+        function's CapacityProviderConfig argument ({} for an on-demand function)."""
+        from perfdesk.lambda_pkg.managed import ManagedInstances, check_python
+
+        spec = self.spec.managed_instances
+        if spec is None:
+            return {}
+        check_python(self.name, self.spec.python)
+        if self.spec.memory_mb < 2048:
+            raise TargetError(
+                self.name, "managed instances", f"memory_mb {self.spec.memory_mb} is below the 2048 MB it needs"
+            )
+        if self.managed is None:
+            self.managed = ManagedInstances(
+                spec,
+                name=self.name,
+                session_id=self.ctx.session_id,
+                lam=manager.lam,
+                ec2=self._ec2_client(),
+                iam=None if self.local else (manager.iam or self._client("iam")),
+                ledger=manager.ledger,
+                tags=manager.tags,
+                architecture=self.spec.architecture,
+                say=self.log,
+                local=self.local,
+            )
+        try:
+            if self.managed.provider_arn is None:
+                self.managed.create_provider()
+        except Exception as exc:
+            raise TargetError(self.name, "capacity provider", str(exc), "check the VPC, the role and quotas") from exc
+        return {"capacity_provider_config": self.managed.function_config()}
+
+    def _republish(self) -> None:
+        """A configuration change of a managed function serves once a new version is published and Active."""
+        if self.managed is not None:
+            old = self.qualifier
+            self.qualifier = self.managed.publish(self.function)
+            if old and old != self.qualifier:  # its environments would hold instances (and CPU) for nothing
+                self.managed.lam.delete_function(FunctionName=self.function, Qualifier=old)
 
     # -- container images -----------------------------------------------------------------------------------
     def _packaging(self, workload: WorkloadSpec) -> str:
@@ -738,6 +800,10 @@ class _FunctionTarget(Target):
             lambda: self._manager().set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
             "force a cold start",
         )
+        if self.managed is not None:  # new environments start at publish: no request of them starts cold
+            self._configure(self._republish, "publish a version")
+            self.set_state(TargetStatus.READY, f"version {self.qualifier}: new environments, initialised")
+            return ColdStart()
         if self.spec.snapstart:  # a new configuration is a new version: a new snapshot, restored on the next request
             self._configure(self._publish_snapstart, "publish a SnapStart version")
         self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
@@ -749,6 +815,7 @@ class _FunctionTarget(Target):
         self._configure(lambda: self._manager().update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
         if self.spec.snapstart:
             self._configure(self._publish_snapstart, "publish a SnapStart version")
+        self._configure(self._republish, "publish a version")
         self.memory_mb = memory_mb
         self.set_state(TargetStatus.COLD, f"{memory_mb} MB")
 
@@ -782,6 +849,10 @@ class _FunctionTarget(Target):
             removed = self.path.teardown() if self.path is not None else []
             self.path = None
             removed += self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
+            if self.managed is not None:  # after the function: a capacity provider in use cannot be deleted
+                self._managed_facts = self.managed.describe(self.memory_mb)  # the manifest is written after
+                removed += self.managed.teardown()
+                self.managed, self.qualifier = None, None
             for store in self._images:
                 for line in store.remove():
                     self.log(f"deleted {line}")
@@ -810,6 +881,16 @@ class _FunctionTarget(Target):
             "weights_placement": self.spec.weights_placement,
             "invoke_via": self.spec.invoke_via,
             **self.facts,
+            **(
+                {
+                    "billing": "managed-instances",
+                    "managed_instances": self.managed.describe(self.memory_mb)
+                    if self.managed is not None
+                    else self._managed_facts,
+                }
+                if self.spec.managed_instances is not None
+                else {}
+            ),
         }
 
 
@@ -908,6 +989,14 @@ class LocalLambdaTarget(_FunctionTarget):
 
     def _lambda_on_aws(self) -> bool:
         return False
+
+    def _ec2_client(self):
+        """A local EC2 for the capacity provider's network: the one AWS's endpoint variables name, else the target's
+        own moto server; never AWS's (None: the emulator gets made-up ids)."""
+        ec2 = self._client("ec2")
+        if "amazonaws.com" not in ec2.meta.endpoint_url:
+            return ec2
+        return self._client("ec2", endpoint_url=self.local_s3.url) if self.local_s3 is not None else None
 
     def _ecr_client(self):
         """A local ECR: the one AWS's endpoint variables name, else the target's own moto server (its local S3);

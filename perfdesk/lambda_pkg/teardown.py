@@ -119,6 +119,7 @@ def sweep(
             lam = client(place, "lambda")
             removed += attempt(f"functions in {place.region}", _functions, lam, mine)
             removed += attempt(f"layers in {place.region}", _layers, lam, mine)
+            removed += attempt(f"capacity providers in {place.region}", _managed, lam, place, mine)
         if _used_ecr(place, mine, entries):
             removed += attempt(f"ECR in {place.region}", _ecr, client(place, "ecr"), mine)
         account = (place.profile, place.local, place.s3_endpoint)  # IAM and S3 are global: once per account
@@ -153,6 +154,22 @@ def _ecr(ecr, entries: list[dict], session_id: str | None) -> list[str]:
     from perfdesk.lambda_pkg.images import sweep_ecr
 
     return sweep_ecr(ecr, entries, session_id)
+
+
+def _managed(lam, place: Place, entries: list[dict], session_id: str | None) -> list[str]:
+    """Lambda Managed Instances: capacity providers and their network, by the ledger (managed.py)."""
+    from perfdesk.lambda_pkg.managed import sweep as sweep_managed
+
+    def ec2_for(endpoint: str | None):
+        if endpoint is None and place.local:
+            return None  # a local target's network is in a local EC2 only, never AWS's
+        if endpoint is None:
+            return place.client("ec2")
+        import boto3
+
+        return boto3.session.Session(region_name=place.region, **LOCAL_KEYS).client("ec2", endpoint_url=endpoint)
+
+    return sweep_managed(lam, ec2_for, entries, session_id)
 
 
 def _functions(lam, entries: list[dict], session_id: str | None) -> list[str]:

@@ -36,6 +36,8 @@ from perfdesk.verdict.slo import Capacity, capacities, cold_share_at_capacity
 PRICE_TABLE = Path(__file__).with_name("prices.json")
 
 FUNCTION, SERVER = "function", "server"
+#: Lambda Managed Instances: instances at their EC2 price plus the management fee, plus the request fee (paradigms.py).
+MANAGED = "managed-instances"
 #: Request statuses that never ran on the target, so were not billed.
 NOT_BILLED = ("throttled", "cancelled")
 _ARCH_ALIASES = {"x86": "x86_64", "x86-64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm": "arm64"}
@@ -172,7 +174,7 @@ class TargetPricing:
 def billing_model(facts: dict, rows: pd.DataFrame | None = None) -> str:
     """The target's own ``billing`` from the manifest; for a session without it, a function when rows carry
     billed_ms (a REPORT line), else a server."""
-    if facts.get("billing") in (FUNCTION, SERVER):
+    if facts.get("billing") in (FUNCTION, SERVER, MANAGED):
         return str(facts["billing"])
     if rows is not None and len(rows) and rows["billed_ms"].notna().any():
         return FUNCTION
@@ -190,6 +192,10 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
     pricing = TargetPricing(
         target=name, kind=kind, model=model, region=region, emulation=str(facts.get("emulation") or "")
     )
+    if model == MANAGED:
+        from perfdesk.verdict.paradigms import managed_pricing
+
+        return managed_pricing(pricing, facts, over, book)
     if model == FUNCTION:
         pricing.architecture = normalise_arch(over.get("architecture") or facts.get("architecture"))
         memory = facts.get("memory_mb") or facts.get("memory_size_mb")
@@ -443,6 +449,10 @@ class TargetCost:
             return rate_rps * hours_per_month * 3600.0 * per_request + self.snapshot_cache_usd(hours_per_month)
         if self.pricing.hourly_usd is None or not self.per_instance_rps:
             return None
+        if self.pricing.model == MANAGED:
+            from perfdesk.verdict.paradigms import managed_monthly_usd
+
+            return managed_monthly_usd(self, rate_rps, hours_per_month)
         return instances_needed(rate_rps, self.per_instance_rps) * self.pricing.hourly_usd * hours_per_month
 
 
@@ -464,7 +474,7 @@ def target_costs(
         pricing = target_pricing(session, name, book)
         item = TargetCost(pricing=pricing, note=pricing.note, capacity=measured_capacity.get(name))
         rows = session.requests[session.requests["target"] == name]
-        if pricing.model == SERVER:
+        if pricing.model in (SERVER, MANAGED):
             item.saturation_rps = saturation_rps(session, name)
             if item.saturation_rps is None:
                 item.note = (item.note + "; " if item.note else "") + "no throughput measured (run a concurrency trial)"

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator import apigw, arch, images, s3events, sigv4, snapstart, urls
+from perfdesk.lambda_pkg.emulator import apigw, arch, capacity, images, s3events, sigv4, snapstart, urls
 from perfdesk.lambda_pkg.emulator.cgroups import MAX_VCPUS, MB_PER_VCPU, CpuLimiter, MemoryLimiter
 from perfdesk.lambda_pkg.emulator.environment import (
     INIT_TIMEOUT_S,
@@ -117,6 +117,8 @@ class Emulator:
         s3_endpoint_url: str | None = None,
         registry: str | None = None,
         apigw_endpoint_url: str | None = None,
+        managed_min_environments: int = 1,
+        managed_max_environments: int = 4,
     ):
         self.host, self.port = host, port
         self.idle_s = idle_s
@@ -150,6 +152,12 @@ class Emulator:
         # API Gateway's data plane and S3's event delivery, over the local control planes (moto) named here
         self.apigw = apigw.HttpApis(self, apigw_endpoint_url or s3_endpoint_url)
         self.s3_events = s3events.S3Events(self, s3_endpoint_url) if s3_endpoint_url else None
+        # Lambda Managed Instances: capacity providers, published versions, managed environments (capacity.py)
+        self.managed_min_environments, self.managed_max_environments = (
+            managed_min_environments,
+            managed_max_environments,
+        )
+        self.capacity = capacity.Capacity(self)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Emulator:
@@ -185,6 +193,7 @@ class Emulator:
             versions = [v for fn in self.functions.values() for v in fn.versions.values()]
         for version in versions:
             snapstart.discard(version)
+        self.capacity.stop()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -224,11 +233,13 @@ class Emulator:
             "(own Runtime API, cgroups and log; the snapshot's /tmp and PID namespace shared)",
             "architectures": arch.describe(),
             **self.images.describe(),
+            **self.capacity.describe(),
         }
 
     def environment_pids(self) -> list[int]:
         with self._lock:
-            return [e.pid for lst in self._envs.values() for e in lst if e.pid and e.alive]
+            pids = [e.pid for lst in self._envs.values() for e in lst if e.pid and e.alive]
+        return pids + self.capacity.pids()
 
     def environments(self, function: str) -> list[ExecutionEnvironment]:
         with self._lock:
@@ -265,7 +276,10 @@ class Emulator:
         fn = self.functions.get(name)
         if fn is None:
             raise not_found(f"Function not found: arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{key}")
-        if qualifier and qualifier != "$LATEST":
+        if qualifier and qualifier not in ("$LATEST", "$LATEST.PUBLISHED"):
+            managed = self.capacity.versions.get(name, {}).get(qualifier)
+            if managed is not None:  # a Managed Instances version (capacity.py keeps those)
+                return managed.record
             version = fn.versions.get(qualifier)
             if version is None:
                 raise not_found(f"Function not found: {fn.arn}:{qualifier}")
@@ -275,7 +289,10 @@ class Emulator:
     def _acquire(self, key: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
         """A warm idle environment of the function's current revision, or a new one (cold); raise 429 when full.
         ``key`` is the function's name, or ``name:N`` for its published version N (its environments apart)."""
-        name = key.partition(":")[0]
+        name, _, qualifier = key.partition(":")
+        managed = self.capacity.acquire(name, qualifier or None)  # a version on a capacity provider: never cold
+        if managed is not None:
+            return managed, self.functions[name], False
         with self._lock:
             fn = self._record(key)
             if fn.snap_start == "PublishedVersions" and fn.version != "$LATEST":
@@ -344,6 +361,8 @@ class Emulator:
 
     def _release(self, key: str, env: ExecutionEnvironment | None) -> None:
         name = key.partition(":")[0]
+        if self.capacity.release(env):
+            return
         with self._lock:
             self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
             try:
@@ -391,7 +410,8 @@ class Emulator:
     def invoke(
         self, name: str, payload: bytes, tail: bool, client_context: str | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        """Run one synchronous invocation; return (HTTP status, headers, body) as Lambda's Invoke answers."""
+        """Run one synchronous invocation; return (HTTP status, headers, body) as Lambda's Invoke answers. ``name``
+        is the function's, or ``name:N`` for a published version (a SnapStart or a Managed Instances one)."""
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise ApiError(
                 413,
@@ -562,6 +582,7 @@ class Emulator:
         snap_start = snapstart.check_snap_start(
             body, body["Runtime"], "Zip", int((body.get("EphemeralStorage") or {}).get("Size", 512))
         )
+        managed = self.capacity.check_function(body)
         code = body.get("Code") or {}
         with self._lock:
             if name in self.functions:
@@ -591,6 +612,7 @@ class Emulator:
             unzipped_size=unzipped,
             credentials=_role_credentials(),
             snap_start=snap_start or "None",
+            capacity_provider_config=managed,
         )
         with self._lock:
             if name in self.functions:
@@ -618,6 +640,9 @@ class Emulator:
                 )
             if fn.image is not None:
                 images.check_image_configuration(fn, body)
+            managed = self.capacity.check_function(body, fn)
+            if "CapacityProviderConfig" in body:
+                fn.capacity_provider_config = managed
             if "Layers" in body:
                 layers = self._layers_for(body["Layers"] or [])
                 check_combined_size(fn.unzipped_size, layers)
@@ -671,6 +696,7 @@ class Emulator:
         for number, version in fn.versions.items():
             self._retire(f"{fn.name}:{number}", all_envs=True)
             snapstart.discard(version)
+        self.capacity.function_deleted(fn.name)
         shutil.rmtree(self.work_dir / "functions" / fn.name, ignore_errors=True)
 
     def add_permission(self, ref: str, body: dict) -> dict:
@@ -766,6 +792,7 @@ class Emulator:
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
     (m, re.compile("^" + p + "$"), h)
     for m, p, h in [
+        *capacity.ROUTES,
         ("POST", r"/2015-03-31/functions/?", "create_function"),
         ("GET", r"/2015-03-31/functions/?", "list_functions"),
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)", "get_function"),
@@ -867,6 +894,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
             if m:
                 args = {k: unquote(v) if v else v for k, v in m.groupdict().items()}
                 try:
+                    if handler.startswith("capacity_"):  # capacity providers and versions (capacity.py)
+                        status, out = self.emu.capacity.api(handler, self._body(raw), query, args)
+                        self._json(status, out)
+                        return
                     getattr(self, "h_" + handler)(raw, query, **args)
                 except ApiError as exc:
                     body = {"Type": "User", "Message": exc.message, "message": exc.message, **exc.extra}
@@ -925,8 +956,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
     def h_delete_function(self, raw, query, fn):
         key = self._qualified(query, fn)
-        if ":" in key:  # one published version: its environments and its snapshot go, the function stays
-            name, _, number = key.partition(":")
+        name, _, number = key.partition(":")
+        if number and self.emu.capacity.has_version(name, number):  # a managed version (capacity.py)
+            self.emu.capacity.delete_version(fn, number)
+        elif number:  # one published version: its environments and its snapshot go, the function stays
             version = self.emu._record(key)
             with self.emu._lock:
                 self.emu.functions[name].versions.pop(number, None)
@@ -943,13 +976,25 @@ class _ControlHandler(BaseHTTPRequestHandler):
         return f"{name}:{qualifier}" if qualifier and qualifier != "$LATEST" else name
 
     def h_get_configuration(self, raw, query, fn):
-        self._json(200, self.emu._record(self._qualified(query, fn)).configuration())
+        key = self._qualified(query, fn)
+        name, _, number = key.partition(":")
+        if number and self.emu.capacity.has_version(name, number):  # a managed version (capacity.py keeps them)
+            self._json(200, dict(self.emu.capacity.version(fn, number).config))
+            return
+        self._json(200, self.emu._record(key).configuration())
 
     def h_publish_version(self, raw, query, fn):
-        self._json(201, snapstart.publish_version(self.emu, self.emu._function(fn), self._body(raw)))
+        rec = self.emu._function(fn)
+        if rec.capacity_provider_config:  # Managed Instances: the version starts its environments (capacity.py)
+            self._json(201, self.emu.capacity.publish(fn, self._body(raw)))
+            return
+        self._json(201, snapstart.publish_version(self.emu, rec, self._body(raw)))
 
     def h_list_versions(self, raw, query, fn):
         rec = self.emu._function(fn)
+        if self.emu.capacity.versions.get(rec.name):
+            self._json(200, self.emu.capacity.list_versions(fn))
+            return
         versions = [rec] + sorted(rec.versions.values(), key=lambda v: int(v.version))
         self._json(200, {"Versions": [v.configuration() for v in versions]})
 
@@ -961,6 +1006,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
     def h_invoke(self, raw, query, fn):
         name = self._qualified(query, fn)
+        explicit = (query.get("Qualifier") or [""])[0] or (fn.split(":")[-1] if fn.count(":") in (1, 7) else "")
+        if explicit == "$LATEST":  # a function on a capacity provider has no $LATEST to invoke (capacity.py)
+            self.emu.capacity.refuse_latest(name)
         kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         tail = self.headers.get("X-Amz-Log-Type", "None") == "Tail"
         if kind == "DryRun":

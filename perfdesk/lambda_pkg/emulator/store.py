@@ -244,6 +244,7 @@ class FunctionRecord:
     policy: list[dict[str, Any]] = field(default_factory=list)  # resource-based policy statements
     credentials: Any = None  # the execution role's stand-in credentials (environment.Credentials)
     image: Any = None  # images.ImageFunction of a container-image function (PackageType Image)
+    capacity_provider_config: dict[str, Any] | None = None  # Lambda Managed Instances (capacity.py)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # published versions (snapstart.py): $LATEST holds them; a version is a frozen copy with its number
     version: str = "$LATEST"
@@ -297,6 +298,8 @@ class FunctionRecord:
             from perfdesk.lambda_pkg.emulator.snapstart import version_configuration
 
             out = version_configuration(self, out)
+        if self.capacity_provider_config:
+            out["CapacityProviderConfig"] = self.capacity_provider_config
         return out if self.image is None else self.image.configuration(out)
 
 
