@@ -42,6 +42,7 @@ from perfdesk.controllers.experiment import Experiment
 from perfdesk.controllers.memory_fit import memory_fits
 from perfdesk.controllers.profile import Profile
 from perfdesk.controllers.results import LEVEL_OUT_OF_MEMORY
+from perfdesk.controllers.stats import few_samples_caption, num, percentile_text
 
 #: Colour of a level's status in the summary table and the progress lines (an out-of-memory level is a result).
 STATUS_STYLE = {
@@ -150,7 +151,12 @@ class HeadlessPrinter:
 
 
 def summary_table(summaries: list[dict]) -> Table:
-    table = Table(title="Summary (latency in ms; random weights are timing-only)")
+    """One row per level. Percentiles count failed requests as slower than any success ('failed' where they reach
+    it) and are marked where they rest on too few samples; ``fail`` counts errors, timeouts, throttles and dropped
+    frames; ``warm p99`` is given where a level mixes cold and warm requests."""
+    table = Table(
+        title="Summary (latency in ms; random weights are timing-only)", caption=escape(few_samples_caption())
+    )
     for col in (
         "workload",
         "trial",
@@ -158,11 +164,13 @@ def summary_table(summaries: list[dict]) -> Table:
         "level",
         "status",
         "ok",
-        "err",
+        "fail",
         "thr/s",
         "p50",
         "p90",
         "p99",
+        "p99 95% CI",
+        "warm p99",
         "max",
         "mean ± 95% CI",
         "cold",
@@ -175,26 +183,88 @@ def summary_table(summaries: list[dict]) -> Table:
                 (float(s["mean_ci_high_ms"]) - float(s["mean_ci_low_ms"])) / 2 if s.get("mean_ci_high_ms") else math.nan
             )
             ci = f"{_fmt(s['mean_ms'])} ± {_fmt(half)}"
-        err = (s.get("errors") or 0) + (s.get("timeouts") or 0) + (s.get("throttled") or 0)
+        failed = s.get("failed")
+        if failed in (None, ""):
+            failed = sum(int(s.get(c) or 0) for c in ("errors", "timeouts", "throttled", "dropped"))
         status = s.get("status", "")
         style = STATUS_STYLE.get(status, "green")
+        n = s.get("latency_samples")
+        p99_ci = "-"
+        if num(s.get("p99_ci_low_ms")) is not None:
+            low, high = (percentile_text(s.get(c), math.inf, 99) for c in ("p99_ci_low_ms", "p99_ci_high_ms"))
+            p99_ci = f"{low}-{high}"
+        warm_n = (num(s.get("count")) or 0) - (num(s.get("cold_starts")) or 0)
         table.add_row(
-            str(s.get("workload", "")),
-            str(s.get("trial", "")),
-            str(s.get("target", "")),
-            str(s.get("level", "")),
-            f"[{style}]{status}[/]",
+            escape(str(s.get("workload", ""))),
+            escape(str(s.get("trial", ""))),
+            escape(str(s.get("target", ""))),
+            escape(str(s.get("level", ""))),
+            f"[{style}]{escape(str(status))}[/]",
             str(s.get("ok", "")),
-            str(err),
+            f"[red]{failed}[/]" if failed else "0",
             _fmt(s.get("throughput_rps")),
-            _fmt(s.get("p50_ms")),
-            _fmt(s.get("p90_ms")),
-            _fmt(s.get("p99_ms")),
+            escape(percentile_text(s.get("p50_ms"), n, 50)),
+            escape(percentile_text(s.get("p90_ms"), n, 90)),
+            escape(percentile_text(s.get("p99_ms"), n, 99)),
+            p99_ci,
+            escape(percentile_text(s.get("warm_p99_ms"), warm_n, 99)) if num(s.get("warm_p99_ms")) is not None else "",
             _fmt(s.get("max_ms")),
             ci,
             str(s.get("cold_starts", "")),
         )
     return table
+
+
+def verdict_table(result) -> Table | None:
+    """Monthly cost of each priced target at a few sustained rates around each break-even (servers as steps of
+    instances at their capacity under the SLO): the break-even chart, as a table."""
+    marks = [c.break_even_rps for c in result.crossovers if c.break_even_rps]
+    rates = sorted({0.1, 1.0, 10.0, 100.0, *(round(m, 1) for m in marks), *(round(2 * m, 1) for m in marks)})
+    rows = []
+    for name, target in result.targets.items():
+        values = [target.monthly_usd(r, result.hours_per_month) for r in rates]
+        if any(v is not None for v in values):
+            rows.append((name, target, values))
+    if not rows:
+        return None
+    table = Table(title=f"Monthly cost (USD, {result.hours_per_month:g} h) at a sustained rate (req/s)")
+    table.add_column("target")
+    for r in rates:
+        table.add_column(
+            f"{r:g}" + (" (break-even)" if any(math.isclose(r, round(m, 1)) for m in marks) else ""), justify="right"
+        )
+    for name, target, values in rows:
+        cheapest = [min((v for _, _, vs in rows if (v := vs[i]) is not None), default=None) for i in range(len(rates))]
+        cells = []
+        for v, low in zip(values, cheapest):
+            text = "-" if v is None else f"{v:,.0f}"
+            cells.append(f"[green]{text}[/]" if v is not None and v == low and len(rows) > 1 else text)
+        label = f"{name} ({target.pricing.model}{', emulation' if target.pricing.emulation else ''})"
+        table.add_row(escape(label), *cells)
+    return table
+
+
+def print_verdict(console: Console, session_path: Path) -> None:
+    """The verdict of the finished session (:mod:`perfdesk.verdict.words`, as the desk and the report say it):
+    capacity under the SLO of each target, the break-even, the emulations; never raises."""
+    from perfdesk.verdict.cost import break_even
+    from perfdesk.verdict.session_data import load_session
+    from perfdesk.verdict.words import verdict_lines
+
+    try:
+        session = load_session(session_path)
+        if not len(session.requests):
+            return
+        result = break_even(session)
+    except Exception as exc:  # noqa: BLE001 - the measurements are saved; the verdict is a reading of them
+        console.print("[yellow]verdict:[/] " + escape(f"cannot compute: {type(exc).__name__}: {exc}"), highlight=False)
+        return
+    console.print("[bold]Verdict[/]")
+    for line in verdict_lines(result):
+        console.print("  " + escape(line), highlight=False)
+    table = verdict_table(result)
+    if table is not None:
+        console.print(table)
 
 
 def run_headless(
@@ -233,8 +303,13 @@ def run_headless(
     console.print(summary_table(outcome.summaries))
     for fit in memory_fits(outcome.summaries):
         console.print("memory sweep " + escape(fit.line), highlight=False)
+    print_verdict(console, outcome.session_path)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
+    from perfdesk.verdict.traffic import session_lines  # the traffic projection, the cold starts side by side
+
+    for line in session_lines(outcome.session_path):
+        console.print(escape(line), highlight=False)
     for lost in outcome.lost:
         console.print("[red]lost:[/] " + escape(lost), highlight=False)
     console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")

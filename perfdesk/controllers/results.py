@@ -124,6 +124,7 @@ REQUEST_COLUMNS = [
     "batch_size",
     "top1",
     "request_id",
+    "cold_phases",
 ]
 
 #: trials.csv, one row per trial x target x level.
@@ -157,6 +158,15 @@ TRIAL_COLUMNS = [
     "p95_ms",
     "p99_ms",
     "p999_ms",
+    "latency_samples",
+    "failed",
+    "p50_ci_low_ms",
+    "p50_ci_high_ms",
+    "p99_ci_low_ms",
+    "p99_ci_high_ms",
+    "warm_p50_ms",
+    "warm_p99_ms",
+    "cold_p50_ms",
     "max_ms",
     "mean_ms",
     "mean_ci_low_ms",
@@ -165,6 +175,11 @@ TRIAL_COLUMNS = [
     "init_p50_ms",
     "billed_ms_mean",
     "max_memory_used_mb",
+    # capacity trials: the p99 bound, and the highest sustained rate under it (see controllers/capacity.py)
+    "slo_p99_ms",
+    "capacity_rps",
+    "capacity_p99_ms",
+    "capacity_samples",
     "note",
 ]
 
@@ -186,9 +201,37 @@ METRIC_COLUMNS = [
 ]
 
 
+def format_phases(phases: Any) -> str | None:
+    """A cold start's phases for requests.csv: ``name=ms`` pairs joined by ``;`` (the numeric ``*_ms`` entries of
+    a server's :class:`ColdStart.phases` or a function's ``init`` answer); None when there are none."""
+    if not isinstance(phases, dict):
+        return None
+    pairs = [
+        f"{k}={float(v):.3f}"
+        for k, v in phases.items()
+        if str(k).endswith("_ms") and isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return ";".join(pairs) or None
+
+
+def parse_phases(text: Any) -> dict[str, float]:
+    """The inverse of :func:`format_phases` (empty for an empty cell)."""
+    out: dict[str, float] = {}
+    if not isinstance(text, str):
+        return out
+    for pair in text.split(";"):
+        name, _, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
 def request_row(result: RequestResult, **context: Any) -> dict[str, Any]:
     """Flatten a result plus its trial context into a requests.csv row (dict in REQUEST_COLUMNS order)."""
     data = asdict(result)
+    data["cold_phases"] = format_phases(result.extra.get("cold_phases") or result.extra.get("init"))
     data.pop("extra", None)
     data.update(context)
     intended = data.get("intended_send")

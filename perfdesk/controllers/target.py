@@ -112,6 +112,9 @@ class Target(ABC):
     #: How the target is billed: "server" (an instance by the hour) or "function" (per request and GB-second).
     #: Written to the manifest by :meth:`describe`; the cost model reads it, never the kind's name.
     billing: ClassVar[str] = "server"
+    #: Non-empty for a local stand-in (a local server, the local Lambda emulator): what it emulates. Written to the
+    #: manifest by :meth:`describe`; every price of its results is labelled an emulation.
+    emulation: ClassVar[str] = ""
 
     def __init__(self, spec: TargetSpec, ctx: TargetContext):
         self.spec = spec
@@ -173,7 +176,10 @@ class Target(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Key facts for the manifest and the UI (host, function, memory, instance type, versions, ...)."""
-        return {"name": self.name, "kind": self.kind, "billing": self.billing}
+        facts: dict[str, Any] = {"name": self.name, "kind": self.kind, "billing": self.billing}
+        if self.emulation:
+            facts["emulation"] = self.emulation
+        return facts
 
     @classmethod
     def sweep(

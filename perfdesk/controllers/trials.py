@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -42,7 +42,9 @@ class TrialSpec(BaseModel):
     """Options common to every trial kind."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(description="Trial kind: cold, warm, concurrency, rate, memory, stream.")
+    #: Latency is measured from the intended send time (trials.csv ``loop`` open), not the actual one.
+    open_loop: ClassVar[bool] = False
+    kind: str = Field(description="Trial kind: one of the kinds in the README's Trials table.")
     name: str = Field(min_length=1, description="Trial name (defaults to the kind); unique in the profile.")
     targets: list[str] | None = Field(None, description="Names of the targets to run on (default: all).")
     max_error_pct: float = Field(
@@ -113,6 +115,8 @@ class ConcurrencySpec(_Amount):
 class RateSpec(_Amount):
     """Open loop: arrivals at each rate (constant or seeded Poisson); latency from the intended send time."""
 
+    open_loop: ClassVar[bool] = True
+
     rates: list[float] = Field([5.0, 10.0], min_length=1, description="Arrival rates, requests per second.")
     arrival: Literal["constant", "poisson"] = Field("poisson", description="Arrival process.")
     seed: int = Field(0, description="Seed of the Poisson arrivals.")
@@ -142,6 +146,8 @@ class MemorySpec(TrialSpec):
 class StreamSpec(TrialSpec):
     """A frame feed at ``fps``: sequential (one frame in flight; frames whose slot passed are dropped) or async
     (up to ``max_in_flight`` frames in flight; a frame finding no free slot is dropped)."""
+
+    open_loop: ClassVar[bool] = True
 
     fps: float = Field(10.0, gt=0, le=1000, description="Frames per second of the feed.")
     frames: int = Field(100, ge=1, le=1_000_000, description="Frames sent.")
@@ -274,7 +280,9 @@ class LevelRecorder:
 
         return send
 
-    def finish(self, status: str | None = None, note: str = "") -> dict:
+    def finish(self, status: str | None = None, note: str = "", extra: dict | None = None) -> dict:
+        """Summarise the level's rows, decide its status (unless given) and emit its trials.csv row; ``extra``:
+        kind-specific columns (e.g. a capacity trial's ``slo_p99_ms``)."""
         r = self.run
         self.watch.close()
         verdict = self.watch.verdict
@@ -311,9 +319,10 @@ class LevelRecorder:
             "target_kind": r.target.kind,
             "level": self.level_value,
             "status": status,
-            "loop": "open" if r.spec.kind in ("rate", "stream") else "closed",
+            "loop": "open" if r.spec.open_loop else "closed",
             "note": note or self.note,
             **summary,
+            **(extra or {}),
             "not_sent": not_sent,
         }
         if status in ("failed", "timed out"):
@@ -352,6 +361,8 @@ def run_cold(run: TrialRun) -> None:
                 result.start_ms = cold.start_ms
             if result.init_ms is None:
                 result.init_ms = cold.init_ms
+            if cold.phases:
+                result.extra.setdefault("cold_phases", cold.phases)
             rec.record(result, payload, seq=i, closed_loop=True)
     except TargetError as exc:
         rec.finish("failed", str(exc))
@@ -569,6 +580,10 @@ TRIAL_KINDS: dict[str, TrialKind] = {
     "stream": TrialKind(StreamSpec, run_stream),
 }
 
+# Kinds in modules of their own register themselves in TRIAL_KINDS when imported (they import this module, so the
+# import is at the end: whichever of the two is imported first, both are complete after it).
+import perfdesk.controllers.capacity  # noqa: E402
+
 
 def known_trial_kinds() -> list[str]:
     return sorted(TRIAL_KINDS)
@@ -576,3 +591,8 @@ def known_trial_kinds() -> list[str]:
 
 def trial_spec_model(kind: str) -> type[TrialSpec]:
     return TRIAL_KINDS[kind].spec
+
+
+# the traffic kinds (replay, idle) register themselves in TRIAL_KINDS; a plain import at the end works whichever
+# of the two modules is imported first
+import perfdesk.controllers.traffic_trials  # noqa: E402, F401

@@ -829,6 +829,7 @@ class LocalLambdaTarget(_FunctionTarget):
     kind = "local-lambda"
     spec_model = LocalLambdaTargetSpec
     local = True
+    emulation = "perfdesk's local Lambda emulator on this machine, priced as AWS Lambda"
 
     def __init__(self, spec: LocalLambdaTargetSpec, ctx: TargetContext):
         super().__init__(spec, ctx)

@@ -18,6 +18,18 @@ from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSp
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
+def server_price_facts(instance_type: str | None, hourly_price: float | None) -> dict[str, Any]:
+    """What a server's describe() says about its price (the cost model reads it from the manifest):
+    ``instance_type`` (priced from the price table) and ``hourly_usd`` with ``price_source`` "profile" when the
+    profile gave the target's own hourly price."""
+    out: dict[str, Any] = {}
+    if instance_type:
+        out["instance_type"] = instance_type
+    if hourly_price is not None:
+        out.update(hourly_usd=float(hourly_price), price_source="profile")
+    return out
+
+
 @dataclass
 class AgentEndpoint:
     host: str

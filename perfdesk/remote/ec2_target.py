@@ -182,13 +182,15 @@ class Ec2Target(SshTarget):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         price, as_of = hourly_price(self.spec.region, self.spec.instance_type)
+        source = f"price table {as_of}"
         if self.spec.hourly_price is not None:
-            price, as_of = self.spec.hourly_price, "profile"
+            price, as_of, source = self.spec.hourly_price, "profile", "profile"
         d.update(
             region=self.spec.region,
             instance_type=self.spec.instance_type,
             hourly_usd=price,
             price_as_of=as_of,
+            price_source=source,
             launch_to_first_answer_s=self.launch_to_first_answer_s,
         )
         if self.instance is not None:

@@ -25,7 +25,7 @@ from pydantic import Field
 from perfdesk.controllers.extras import MissingExtra, require_agent
 from perfdesk.controllers.target import TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import WorkloadSpec
-from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
+from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget, server_price_facts
 
 _LIVE: weakref.WeakSet[LocalServerTarget] = weakref.WeakSet()
 
@@ -52,11 +52,16 @@ class LocalServerSpec(TargetSpec):
     python: str = Field("", description="Python interpreter for the agent (default: the one running perfdesk).")
     startup_timeout_s: float = Field(300.0, gt=0, le=3600, description="Seconds to wait for the agent's health.")
     pool_size: int = Field(64, ge=1, le=4096, description="Client connections kept open to the agent.")
+    instance_type: str | None = Field(
+        None, description="Price this server as this EC2 instance type (break-even, cost per 1k), e.g. 'c5.xlarge'."
+    )
+    hourly_price: float | None = Field(None, ge=0, description="USD per hour of this server (wins over instance_type).")
 
 
 class LocalServerTarget(AgentTarget):
     kind = "local-server"
     spec_model = LocalServerSpec
+    emulation = "a local server on this machine, priced as the instance it stands in for"
 
     def __init__(self, spec: LocalServerSpec, ctx):
         super().__init__(spec, ctx)
@@ -184,5 +189,6 @@ class LocalServerTarget(AgentTarget):
             workers=self.spec.workers,
             wsgi_threads=self.spec.wsgi_threads,
             python=self.spec.python or sys.executable,
+            **server_price_facts(self.spec.instance_type, self.spec.hourly_price),
         )
         return d

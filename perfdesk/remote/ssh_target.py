@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from perfdesk.controllers.target import TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import WorkloadSpec
-from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget
+from perfdesk.remote.agent_target import AgentEndpoint, AgentTarget, server_price_facts
 from perfdesk.remote.provision import (
     Provisioner,
     ProvisionOptions,
@@ -90,6 +90,10 @@ class SshSpec(TargetSpec):
     workers: int = Field(1, ge=1, le=64, description="gunicorn worker processes (each loads the model).")
     wsgi_threads: int = Field(4, ge=1, le=256, description="Request threads per worker.")
     pool_size: int = Field(64, ge=1, le=4096, description="Client connections kept open to the agent.")
+    instance_type: str | None = Field(
+        None, description="Price this host as this EC2 instance type (break-even, cost per 1k), e.g. 'c5.xlarge'."
+    )
+    hourly_price: float | None = Field(None, ge=0, description="USD per hour of this host (wins over instance_type).")
 
 
 class SshTarget(AgentTarget):
@@ -268,7 +272,10 @@ class SshTarget(AgentTarget):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        host, port = self._ssh_host()
+        try:
+            host, port = self._ssh_host()
+        except TargetError:  # an EC2 instance not launched yet (the manifest is first written before deploys)
+            host, port = self.spec.host or None, self.spec.port
         d.update(
             host=host,
             port=port,
@@ -276,6 +283,7 @@ class SshTarget(AgentTarget):
             workers=self.spec.workers,
             wsgi_threads=self.spec.wsgi_threads,
             expose=self.spec.expose,
+            **server_price_facts(self.spec.instance_type, self.spec.hourly_price),
         )
         if self.report is not None:
             f = self.report.facts

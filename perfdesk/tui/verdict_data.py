@@ -8,12 +8,12 @@ call it from a thread worker. It never raises: what went wrong is in :attr:`Verd
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from perfdesk.controllers.memory_fit import memory_fits
-from perfdesk.verdict.cost import FUNCTION, SERVER, BreakEven, PriceBook, TrialCost, break_even, trial_costs
+from perfdesk.verdict import words
+from perfdesk.verdict.cost import BreakEven, PriceBook, TrialCost, break_even, trial_costs
 from perfdesk.verdict.session_data import SessionError, load_session
 
 #: Columns of the verdict table, in order.
@@ -59,53 +59,10 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def per_month(rate_rps: float, hours_per_month: float) -> str:
-    """A sustained rate as requests a month, for people: '76.8 million'."""
-    n = rate_rps * 3600.0 * hours_per_month
-    for size, word in ((1e9, "billion"), (1e6, "million")):
-        if n >= size:
-            return f"{n / size:.1f} {word}"
-    return f"{n:,.0f}"
-
-
 def verdict_lines(result: BreakEven) -> list[str]:
-    """The break-even in words: one line per server x function pair, or why there is none, then the notes."""
-    hours = result.hours_per_month
-    servers = [n for n, t in result.targets.items() if t.pricing.model == SERVER]
-    functions = [n for n, t in result.targets.items() if t.pricing.model == FUNCTION]
-    lines: list[str] = []
-    if not servers or not functions:
-        have = "a server" if servers else ("a function" if functions else "no target")
-        lines.append(
-            f"No break-even: the session has {have} only; it needs both a server and a function target "
-            "measured in the same session."
-        )
-    for c in result.crossovers:
-        source = c.cold_fraction_source
-        cold = f"assuming {c.function_cold_start_fraction:.1%} of {c.function}'s requests start cold " + (
-            f"({source})" if source == "assumed" else f"[{source}]"
-        )
-        if c.break_even_rps is None:
-            lines.append(f"No break-even between {c.server} and {c.function}: {c.note}.")
-            continue
-        line = (
-            f"The server {c.server} becomes cheaper than {c.function} above {c.break_even_rps:.1f} req/s "
-            f"({per_month(c.break_even_rps, hours)} req/month)"
-        )
-        if c.monthly_usd_at_break_even is not None:
-            line += f" (there each costs ${c.monthly_usd_at_break_even:,.0f}/month)"
-        always = c.server_always_cheaper_from_rps
-        if always is not None and not math.isclose(always, c.break_even_rps):
-            line += f"; just past each full instance {c.function} wins back, until {always:.1f} req/s"
-        elif c.note:
-            line += f"; {c.note}"
-        lines.append(f"{line}; {cold}.")
-    for name, target in result.targets.items():
-        if target.pricing.model == SERVER and target.saturation_rps:
-            lines.append(f"{name} saturates at {target.saturation_rps:.1f} req/s per instance.")
-    lines += [f"Note: {n}" for n in result.notes]
-    lines.append(f"Month = {hours:g} h; prices as of {result.prices_as_of} (editable, overridable by [prices]).")
-    return lines
+    """The break-even in words (:func:`perfdesk.verdict.words.verdict_lines`, shared with the headless summary and
+    the report)."""
+    return words.verdict_lines(result)
 
 
 def compute_verdict(path: str | Path) -> Verdict:
@@ -131,6 +88,9 @@ def compute_verdict(path: str | Path) -> Verdict:
     out.lines = verdict_lines(result)
     if len(session.trials):
         out.lines += [f"Memory sweep {fit.line}." for fit in memory_fits(session.trials.to_dict("records"))]
+    from perfdesk.verdict.traffic import cold_start_lines, safe_projection_lines
+
+    out.lines += safe_projection_lines(session, book) + cold_start_lines(session)
     out.prices_as_of = result.prices_as_of
     for curve in result.curves:
         pairs = [(r, m) for r, m in zip(result.rates_rps, curve.monthly_usd) if m is not None]

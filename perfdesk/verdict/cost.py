@@ -29,6 +29,7 @@ import pandas as pd
 
 from perfdesk.controllers.sections import PricesSection
 from perfdesk.verdict.session_data import GROUP_KEYS, Session
+from perfdesk.verdict.slo import Capacity, capacities, cold_share_at_capacity
 
 PRICE_TABLE = Path(__file__).with_name("prices.json")
 
@@ -131,10 +132,25 @@ class TargetPricing:
     instance_type: str = ""
     hourly_usd: float | None = None
     note: str = ""
+    #: where the price came from, for people ("c5.xlarge in the price table of 2025-06-01", "the profile's ...")
+    price_source: str = ""
+    #: non-empty for a local stand-in (the manifest's ``emulation``): its prices are an emulation's
+    emulation: str = ""
 
     @property
     def priced(self) -> bool:
         return (self.gb_second_usd is not None) if self.model == FUNCTION else (self.hourly_usd is not None)
+
+    @property
+    def label(self) -> str:
+        """How the target is priced, in words, with the emulation caveat where it applies."""
+        if self.model == FUNCTION:
+            what = f"priced as AWS Lambda {self.architecture or 'x86_64'} in {self.region}"
+        elif self.hourly_usd is not None:
+            what = f"priced at ${self.hourly_usd:g}/h ({self.price_source or 'price table'})"
+        else:
+            what = "not priced"
+        return f"EMULATION: {self.emulation}; {what}" if self.emulation else what
 
 
 def billing_model(facts: dict, rows: pd.DataFrame | None = None) -> str:
@@ -155,7 +171,9 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
     rows = session.requests[session.requests["target"] == name]
     model = billing_model(facts, rows)
     region = str(over.get("region") or facts.get("region") or book.region)
-    pricing = TargetPricing(target=name, kind=kind, model=model, region=region)
+    pricing = TargetPricing(
+        target=name, kind=kind, model=model, region=region, emulation=str(facts.get("emulation") or "")
+    )
     if model == FUNCTION:
         pricing.architecture = normalise_arch(over.get("architecture") or facts.get("architecture"))
         memory = facts.get("memory_mb") or facts.get("memory_size_mb")
@@ -165,20 +183,51 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
         except PriceError as exc:
             pricing.note = str(exc)
         return pricing
-    pricing.instance_type = str(over.get("instance_type") or facts.get("instance_type") or "")
-    hourly = over.get("hourly_usd", facts.get("hourly_usd"))
-    if hourly is not None:
-        pricing.hourly_usd = float(hourly)
-    elif pricing.instance_type:
+    _server_price(pricing, name, over, facts, book)
+    return pricing
+
+
+def _server_price(pricing: TargetPricing, name: str, over: dict, facts: dict, book: PriceBook) -> None:
+    """A server's hourly price, first found of: the profile's ``[prices.targets.NAME] hourly_usd``, its
+    ``instance_type`` there, the target's own price from the manifest (``hourly_price`` in its profile entry,
+    ``price_source`` "profile"), its instance type in the price table (with the profile's ``[prices.ec2]``),
+    the price its describe() found in its own table."""
+    region = pricing.region
+    table_of = f"price table of {book.as_of}"
+    if over.get("hourly_usd") is not None:
+        pricing.hourly_usd, pricing.price_source = float(over["hourly_usd"]), f"[prices.targets.{name}] hourly_usd"
+        pricing.instance_type = str(over.get("instance_type") or facts.get("instance_type") or "")
+        return
+    if over.get("instance_type"):
+        pricing.instance_type = str(over["instance_type"])
         try:
             pricing.hourly_usd = book.ec2_hourly(region, pricing.instance_type)
+            pricing.price_source = f"{pricing.instance_type} in {region}, {table_of}"
         except PriceError as exc:
             pricing.note = str(exc)
-    else:
-        pricing.note = (
-            f"no price for server {name!r}: set [prices.targets.{name}] hourly_usd or instance_type in the profile"
-        )
-    return pricing
+        return
+    pricing.instance_type = str(facts.get("instance_type") or "")
+    own = facts.get("hourly_usd")
+    if own is not None and "profile" in (facts.get("price_source"), facts.get("price_as_of")):
+        pricing.hourly_usd, pricing.price_source = float(own), "the target's hourly_price in the profile"
+        return
+    if pricing.instance_type:
+        try:
+            pricing.hourly_usd = book.ec2_hourly(region, pricing.instance_type)
+            pricing.price_source = f"{pricing.instance_type} in {region}, {table_of}"
+            return
+        except PriceError as exc:
+            if own is None:
+                pricing.note = str(exc)
+                return
+    if own is not None:
+        pricing.hourly_usd = float(own)
+        pricing.price_source = f"{pricing.instance_type or name}, {facts.get('price_source') or 'the manifest'}"
+        return
+    pricing.note = (
+        f"no price for server {name!r}: set hourly_price or instance_type on the target, or "
+        f"[prices.targets.{name}] hourly_usd or instance_type, in the profile"
+    )
 
 
 def row_costs(rows: pd.DataFrame, pricing: TargetPricing, bill_init: bool) -> pd.DataFrame:
@@ -319,6 +368,23 @@ class TargetCost:
     cold_start_fraction: float = 0.0  # functions: share of requests assumed / measured cold
     cold_fraction_source: str = ""
     note: str = ""
+    #: what its capacity trial found (verdict/slo.py): the rate one instance sustains under the SLO
+    capacity: Capacity | None = None
+
+    @property
+    def per_instance_rps(self) -> float | None:
+        """What one server instance carries in the break-even: its capacity under the SLO where a capacity trial
+        measured it (equal service), else its saturation throughput (whatever its latency there)."""
+        if self.capacity is not None:
+            return self.capacity.rps
+        return self.saturation_rps
+
+    @property
+    def basis(self) -> str:
+        """How :attr:`per_instance_rps` was found, in words."""
+        if self.capacity is not None:
+            return f"capacity under p99 <= {self.capacity.slo_p99_ms:g} ms"
+        return "saturation throughput (no capacity trial: not at equal service)"
 
     @property
     def cost_per_request_usd(self) -> float | None:
@@ -336,9 +402,9 @@ class TargetCost:
         if self.pricing.model == FUNCTION:
             per_request = self.cost_per_request_usd
             return None if per_request is None else rate_rps * hours_per_month * 3600.0 * per_request
-        if self.pricing.hourly_usd is None or not self.saturation_rps:
+        if self.pricing.hourly_usd is None or not self.per_instance_rps:
             return None
-        return instances_needed(rate_rps, self.saturation_rps) * self.pricing.hourly_usd * hours_per_month
+        return instances_needed(rate_rps, self.per_instance_rps) * self.pricing.hourly_usd * hours_per_month
 
 
 #: Trial kinds whose requests show how often a function starts cold under sustained traffic.
@@ -353,10 +419,11 @@ def target_costs(
     """
     book = book or PriceBook.for_session(session)
     assumed = cold_start_fraction if cold_start_fraction is not None else book.cold_start_fraction
+    measured_capacity = capacities(session)
     out: dict[str, TargetCost] = {}
     for name in session.target_kinds():
         pricing = target_pricing(session, name, book)
-        item = TargetCost(pricing=pricing, note=pricing.note)
+        item = TargetCost(pricing=pricing, note=pricing.note, capacity=measured_capacity.get(name))
         rows = session.requests[session.requests["target"] == name]
         if pricing.model == SERVER:
             item.saturation_rps = saturation_rps(session, name)
@@ -375,8 +442,15 @@ def target_costs(
             item.warm_cost_per_request_usd = float(warm.mean())
         if pricing.priced and len(cold):
             item.cold_cost_per_request_usd = float(cold.mean())
+        at_capacity = cold_share_at_capacity(session, item.capacity) if item.capacity is not None else None
         if assumed is not None:
             item.cold_start_fraction, item.cold_fraction_source = float(assumed), "assumed"
+        elif at_capacity is not None and item.capacity is not None:
+            share, cold_n, n = at_capacity
+            item.cold_start_fraction = share
+            item.cold_fraction_source = (
+                f"measured at its capacity rate {item.capacity.rps:g} req/s: {cold_n} cold of {n}"
+            )
         else:
             sustained = rows[rows["trial_kind"].isin(SUSTAINED_KINDS)]
             item.cold_start_fraction = float(sustained["cold"].mean()) if len(sustained) else 0.0
@@ -417,6 +491,21 @@ class Crossover:
     function_cold_start_fraction: float
     cold_fraction_source: str
     note: str = ""
+    #: how one server instance's rate was found (:attr:`TargetCost.basis`), and what each side sustains under its SLO
+    server_basis: str = ""
+    server_capacity: Capacity | None = None
+    function_capacity: Capacity | None = None
+
+    @property
+    def equal_service(self) -> bool:
+        """Both sides were measured under the same p99 bound (capacity trials), and the function met it."""
+        s, f = self.server_capacity, self.function_capacity
+        return (
+            s is not None
+            and f is not None
+            and f.rps is not None
+            and math.isclose(s.slo_p99_ms, f.slo_p99_ms, rel_tol=1e-9)
+        )
 
 
 @dataclass
@@ -443,11 +532,20 @@ def crossover(server: TargetCost, function: TargetCost, hours_per_month: float) 
         monthly_usd_at_break_even=None,
         function_cold_start_fraction=function.cold_start_fraction,
         cold_fraction_source=function.cold_fraction_source,
+        server_basis=server.basis,
+        server_capacity=server.capacity,
+        function_capacity=function.capacity,
     )
-    per_request, hourly, sat = function.cost_per_request_usd, server.pricing.hourly_usd, server.saturation_rps
+    per_request, hourly, sat = function.cost_per_request_usd, server.pricing.hourly_usd, server.per_instance_rps
     if per_request is None or hourly is None or not sat:
         missing = [
-            w for w, v in (("function cost", per_request), ("server price", hourly), ("saturation", sat)) if not v
+            w
+            for w, v in (
+                ("function cost", per_request),
+                ("server price", hourly),
+                ("capacity under the SLO" if server.capacity is not None else "saturation", sat),
+            )
+            if not v
         ]
         base.note = "cannot compute: no " + ", ".join(missing)
         return base
@@ -489,7 +587,7 @@ def break_even(
         marks = (
             [c.break_even_rps for c in crossovers if c.break_even_rps]
             + [c.server_always_cheaper_from_rps for c in crossovers if c.server_always_cheaper_from_rps]
-            + [t.saturation_rps for t in servers if t.saturation_rps]
+            + [t.per_instance_rps for t in servers if t.per_instance_rps]
         )
         top = max([100.0] + [3.0 * m for m in marks])
         rates_rps = [float(r) for r in np.unique(np.concatenate([np.geomspace(0.01, top, 240), marks]))]

@@ -95,8 +95,12 @@ def test_summarize_counts_and_latency_from_intended_time():
     assert (s["count"], s["ok"], s["errors"], s["timeouts"], s["throttled"]) == (14, 11, 1, 1, 1)
     assert s["late_sends"] == 1
     # the late request's latency counts from its intended send: 50 ms, not 30 ms
-    assert s["max_ms"] == pytest.approx(100.0)
-    assert s["p50_ms"] == pytest.approx(50.0)
+    assert s["max_ms"] == pytest.approx(100.0)  # the slowest success
+    # the error, the timeout and the throttle count in the percentiles, as worse than any success: 11 ok + 3
+    assert (s["latency_samples"], s["failed"]) == (14, 3)
+    assert s["p50_ms"] == pytest.approx(65.0)  # between the 7th and 8th of 14, not the median of the 11 successes
+    assert s["p90_ms"] == math.inf and s["p99_ms"] == math.inf  # 3 of 14 failed: the tail is failures
+    assert s["p99_ci_high_ms"] == math.inf
 
 
 def test_closed_loop_count_and_concurrency():

@@ -89,7 +89,7 @@ def test_verdict_of_a_server_and_a_function_states_the_break_even(profile, tmp_p
             text = _text(screen)
             month = rate * 3600 * 730 / 1e6
             assert (
-                f"The server srv becomes cheaper than fn above {rate:.1f} req/s ({month:.1f} million req/month)" in text
+                f"the server srv becomes cheaper than fn above {rate:.1f} req/s ({month:.1f} million req/month)" in text
             )
             assert "assuming 0.0% of fn's requests start cold (assumed)" in text
             requests = pd.read_csv(path / "requests.csv", dtype={"level": str})
@@ -130,7 +130,10 @@ def test_unpriced_and_empty_sessions_show_why_as_text(profile, tmp_path):
             await pilot.pause(0.05)
             text = _text(screen)
             assert "No break-even between srv and fn: cannot compute: no server price" in text
-            assert "set [prices.targets.srv] hourly_usd or instance_type" in text  # markup escaped, shown as typed
+            assert "[prices.targets.srv] hourly_usd or instance_type" in text  # markup escaped, shown as typed
+            table = screen.query_one("#verdict-table")
+            notes = [str(table.get_row_at(i)[8]) for i in range(table.row_count)]
+            assert any("[prices.targets.srv] hourly_usd" in note for note in notes)  # table cells too
             assert {r[2] for r in screen.verdict.table_rows() if r[7] == "-"} == {"srv"}
 
     run(scenario())

@@ -266,3 +266,67 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def add_capacity_trial(
+    path: Path,
+    target: SynthTarget,
+    *,
+    slo_ms: float,
+    capacity_rps: float | None,
+    rates: tuple[float, ...],
+    duration_s: float = 4.0,
+    cold_every: int = 0,
+    seed: int = 0,
+    sigma: float = 0.0,
+) -> None:
+    """Append a capacity trial of ``target`` to a session written by :func:`write_session`: open-loop rows at each
+    rate (latency around the target's median up to ``capacity_rps``, ten times it beyond), one trials.csv row per
+    rate and the result row (level "capacity") as the capacity trial writes them. ``cold_every``: every n-th
+    request of a function starts cold. A function's billed duration stays its median's: the extra latency past its
+    capacity is waiting (throttles, queueing at the client), not billed time."""
+    from perfdesk.controllers.stats import latency_samples, percentile
+
+    rng = np.random.default_rng(seed)
+    sid = path.name
+    t = T0 + 100_000.0
+    requests: list[dict[str, Any]] = []
+    trials: list[dict[str, Any]] = []
+    at_capacity: list[dict[str, Any]] = []
+    for rate in rates:
+        n = int(rate * duration_s)
+        over = capacity_rps is None or rate > capacity_rps
+        rows = []
+        for i in range(n):
+            base = target.median_ms * float(rng.lognormal(0.0, sigma))
+            latency = base * (10.0 if over else 1.0)
+            cold = bool(cold_every) and i % cold_every == 0
+            row = _row(sid, target, "capacity", "capacity", rate, i, 0, t + i / rate, latency, cold=cold)
+            if row["billed_ms"] != "":
+                duration = max(1.0, base - target.overhead_ms)
+                row.update(duration_ms=round(duration, 2), billed_ms=math.ceil(duration))
+            rows.append(row)
+        summary = _summary(rows, duration_s)
+        summary.update(loop="open", slo_p99_ms=slo_ms, note=("breaks" if over else "meets") + " the SLO")
+        trials.append(summary)
+        requests += rows
+        if rate == capacity_rps:
+            at_capacity = rows
+        t += duration_s + 1.0
+    result = dict(trials[-1])
+    samples = latency_samples(at_capacity)
+    result.update(
+        level="capacity",
+        capacity_rps=capacity_rps if capacity_rps is not None else "",
+        capacity_p99_ms=percentile(samples, 99) if capacity_rps is not None else "",
+        capacity_samples=len(samples),
+        note="synthetic capacity",
+    )
+    trials.append(result)
+    _append_csv(path / "requests.csv", REQUEST_COLUMNS, requests)
+    _append_csv(path / "trials.csv", TRIAL_COLUMNS, trials)
+
+
+def _append_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=columns).writerows(rows)

@@ -110,9 +110,10 @@ def test_server_trial_cost_over_wall_time(tmp_path):
     assert fn_warm.cost_usd == pytest.approx(((rows.billed_ms / 1000 * 1.0) * X86_GBS + REQ).sum())
 
 
-def test_hourly_in_manifest_wins_and_missing_price_is_explained(tmp_path):
+def test_the_targets_own_hourly_price_wins_and_missing_price_is_explained(tmp_path):
+    own = {"hourly_usd": 1.0, "price_source": "profile", "instance_type": "c5.xlarge"}
     targets = [
-        SynthTarget("srv", "local-server", 20.0, describe={"hourly_usd": 1.0, "instance_type": "c5.xlarge"}),
+        SynthTarget("srv", "local-server", 20.0, describe=own),
         SynthTarget("box", "ssh", 20.0),
     ]
     session = load_session(write_session(tmp_path / "s", targets=targets))

@@ -12,7 +12,7 @@ import pytest
 from perfdesk.cli import main
 from perfdesk.verdict.report.html import SECTIONS, write_report
 
-from .synth import SynthTarget, write_session
+from .synth import SynthTarget, add_capacity_trial, default_targets, write_session
 
 PRICES = {"targets": {"srv": {"instance_type": "t3.medium"}}}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -20,20 +20,27 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    return write_session(tmp_path_factory.mktemp("r") / "full", seed=5, prices=PRICES)
+    path = write_session(tmp_path_factory.mktemp("r") / "full", seed=5, prices=PRICES)
+    srv, fn = default_targets()
+    add_capacity_trial(path, srv, slo_ms=100, capacity_rps=40, rates=(10, 20, 40, 80))
+    add_capacity_trial(path, fn, slo_ms=100, capacity_rps=20, rates=(10, 20, 40), cold_every=10)
+    return path
 
 
 def test_report_has_every_chart_inline(session, tmp_path):
     out = write_report(session, tmp_path / "report.html")
     text = out.read_text()
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', text)
-    assert [alt for alt, _ in images] == [title for _, title, _ in SECTIONS]  # all six, in order
+    # all six, in order, then the cold starts side by side (no [traffic] in this profile: no traffic chart)
+    assert [alt for alt, _ in images] == [title for _, title, _ in SECTIONS] + ["cold start phases"]
     for _, data in images:
         assert base64.b64decode(data).startswith(PNG_MAGIC)
-    for section in ("verdict", *(key for key, _, _ in SECTIONS), "trials", "manifest"):
+    for section in ("verdict", *(key for key, _, _ in SECTIONS), "coldstarts", "trials", "manifest"):
         assert f"<section id='{section}'>" in text
     assert 'class="missing"' not in text
-    assert "srv becomes cheaper than fn from" in text  # the verdict names the crossover
+    assert "the server srv becomes cheaper than fn above" in text  # the verdict names the crossover
+    assert "At equal service (p99 &lt;= 100 ms for both)" in text
+    assert "srv sustains 40 req/s with p99 &lt;= 100 ms" in text and "fn sustains 20 req/s" in text
     assert 'src="http' not in text and "<script" not in text  # self-contained
     assert session.name in text and "t3.medium" in text  # manifest and profile shown
 

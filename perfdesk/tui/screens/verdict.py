@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -81,7 +82,8 @@ class VerdictScreen(Screen):
             return
         text.update("\n".join(_escape(line) for line in verdict.lines))
         for i, row in enumerate(verdict.table_rows()):
-            table.add_row(*row, key=str(i))
+            # Text cells: a DataTable reads a str cell as markup, and notes quote keys such as [prices.targets.x]
+            table.add_row(*(Text(cell) for cell in row), key=str(i))
         self._draw(plt, verdict)
         plot.refresh()
 

@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Static
 
 from perfdesk.controllers.memory_fit import memory_fits
 from perfdesk.controllers.results import LEVEL_OUT_OF_MEMORY
+from perfdesk.controllers.stats import percentile_text
 from perfdesk.tui.chart_data import num
 from perfdesk.tui.fmt import fmt, level_text
 
@@ -55,7 +56,8 @@ class ResultsTable(DataTable):
         self.clear()
         for key in sorted(self._rows, key=self._sort_key):
             s = self._rows[key]
-            err = sum(int(num(s.get(c)) or 0) for c in ("errors", "timeouts", "throttled"))
+            err = sum(int(num(s.get(c)) or 0) for c in ("errors", "timeouts", "throttled", "dropped"))
+            n = s.get("latency_samples")
             status = str(s.get("status", ""))
             self.add_row(
                 key[0],
@@ -65,9 +67,10 @@ class ResultsTable(DataTable):
                 fmt(s.get("ok"), 0),
                 str(err),
                 fmt(s.get("throughput_rps")),
-                fmt(s.get("p50_ms")),
-                fmt(s.get("p90_ms")),
-                fmt(s.get("p99_ms")),
+                # failures count as slower than any success; '*': fewer samples than the percentile needs
+                percentile_text(s.get("p50_ms"), n, 50),
+                percentile_text(s.get("p90_ms"), n, 90),
+                percentile_text(s.get("p99_ms"), n, 99),
                 fmt(s.get("max_ms")),
                 fmt(s.get("cold_starts"), 0),
                 key="|".join(key),

@@ -171,6 +171,47 @@ def cost_per_1k(costs: list[TrialCost]) -> bytes | None:
     return _png(fig)
 
 
+def capacity_chart(session: Session) -> bytes | None:
+    """p99 (failures as slower than any success) against each arrival rate the capacity trials tried, per target,
+    with each bound and the capacity found marked."""
+    from perfdesk.verdict.slo import capacities
+
+    trials = session.trials[session.trials["trial_kind"] == "capacity"].copy()
+    caps = capacities(session)
+    if not len(trials) or not caps:
+        return None
+    trials["rate"] = pd.to_numeric(trials["level"], errors="coerce")
+    trials["p99"] = pd.to_numeric(trials["p99_ms"], errors="coerce")
+    probes = trials[trials["rate"].notna()].sort_values("rate")
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    top = float(np.nanmax(probes["p99"].replace(np.inf, np.nan))) if probes["p99"].notna().any() else 1.0
+    for target, group in probes.groupby("target"):
+        p99 = group["p99"].replace(np.inf, np.nan)
+        (line,) = ax.plot(group["rate"], p99, "o-", label=str(target))
+        failed = group[np.isinf(group["p99"])]
+        if len(failed):  # failures reached the p99: drawn at the top, as crosses
+            ax.plot(failed["rate"], [top * 1.1] * len(failed), "x", color=line.get_color())
+        cap = caps.get(str(target))
+        if cap is not None:
+            ax.axhline(cap.slo_p99_ms, color=line.get_color(), ls=":", lw=1)
+            if cap.rps is not None:
+                ax.axvline(cap.rps, color=line.get_color(), ls="--", lw=1)
+                ax.annotate(
+                    f"{target}: {cap.rps:g} req/s",
+                    (cap.rps, cap.slo_p99_ms),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
+    ax.set_xlabel("arrival rate (req/s, open loop, Poisson)")
+    ax.set_ylabel("p99 latency (ms; x: failures reached it)")
+    ax.set_title("Capacity under the SLO: p99 at each rate tried (dotted: the bound, dashed: capacity)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def break_even_chart(result: BreakEven) -> bytes | None:
     """Monthly cost against sustained rate per target, with the crossovers marked."""
     curves = [c for c in result.curves if any(v is not None for v in c.monthly_usd)]
@@ -203,7 +244,11 @@ def break_even_chart(result: BreakEven) -> bytes | None:
     ax.set_yscale("log")
     ax.set_xlabel("sustained request rate (req/s)")
     ax.set_ylabel(f"USD per month ({result.hours_per_month:g} h)")
-    ax.set_title(f"Break-even (prices as of {result.prices_as_of})")
+    equal = any(c.equal_service for c in result.crossovers)
+    basis = "at equal service (capacity under the SLO)" if equal else "servers at saturation throughput"
+    emulated = [name for name, t in result.targets.items() if t.pricing.emulation]
+    caveat = f"; EMULATION: {', '.join(emulated)}" if emulated else ""
+    ax.set_title(f"Break-even, {basis} (prices as of {result.prices_as_of}){caveat}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _png(fig)

@@ -13,9 +13,11 @@ from typing import Any
 import pandas as pd
 
 from perfdesk.controllers.memory_fit import MemoryFit, memory_fits
+from perfdesk.verdict import words
 from perfdesk.verdict.cost import BreakEven, PriceBook, TrialCost, break_even, trial_costs
 from perfdesk.verdict.report import charts
 from perfdesk.verdict.session_data import Session, load_session
+from perfdesk.verdict.slo import capacities
 
 #: (section id, title, what to say when the session has nothing to draw)
 SECTIONS = [
@@ -23,6 +25,7 @@ SECTIONS = [
     ("throughput", "Throughput against concurrency", "no concurrency trial in this session"),
     ("cold", "Cold against warm", "no cold start in this session"),
     ("memory", "Memory sweep", "no memory trial in this session"),
+    ("capacity", "Capacity under the SLO", "no capacity trial in this session"),
     ("cost", "Cost per 1,000 inferences", "no priced trial (see the notes under Break-even)"),
     ("breakeven", "Break-even", "no target could be priced"),
 ]
@@ -102,28 +105,15 @@ def verdict_lines(session: Session, costs: list[TrialCost], result: BreakEven) -
             lines.append(
                 f"{name}: {_money(target.cost_per_1k_at_saturation_usd, 5)} per 1k inferences when one "
                 f"instance runs saturated at {target.saturation_rps:.3g} req/s "
-                f"({_money(target.pricing.hourly_usd)}/h)."
+                f"({_money(target.pricing.hourly_usd)}/h, {target.pricing.label})."
             )
         elif target.cost_per_request_usd is not None:
             lines.append(
                 f"{name}: {_money(target.cost_per_request_usd * 1000, 5)} per 1k inferences "
                 f"({target.pricing.memory_mb or '?'} MB {target.pricing.architecture}, cold-start share "
-                f"{target.cold_start_fraction:.2%}, {target.cold_fraction_source})."
+                f"{target.cold_start_fraction:.2%}, {target.cold_fraction_source}; {target.pricing.label})."
             )
-    for c in result.crossovers:
-        if c.break_even_rps:
-            text = (
-                f"{c.server} becomes cheaper than {c.function} from {c.break_even_rps:.3g} req/s sustained "
-                f"({_money(c.monthly_usd_at_break_even, 2)}/month each)"
-            )
-            if c.server_always_cheaper_from_rps and c.server_always_cheaper_from_rps > c.break_even_rps * 1.0001:
-                text += (
-                    f"; just past each full instance the function wins again, until "
-                    f"{c.server_always_cheaper_from_rps:.3g} req/s"
-                )
-            lines.append(text + ".")
-        else:
-            lines.append(f"{c.server} against {c.function}: {c.note}.")
+    lines += words.verdict_lines(result)
     lines += [f"Memory sweep {fit.line}." for fit in session_memory_fits(session)]
     return lines
 
@@ -139,6 +129,7 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
         "throughput": lambda: charts.throughput_vs_concurrency(session),
         "cold": lambda: charts.cold_vs_warm(session),
         "memory": lambda: charts.memory_sweep(session, costs),
+        "capacity": lambda: charts.capacity_chart(session),
         "cost": lambda: charts.cost_per_1k(costs),
         "breakeven": lambda: charts.break_even_chart(result),
     }
@@ -158,6 +149,8 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
         parts.append(f"<section id='{key}'><h2>{_e(title)}</h2>{_img(makers[key](), title, missing)}")
         if key == "memory" and (fits := session_memory_fits(session)):
             parts.append("<ul class='memory-fit'>" + "".join(f"<li>{_e(f.line)}</li>" for f in fits) + "</ul>")
+        if key == "capacity" and (caps := capacities(session)):
+            parts.append("<ul class='capacity'>" + "".join(f"<li>{_e(c.line())}</li>" for c in caps.values()) + "</ul>")
         if key == "cost":
             parts.append(
                 _table(
@@ -194,6 +187,8 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
                                 "monthly_usd_at_break_even": c.monthly_usd_at_break_even,
                                 "function_cold_share": c.function_cold_start_fraction,
                                 "cold_share_source": c.cold_fraction_source,
+                                "equal_service": c.equal_service,
+                                "server_basis": c.server_basis,
                                 "note": c.note,
                             }
                             for c in result.crossovers
@@ -204,11 +199,19 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
                 else ""
             )
             assumptions = [
-                f"{result.hours_per_month:g} hours a month; servers: ceil(rate / saturation "
-                "throughput) instances at the hourly price, saturation = the highest throughput over the "
-                "concurrency levels; functions: rate x expected cost per request (warm and cold mixed); "
-                "no free tier, data transfer or API Gateway."
-            ] + result.notes
+                f"{result.hours_per_month:g} hours a month; servers: ceil(rate / the rate one instance carries) "
+                "instances at the hourly price, that rate being its capacity under the SLO where a capacity trial "
+                "measured it (equal service), else the highest throughput over the concurrency levels (whatever "
+                "the latency there); functions: rate x expected cost per request (warm and cold mixed, the cold "
+                "share measured at the capacity rate where there is one); no free tier, data transfer or API "
+                "Gateway."
+            ]
+            assumptions += [
+                f"{name}: one instance carries {t.per_instance_rps:.3g} req/s ({t.basis})"
+                for name, t in result.targets.items()
+                if t.pricing.model == "server" and t.per_instance_rps
+            ]
+            assumptions += words.emulation_lines(result) + result.notes
             parts.append("<ul class='note'>" + "".join(f"<li>{_e(a)}</li>" for a in assumptions) + "</ul>")
         parts.append("</section>")
     trials = session.trials.copy()
@@ -246,6 +249,9 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
         trials_html = _table(trials[keep])
     else:
         trials_html = "<p class='missing'>no trials.csv in this session</p>"
+    from perfdesk.verdict.report.traffic_html import traffic_sections
+
+    parts += traffic_sections(session, book)
     parts.append(f"<section id='trials'><h2>Trials</h2>{trials_html}</section>")
     parts.append(
         f"<section id='manifest'><h2>Manifest</h2><pre>{_e(json.dumps(m, indent=2, default=str))}"
