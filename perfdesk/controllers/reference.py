@@ -39,10 +39,8 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     out.append(("[[workloads]]", WorkloadSpec, ()))
     # the built-in kinds in their order, then those other modules register, by name (whatever the import order)
     builtin = TRIAL_KINDS["warm"].spec.__module__
-    ordered = sorted(TRIAL_KINDS.items(), key=lambda kv: (kv[1].spec.__module__ != builtin, kv[0]))
-    ordered = [kv for kv in TRIAL_KINDS.items() if kv[1].spec.__module__ == builtin] + [
-        kv for kv in ordered if kv[1].spec.__module__ != builtin
-    ]
+    ordered = [kv for kv in TRIAL_KINDS.items() if kv[1].spec.__module__ == builtin]
+    ordered += sorted((kv for kv in TRIAL_KINDS.items() if kv[1].spec.__module__ != builtin), key=lambda kv: kv[0])
     for kind, tk in ordered:
         out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
