@@ -37,11 +37,11 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         except ImportError:  # a kind whose provider is not installed
             continue
     out.append(("[[workloads]]", WorkloadSpec, ()))
-    # the built-in kinds in their order, then those other modules register, by name (whatever the import order)
-    builtin = TRIAL_KINDS["warm"].spec.__module__
-    ordered = [kv for kv in TRIAL_KINDS.items() if kv[1].spec.__module__ == builtin]
-    ordered += sorted((kv for kv in TRIAL_KINDS.items() if kv[1].spec.__module__ != builtin), key=lambda kv: kv[0])
-    for kind, tk in ordered:
+    # the kinds defined in trials.py first, in its order; those registered by modules of their own after them, by
+    # name (their registration order depends on which module a program imports first)
+    builtin = ("cold", "warm", "concurrency", "rate", "memory", "stream")
+    order = sorted(TRIAL_KINDS, key=lambda k: (builtin.index(k) if k in builtin else len(builtin), k))
+    for kind, tk in ((k, TRIAL_KINDS[k]) for k in order):
         out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
 
@@ -50,6 +50,9 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     from perfdesk.controllers.traffic import TrafficSection
 
     out.append(("[traffic]", TrafficSection, ()))
+    from perfdesk.controllers.distributed import LoadSection
+
+    out.append(("[load]", LoadSection, ()))
     return out
 
 
