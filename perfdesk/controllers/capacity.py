@@ -7,7 +7,8 @@ intended send time (a saturated target cannot hide its queue), failures counted 
 The search:
 
 1. **Steps.** From ``start_rps`` (default: half the rate one client reaches sending back to back, measured first)
-   the rate is multiplied by ``step_factor`` until a rate breaks the SLO (or ``max_rps`` is reached).
+   the rate is multiplied by ``step_factor`` until a rate breaks the SLO (or ``max_rps`` is reached); when the
+   first rate already breaks it, the rate is divided by ``step_factor`` until one meets it.
 2. **Bisection** between the highest rate that met the SLO and the lowest that broke it, until they are within
    ``tolerance_pct`` of each other (or ``max_probes`` rates were tried).
 
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 
 #: The trials.csv level of a capacity trial's result row.
 RESULT_LEVEL = "capacity"
+#: The lowest rate the steps go down to when the first one already breaks the SLO.
+MIN_RPS = 0.1
 
 
 class CapacitySpec(TrialSpec):
@@ -77,7 +80,7 @@ class CapacitySpec(TrialSpec):
     windows: int = Field(2, ge=1, le=20, description="Consecutive windows that must agree at a rate.")
     max_windows: int = Field(5, ge=1, le=50, description="Windows at one rate at most before it counts as a break.")
     stability_pct: float = Field(
-        30.0, gt=0, le=1000, description="Agreeing windows' medians are within this % of their smallest."
+        50.0, gt=0, le=1000, description="Agreeing windows' medians are within this % of their smallest."
     )
     max_in_flight: int = Field(64, ge=1, le=4096, description="Client workers (functions: at most their limit).")
     seed: int = Field(0, description="Seed of the Poisson arrivals.")
@@ -235,10 +238,13 @@ def run_capacity(run: TrialRun) -> None:
         probe = _probe(run, spec, rate, len(probes), in_flight, timeout)
         probes.append(probe)
         if not probe.meets:
-            high = probe
-            break
+            high = probe if high is None or probe.rate < high.rate else high
+            if low is not None or rate <= MIN_RPS:
+                break
+            rate = max(MIN_RPS, rate / spec.step_factor)  # the first rate already broke it: step down
+            continue
         low = probe
-        if rate >= spec.max_rps:
+        if high is not None or rate >= spec.max_rps:
             break
         rate = min(spec.max_rps, rate * spec.step_factor)
     while (
