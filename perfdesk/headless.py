@@ -45,7 +45,13 @@ from perfdesk.controllers.results import LEVEL_OUT_OF_MEMORY
 from perfdesk.controllers.stats import few_samples_caption, num, percentile_text
 
 #: Colour of a level's status in the summary table and the progress lines (an out-of-memory level is a result).
-STATUS_STYLE = {"failed": "red", "interrupted": "yellow", "skipped": "yellow", LEVEL_OUT_OF_MEMORY: "magenta"}
+STATUS_STYLE = {
+    "failed": "red",
+    "timed out": "red",
+    "interrupted": "yellow",
+    "skipped": "yellow",
+    LEVEL_OUT_OF_MEMORY: "magenta",
+}
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -122,7 +128,7 @@ class HeadlessPrinter:
                     )
                     self.progress.stop_task(self._task)
                     self._task = None
-                if event.summary.get("status") in ("failed", "skipped", LEVEL_OUT_OF_MEMORY):
+                if event.summary.get("status") in ("failed", "timed out", "skipped", LEVEL_OUT_OF_MEMORY):
                     s = event.summary
                     color = STATUS_STYLE[s["status"]]
                     at = f" @{s['level']}" if s["status"] == LEVEL_OUT_OF_MEMORY else ""
@@ -300,5 +306,11 @@ def run_headless(
     print_verdict(console, outcome.session_path)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
+    from perfdesk.verdict.traffic import session_lines  # the traffic projection, the cold starts side by side
+
+    for line in session_lines(outcome.session_path):
+        console.print(escape(line), highlight=False)
+    for lost in outcome.lost:
+        console.print("[red]lost:[/] " + escape(lost), highlight=False)
     console.print(f"session: [bold]{escape(str(outcome.session_path))}[/] ({escape(str(outcome.status))})")
     return outcome.exit_code, outcome.session_path

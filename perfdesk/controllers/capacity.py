@@ -23,7 +23,7 @@ wait counts in their latency.
 
 Every probed rate is one level (its rows in requests.csv, its summary in trials.csv with ``slo_p99_ms``). A last
 trials.csv row, level ``capacity``, carries the result: ``capacity_rps`` (the highest rate that met the SLO; empty
-when even the first broke it), ``capacity_p99_ms`` (p99 over every request at that rate) and
+when even the first broke it), ``capacity_p99_ms`` (p99 over the windows the stability rule accepted at that rate) and
 ``capacity_samples`` (how many requests that p99 rests on), with the summary of that rate's requests.
 """
 
@@ -123,6 +123,8 @@ class Probe:
     meets: bool = False
     row: dict = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
+    #: the rows of the windows the stability rule accepted (the last ``windows`` of a rate that met the SLO)
+    accepted_rows: list[dict] = field(default_factory=list)
 
 
 def concurrency_limit(target: Target) -> int | None:
@@ -194,6 +196,7 @@ def _probe(run: TrialRun, spec: CapacitySpec, rate: float, index: int, in_flight
     send = rec.sender(closed_loop=False, timeout=timeout)
     verdict: bool | None = None
     w = 0
+    per_window_rows: list[list[dict]] = []
     while verdict is None and not rec.stop.is_set():
         window_rows: list[dict] = []
         lock = threading.Lock()
@@ -206,9 +209,12 @@ def _probe(run: TrialRun, spec: CapacitySpec, rate: float, index: int, in_flight
         run_open_loop(send, keep, offsets=offsets, cancel=rec.stop, max_in_flight=in_flight)
         probe.windows.append(window_verdict(window_rows, spec))
         probe.rows += window_rows
+        per_window_rows.append(window_rows)
         verdict = stable_verdict(probe.windows, spec)
         w += 1
     probe.meets = bool(verdict)
+    if probe.meets:
+        probe.accepted_rows = [row for rows in per_window_rows[-spec.windows :] for row in rows]
     last = probe.windows[-1] if probe.windows else None
     words = "meets" if probe.meets else "breaks"
     detail = ", ".join(f"p99 {x.p99_ms:.1f} ms, {x.failed_pct:.1f}% failed" for x in probe.windows)
@@ -281,7 +287,7 @@ def _finish(
     if not probes:
         return
     base = dict((low or probes[0]).row)
-    samples = latency_samples(low.rows) if low is not None else np.asarray([])
+    samples = latency_samples(low.accepted_rows) if low is not None else np.asarray([])
     tried = ", ".join(f"{p.rate:g}{'+' if p.meets else '-'}" for p in probes)
     limit_text = f"; at most {in_flight} in flight (the function's concurrency limit {limit})" if limit else ""
     if low is None:

@@ -44,6 +44,7 @@ from perfdesk.controllers.target import (
     target_class,
 )
 from perfdesk.controllers.trials import TRIAL_KINDS, TrialRun, TrialSpec
+from perfdesk.controllers.watchdog import TIMED_OUT, TargetLost
 from perfdesk.controllers.workload import Payload, WorkloadSpec, build_payloads
 
 
@@ -55,6 +56,8 @@ class Outcome:
     session_path: Path
     failures: list[str] = field(default_factory=list)
     summaries: list[dict] = field(default_factory=list)
+    #: Targets lost during a level: which, when, why, and whether they were brought back.
+    lost: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -76,6 +79,8 @@ class Experiment:
         self._log_lock = threading.Lock()
         self.failures: list[str] = []
         self.summaries: list[dict] = []
+        self.lost: list[str] = []
+        self._lost: dict[str, str] = {}  # target name -> why it was lost (it could not be brought back)
         self.ctx = TargetContext(
             session_id=self.session_id,
             emit=self.bus.emit,
@@ -96,7 +101,7 @@ class Experiment:
     def _collect(self, event) -> None:
         if isinstance(event, TrialFinished):
             self.summaries.append(event.summary)
-            if event.summary["status"] == "failed":
+            if event.summary["status"] in ("failed", TIMED_OUT):
                 s = event.summary
                 self.failures.append(f"{s['workload']}/{s['trial']}/{s['target']} level {s['level']}: {s['note']}")
         elif isinstance(event, LogLine):
@@ -236,8 +241,14 @@ class Experiment:
                 self._deploy_failed(mine, target, workload)
                 continue
             try:
-                for trial in mine:
+                for i, trial in enumerate(mine):
                     if self.cancel.is_set():
+                        break
+                    if target.name in self._lost:
+                        for rest in mine[i:]:
+                            self._emit_status(
+                                rest, target, workload, "skipped", f"target lost: {self._lost[target.name]}"
+                            )
                         break
                     self.run_trial(trial, target, workload)
                     ran += 1
@@ -267,10 +278,17 @@ class Experiment:
         """Run one trial on a deployed target (its levels' rows and summaries go to the bus); never raises for a
         failed trial: the trial is marked failed (or skipped, for an ability the target lacks)."""
         run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel)
+        run.recover = self._recover
         self._current = (target, workload.name, trial.name)
         self.log(f"trial {trial.name} ({trial.kind}) on {target.name}", target.name)
         try:
             TRIAL_KINDS[trial.kind].run(run)
+            if run.lost is not None and not self._recover(run):
+                self._lost[target.name] = run.lost
+        except TargetLost as exc:
+            self._lost[target.name] = exc.reason
+            self.log(f"trial {trial.name}: the rest skipped: target lost ({exc.reason})", target.name)
+            self._emit_status(trial, target, workload, "skipped", f"target lost: {exc.reason}")
         except Unsupported as exc:
             self.log(f"trial {trial.name} skipped: {exc}", target.name)
             self._emit_status(trial, target, workload, "skipped", str(exc))
@@ -283,6 +301,29 @@ class Experiment:
             self._emit_status(trial, target, workload, "failed", repr(exc))
         finally:
             self._current = None
+
+    def _recover(self, run: TrialRun) -> bool:
+        """A level lost ``run``'s target: try once to bring it back (tear down, deploy again: reconnect SSH,
+        restart the agent, re-create the environment). True when it serves again. Recorded in :attr:`lost`."""
+        target, workload, reason = run.target, run.workload, run.lost or "lost"
+        when = time.strftime("%H:%M:%S")
+        if self.cancel.is_set():
+            self.lost.append(
+                f"{target.name}: lost at {when} in trial {run.spec.name} ({reason}); not redeployed (stopped)"
+            )
+            return False
+        self.log(f"target lost ({reason}); tearing down and deploying again", target.name)
+        self.teardown(target)
+        back = self.deploy(target, workload)
+        self.lost.append(
+            f"{target.name}: lost at {when} in trial {run.spec.name} ({reason}); "
+            + (
+                "deployed again"
+                if back
+                else f"could not be deployed again: {self.failures[-1] if self.failures else '?'}"
+            )
+        )
+        return back
 
     def _emit_status(self, trial: TrialSpec, target: Target, workload: WorkloadSpec, status: str, note: str) -> None:
         self.bus.emit(
@@ -356,7 +397,7 @@ class Experiment:
         return BY_STATUS[self.status]
 
     def outcome(self) -> Outcome:
-        return Outcome(self.status, self.path, list(self.failures), list(self.summaries))
+        return Outcome(self.status, self.path, list(self.failures), list(self.summaries), list(self.lost))
 
     def close(self) -> None:
         """Tear every target down, write the manifest and close the session with its :attr:`status` (idempotent)."""

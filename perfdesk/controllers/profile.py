@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perfdesk.controllers.target import TargetSpec, known_kinds, target_class
+from perfdesk.controllers.traffic import TrafficSection
 from perfdesk.controllers.workload import WorkloadSpec
 
 if TYPE_CHECKING:
@@ -62,13 +63,14 @@ class Profile:
     trials: list[TrialSpec]
     thresholds: dict[str, float] = field(default_factory=dict)
     prices: dict[str, Any] = field(default_factory=dict)
+    traffic: TrafficSection | None = None  # [traffic]: what replay trials send and the verdict projects
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
 
-TOP_KEYS = ("session", "targets", "workloads", "trials", "thresholds", "prices")
+TOP_KEYS = ("session", "targets", "workloads", "trials", "thresholds", "prices", "traffic")
 
 
 # -- locating keys in the TOML text ---------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(path, [("", int(m.group(1)) if m else None, f"not valid TOML: {exc}")]) from None
 
     c = _Collector(path, text)
-    context = {"base_dir": path.parent.resolve()}
+    context: dict[str, Any] = {"base_dir": path.parent.resolve()}
     for key in raw:
         if key not in TOP_KEYS:
             c.add((key,), "unknown section" + _suggest(key, TOP_KEYS))
@@ -245,6 +247,9 @@ def load_profile(path: str | Path) -> Profile:
             wnames.add(spec.name)
             workloads.append(spec)
 
+    traffic = c.validate(TrafficSection, raw["traffic"], ("traffic",), context) if "traffic" in raw else None
+    context["traffic"] = traffic  # a replay trial sends it
+
     trials: list[TrialSpec] = []
     raw_trials = raw.get("trials", [])
     if not isinstance(raw_trials, list) or not raw_trials:
@@ -284,4 +289,4 @@ def load_profile(path: str | Path) -> Profile:
     if c.problems:
         raise ProfileError(path, c.problems)
     assert session is not None  # validate() returns None only after recording a problem
-    return Profile(path, raw, session, targets, workloads, trials, dict(thresholds), dict(prices))
+    return Profile(path, raw, session, targets, workloads, trials, dict(thresholds), dict(prices), traffic)

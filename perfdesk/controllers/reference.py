@@ -43,6 +43,9 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
 
     out.append(("[thresholds]", Thresholds, ()))
     out.append(("[prices]", PricesSection, ()))
+    from perfdesk.controllers.traffic import TrafficSection
+
+    out.append(("[traffic]", TrafficSection, ()))
     return out
 
 

@@ -124,6 +124,7 @@ REQUEST_COLUMNS = [
     "batch_size",
     "top1",
     "request_id",
+    "cold_phases",
 ]
 
 #: trials.csv, one row per trial x target x level.
@@ -144,6 +145,7 @@ TRIAL_COLUMNS = [
     "timeouts",
     "cancelled",
     "dropped",
+    "not_sent",
     "late_sends",
     "cold_starts",
     "started",
@@ -199,9 +201,37 @@ METRIC_COLUMNS = [
 ]
 
 
+def format_phases(phases: Any) -> str | None:
+    """A cold start's phases for requests.csv: ``name=ms`` pairs joined by ``;`` (the numeric ``*_ms`` entries of
+    a server's :class:`ColdStart.phases` or a function's ``init`` answer); None when there are none."""
+    if not isinstance(phases, dict):
+        return None
+    pairs = [
+        f"{k}={float(v):.3f}"
+        for k, v in phases.items()
+        if str(k).endswith("_ms") and isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    return ";".join(pairs) or None
+
+
+def parse_phases(text: Any) -> dict[str, float]:
+    """The inverse of :func:`format_phases` (empty for an empty cell)."""
+    out: dict[str, float] = {}
+    if not isinstance(text, str):
+        return out
+    for pair in text.split(";"):
+        name, _, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
 def request_row(result: RequestResult, **context: Any) -> dict[str, Any]:
     """Flatten a result plus its trial context into a requests.csv row (dict in REQUEST_COLUMNS order)."""
     data = asdict(result)
+    data["cold_phases"] = format_phases(result.extra.get("cold_phases") or result.extra.get("init"))
     data.pop("extra", None)
     data.update(context)
     intended = data.get("intended_send")

@@ -154,6 +154,18 @@ class Target(ABC):
         """Change the configured memory size (functions); only where ``supports_memory``."""
         raise Unsupported(f"{self.kind} targets have no memory size to set")
 
+    def check_alive(self) -> str | None:
+        """None while the deployed target is there; else why it is certainly gone ("the agent's process exited",
+        "emulator not listening"). Called about once a second during a level from a watchdog thread (concurrently
+        with :meth:`send`); must be quick and bounded. Default: None (nothing to check)."""
+        return None
+
+    def check_answering(self, timeout: float) -> str | None:
+        """None when the target answers a health request within ``timeout`` seconds; else what went wrong. A hung
+        target is judged lost when this fails and no request was answered for a while (a busy one still answers
+        requests). Called like :meth:`check_alive`. Default: None."""
+        return None
+
     def sample_metrics(self) -> dict[str, Any] | None:
         """One resource sample (CPU %, RSS, ...) or None; called about once a second during trials."""
         return None

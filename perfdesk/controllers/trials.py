@@ -33,6 +33,7 @@ from perfdesk.controllers.results import (
 )
 from perfdesk.controllers.stats import summarize
 from perfdesk.controllers.target import Target, TargetError, Unsupported
+from perfdesk.controllers.watchdog import LevelWatch, TargetLost
 from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path
 from perfdesk.shipped.wire import encode_request
 
@@ -50,6 +51,26 @@ class TrialSpec(BaseModel):
         10.0, ge=0, le=100, description="A level with more failed requests (errors + timeouts) than this fails."
     )
     late_threshold_ms: float = Field(5.0, ge=0, description="A send later than this past its intended time is late.")
+    max_consecutive_failures: int = Field(
+        20,
+        ge=0,
+        description="A level ends failed after this many failed requests in a row (connection failures: the "
+        "target is lost); 0: never.",
+    )
+    max_duration_s: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 86400,
+        description="A level still running after this many seconds ends 'timed out' (default: derived from its "
+        "plan: 1.5 x its duration + 30 s, or 3 x the time its first requests' pace plans + 30 s).",
+    )
+    unresponsive_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="A level ends failed (target lost) when the target's health check fails and no request was "
+        "answered for this many seconds (a hung target).",
+    )
 
 
 class ColdSpec(TrialSpec):
@@ -157,29 +178,53 @@ class TrialRun:
     emit: Callable
     cancel: threading.Event
     failed_levels: list[Any] = field(default_factory=list)
+    #: Why the target was lost in the latest level (its watchdog said so); None while it serves.
+    lost: str | None = None
+    #: Tries once to bring a lost target back (the experiment's); True when it serves again.
+    recover: Callable[[TrialRun], bool] | None = None
 
     def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> LevelRecorder:
+        """Start a level of ``expected`` requests (when known) or ``duration_s`` seconds. After a level that lost
+        the target, it is brought back first (once), else :class:`TargetLost` ends the trial."""
+        if self.lost is not None:
+            if self.recover is None or not self.recover(self):
+                raise TargetLost(self.target.name, self.lost)
+            self.lost = None
         self.emit(
             TrialStarted(
                 self.workload.name, self.spec.name, self.spec.kind, self.target.name, level, expected, duration_s
             )
         )
-        return LevelRecorder(self, level)
+        return LevelRecorder(self, level, planned=expected, duration_s=duration_s)
 
 
 class LevelRecorder:
     """Builds, emits (the session store writes them) and keeps the rows of one level, then its summary."""
 
-    def __init__(self, run: TrialRun, level: Any):
+    def __init__(self, run: TrialRun, level: Any, *, planned: int | None = None, duration_s: float | None = None):
         self.run = run
         self.level_value = level
+        self.planned = planned
         self.rows: list[dict] = []
         self._lock = threading.Lock()
         self._payload_cycle = itertools.cycle(range(len(run.payloads)))
         self.note = ""
-        #: Set when this level must stop sending (today: the run's cancel). Trial kinds pass ``rec.stop`` to the
-        #: load generator and check it between requests, never ``run.cancel`` directly.
-        self.stop: threading.Event = run.cancel
+        spec = run.spec
+        self.watch = LevelWatch(
+            run.target,
+            run.cancel,
+            planned=planned,
+            duration_s=duration_s,
+            max_error_pct=spec.max_error_pct,
+            max_consecutive_failures=spec.max_consecutive_failures,
+            max_duration_s=spec.max_duration_s,
+            unresponsive_s=spec.unresponsive_s,
+            log=run.target.log,
+        ).start()
+        #: Set when this level must stop sending: the run's cancel, or the level's watchdog (see
+        #: :mod:`perfdesk.controllers.watchdog`). Trial kinds pass ``rec.stop`` to the load generator and check it
+        #: between requests, never ``run.cancel`` directly, and send through :meth:`send`.
+        self.stop: threading.Event = self.watch.stop
 
     def payload(self) -> Payload:
         with self._lock:
@@ -214,16 +259,23 @@ class LevelRecorder:
         )
         with self._lock:
             self.rows.append(row)
+        self.watch.count(row)
         r.emit(RequestDone(row))
         return row
 
+    def send(self, payload: Payload, timeout: float | None = None) -> RequestResult | None:
+        """Send one request to the level's target; the level does not wait for it once the watchdog ended the
+        level (it comes back ``cancelled``). None, and nothing sent, when the level had already ended."""
+        return self.watch.send(payload, timeout=timeout)
+
     def sender(self, *, closed_loop: bool, timeout: float | None = None):
         """A load-generator send function over this level's target and payloads."""
-        target = self.run.target
 
         def send(seq: int, worker: int, intended: float) -> dict:
             payload = self.payload()
-            result = target.send(payload, timeout=timeout)
+            result = self.send(payload, timeout=timeout)
+            if result is None:
+                return {}  # the level ended before this request went out: not a row
             return self.record(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
 
         return send
@@ -232,11 +284,24 @@ class LevelRecorder:
         """Summarise the level's rows, decide its status (unless given) and emit its trials.csv row; ``extra``:
         kind-specific columns (e.g. a capacity trial's ``slo_p99_ms``)."""
         r = self.run
-        summary = summarize(self.rows, late_threshold_ms=r.spec.late_threshold_ms)
+        self.watch.close()
+        verdict = self.watch.verdict
+        if verdict is not None and verdict.lost:
+            r.lost = verdict.reason
+        with self._lock:
+            rows = list(self.rows)
+        summary = summarize(rows, late_threshold_ms=r.spec.late_threshold_ms)
         failed = summary["errors"] + summary["timeouts"]
+        not_sent = max(0, self.planned - len(rows)) if self.planned is not None else None
         if status is None:
             if r.cancel.is_set():
                 status = "interrupted"
+                note = note or (verdict.reason if verdict is not None else "")
+            elif verdict is not None:
+                status = verdict.status
+                note = verdict.reason + (
+                    f"; {not_sent:,} of {self.planned:,} planned requests not sent" if not_sent else ""
+                )
             elif summary["count"] and (summary["ok"] == 0 or 100.0 * failed / summary["count"] > r.spec.max_error_pct):
                 status = "failed"
                 oom = sum(1 for row in self.rows if is_out_of_memory(row))
@@ -258,20 +323,22 @@ class LevelRecorder:
             "note": note or self.note,
             **summary,
             **(extra or {}),
+            "not_sent": not_sent,
         }
-        if status == "failed":
+        if status in ("failed", "timed out"):
             r.failed_levels.append(self.level_value)
         r.emit(TrialFinished(row))
         return row
 
 
 def _sequential(rec: LevelRecorder, n: int, cancel: threading.Event, *, record: bool = True) -> None:
-    target = rec.run.target
     for i in range(n):
         if cancel.is_set():
             return
         payload = rec.payload()
-        result = target.send(payload)
+        result = rec.send(payload)
+        if result is None:
+            return
         if record:
             rec.record(result, payload, seq=i, closed_loop=True)
 
@@ -282,16 +349,20 @@ def run_cold(run: TrialRun) -> None:
     rec = run.level(1, expected=spec.count)
     try:
         for i in range(spec.count):
-            if run.cancel.is_set():
+            if rec.stop.is_set():
                 break
             cold = run.target.force_cold()
             payload = rec.payload()
-            result = run.target.send(payload)
+            result = rec.send(payload)
+            if result is None:
+                break
             result.cold = True
             if result.start_ms is None:
                 result.start_ms = cold.start_ms
             if result.init_ms is None:
                 result.init_ms = cold.init_ms
+            if cold.phases:
+                result.extra.setdefault("cold_phases", cold.phases)
             rec.record(result, payload, seq=i, closed_loop=True)
     except TargetError as exc:
         rec.finish("failed", str(exc))
@@ -371,7 +442,7 @@ def run_memory(run: TrialRun) -> None:
             except TargetError as exc:
                 rec.finish("failed", str(exc))
                 continue
-            out_of_memory = _memory_level(rec, spec, run.cancel)
+            out_of_memory = _memory_level(rec, spec, rec.stop)
             if out_of_memory is None:
                 rec.finish()
             else:
@@ -388,7 +459,6 @@ def run_memory(run: TrialRun) -> None:
 def _memory_level(rec: LevelRecorder, spec: MemorySpec, cancel: threading.Event) -> tuple[dict, str, int] | None:
     """Send one size's requests; stop at the first that runs out of memory and return (its row, which request it
     was, how many were left unsent)."""
-    target = rec.run.target
     # the first request after a configuration change runs in a fresh environment: recorded as the cold one
     plan = [("the cold request", True)]
     plan += [("a warm-up request", False)] * spec.warmup
@@ -398,7 +468,9 @@ def _memory_level(rec: LevelRecorder, spec: MemorySpec, cancel: threading.Event)
         if i and cancel.is_set():
             return None
         payload = rec.payload()
-        result = target.send(payload)
+        result = rec.send(payload)
+        if result is None:
+            return None
         oom = is_out_of_memory(result)
         if recorded or oom:
             row = rec.record(result, payload, seq=seq, closed_loop=True)
@@ -433,8 +505,9 @@ def run_stream(run: TrialRun) -> None:
 
     def one(i: int, due: float, payload: Payload) -> None:
         try:
-            result = run.target.send(payload)
-            rec.record(result, payload, seq=i, intended=due)
+            result = rec.send(payload)
+            if result is not None:
+                rec.record(result, payload, seq=i, intended=due)
         finally:
             slots.release()
 
@@ -442,7 +515,7 @@ def run_stream(run: TrialRun) -> None:
 
     for i in range(spec.frames):
         due = start + i * interval
-        if not _sleep_until(due, run.cancel):
+        if not _sleep_until(due, rec.stop):
             break
         payload = rec.payload()
         if not slots.acquire(timeout=max(0.0, due + interval - time.time())):
@@ -509,7 +582,7 @@ TRIAL_KINDS: dict[str, TrialKind] = {
 
 # Kinds in modules of their own register themselves in TRIAL_KINDS when imported (they import this module, so the
 # import is at the end: whichever of the two is imported first, both are complete after it).
-import perfdesk.controllers.capacity  # noqa: E402, F401
+import perfdesk.controllers.capacity  # noqa: E402
 
 
 def known_trial_kinds() -> list[str]:
@@ -518,3 +591,8 @@ def known_trial_kinds() -> list[str]:
 
 def trial_spec_model(kind: str) -> type[TrialSpec]:
     return TRIAL_KINDS[kind].spec
+
+
+# the traffic kinds (replay, idle) register themselves in TRIAL_KINDS; a plain import at the end works whichever
+# of the two modules is imported first
+import perfdesk.controllers.traffic_trials  # noqa: E402, F401

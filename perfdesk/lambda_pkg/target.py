@@ -940,6 +940,20 @@ class LocalLambdaTarget(_FunctionTarget):
             extra_variables=routes,
         )
 
+    def check_alive(self) -> str | None:
+        """The emulator's API port answers a TCP connection (an emulator that died refuses it at once)."""
+        import socket
+
+        url = self.spec.endpoint_url
+        if self._invoke_client is None or not url:
+            return None
+        parsed = urlparse(url)
+        try:
+            with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 80), timeout=2.0):
+                return None
+        except OSError as exc:
+            return f"the emulator at {url} is not listening ({exc.strerror or exc})"
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["python_used"] = sys.version.split()[0]

@@ -76,6 +76,8 @@ class AgentClient:
                 retries=False,
                 timeout=urllib3.Timeout(connect=min(10.0, timeout or self.timeout), read=timeout or self.timeout),
             )
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass: refused is no timeout
+            return RequestResult(actual_send=t0, receive=time.time(), status=ERROR, error=f"connection: {exc}")
         except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ConnectTimeoutError) as exc:
             return RequestResult(actual_send=t0, receive=time.time(), status=TIMEOUT, error=f"timed out: {exc}")
         except urllib3.exceptions.HTTPError as exc:
@@ -205,6 +207,25 @@ class AgentTarget(Target):
             now = time.time()
             return RequestResult(actual_send=now, receive=now, status=ERROR, error="agent not running")
         return client.predict(payload, timeout=timeout or self.spec.request_timeout_s)
+
+    def check_alive(self) -> str | None:
+        """The agent's process, as the subclass finds it (a local child, a pid file on the host)."""
+        if self.client is None or not self.state.serving:
+            return None
+        return None if self._agent_alive() else "the agent's process exited"
+
+    def check_answering(self, timeout: float) -> str | None:
+        """``/healthz`` with a short timeout of its own (the agent answers it from another request thread)."""
+        from perfdesk.controllers.watchdog import short_error
+
+        client = self.client
+        if client is None:
+            return None
+        try:
+            client.get_json("/healthz", timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
+            return f"/healthz: {short_error(str(exc))}"
+        return None
 
     def sample_metrics(self) -> dict[str, Any] | None:
         if self.client is None:

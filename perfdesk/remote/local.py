@@ -157,6 +157,7 @@ class LocalServerTarget(AgentTarget):
                 # gunicorn's quick shutdown (SIGTERM waits up to graceful_timeout for requests in flight; by the time
                 # a target is stopped its trial is over, or it is being restarted for a cold start)
                 os.killpg(proc.pid, signal.SIGINT)
+                os.killpg(proc.pid, signal.SIGCONT)  # a stopped (hung) agent handles the signal only once continued
             except ProcessLookupError:
                 pass
             try:

@@ -10,6 +10,7 @@ removes the token and run files and, unless ``keep_cache``, everything perfdesk 
 from __future__ import annotations
 
 import secrets
+import shlex
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
@@ -217,6 +218,29 @@ class SshTarget(AgentTarget):
             return self._transport().is_running(self.report.layout.pid)
         except TargetError:
             return True  # a transient SSH problem: let the health wait decide
+
+    def check_alive(self) -> str | None:
+        """The agent's process through the transport; a host SSH cannot reach again is lost too (requests go
+        through SSH's port forward), unless the agent is reached directly (``expose``)."""
+        if self.client is None or not self._started or self.report is None or not self.state.serving:
+            return None
+        q = shlex.quote(self.report.layout.pid)
+        try:
+            # an answer either way, so that a command cut short by a dropped link (no output) proves nothing
+            out = (
+                self._transport()
+                .run(
+                    f'p=$(cat {q} 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo alive; '
+                    "else echo gone; fi",
+                    timeout=10,
+                    check=False,
+                    step="check the agent",
+                )
+                .stdout.split()
+            )
+        except TargetError as exc:
+            return None if self.spec.expose else f"SSH: {exc}"
+        return f"the agent's process on {self._transport().host} exited" if out == ["gone"] else None
 
     def _stop_agent(self) -> None:
         if self._forward is not None:

@@ -189,7 +189,9 @@ class Transport(ABC):
         script = (
             f'[ -f {q} ] || exit 3; p=$(cat {q}); [ -n "$p" ] || {{ rm -f {q}; exit 3; }}; '
             f'kill -0 "$p" 2>/dev/null || kill -0 -"$p" 2>/dev/null || {{ rm -f {q}; exit 3; }}; '
-            f'kill -{signal} -"$p" 2>/dev/null || kill -{signal} "$p" 2>/dev/null; i=0; '
+            f'kill -{signal} -"$p" 2>/dev/null || kill -{signal} "$p" 2>/dev/null; '
+            # a stopped (SIGSTOP, hung) process handles the signal only once continued
+            f'kill -CONT -"$p" 2>/dev/null || kill -CONT "$p" 2>/dev/null; i=0; '
             f'while [ $i -lt {steps} ]; do kill -0 -"$p" 2>/dev/null || break; sleep 0.1; i=$((i+1)); done; '
             f'if kill -0 -"$p" 2>/dev/null; then kill -KILL -"$p" 2>/dev/null; echo killed; fi; rm -f {q}'
         )

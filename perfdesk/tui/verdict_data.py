@@ -90,6 +90,9 @@ def compute_verdict(path: str | Path) -> Verdict:
     out.lines = verdict_lines(result)
     if len(session.trials):
         out.lines += [f"Memory sweep {fit.line}." for fit in memory_fits(session.trials.to_dict("records"))]
+    from perfdesk.verdict.traffic import cold_start_lines, safe_projection_lines
+
+    out.lines += safe_projection_lines(session, book) + cold_start_lines(session)
     out.prices_as_of = result.prices_as_of
     for curve in result.curves:
         pairs = [(r, m) for r, m in zip(result.rates_rps, curve.monthly_usd) if m is not None]

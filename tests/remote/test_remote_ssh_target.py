@@ -146,12 +146,14 @@ requests = 12
     conc = [r for r in rows if r["trial_kind"] == "concurrency"]
     assert len(warm) == 6 and sum(r["status"] == OK for r in warm) >= 5  # at most the request on the dropped link
     assert target.transport is None or target.transport.reconnects >= 1
-    assert len(conc) == 12, "every request of the trial is a row, failed ones included"
+    trials = {r["trial_kind"]: r for r in csv.DictReader(open(outcome.session_path / "trials.csv"))}
+    # the error budget (10 % of 12) is spent at the second failure: the level ends there, the rest is not sent
+    assert len(conc) + int(trials["concurrency"]["not_sent"]) == 12, "every request sent is a row"
     assert sum(r["status"] == OK for r in conc) >= 4
     failed = [r for r in conc if r["status"] == ERROR]
     assert failed and all(r["error"] for r in failed)
-    trials = {r["trial_kind"]: r for r in csv.DictReader(open(outcome.session_path / "trials.csv"))}
     assert trials["warm"]["status"] == "completed" and trials["concurrency"]["status"] == "failed"
+    assert trials["concurrency"]["note"].startswith(("error budget spent: 2 of 12", "target lost"))
     assert list(csv.DictReader(open(outcome.session_path / "metrics.csv"))), "agent /metrics sampled"
     log = (outcome.session_path / "log.txt").read_text()
     assert "reconnecting" in log and "Booting worker" in log  # ssh notes and the agent's own log, streamed

@@ -31,10 +31,11 @@ def test_report_has_every_chart_inline(session, tmp_path):
     out = write_report(session, tmp_path / "report.html")
     text = out.read_text()
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', text)
-    assert [alt for alt, _ in images] == [title for _, title, _ in SECTIONS]  # all six, in order
+    # all six, in order, then the cold starts side by side (no [traffic] in this profile: no traffic chart)
+    assert [alt for alt, _ in images] == [title for _, title, _ in SECTIONS] + ["cold start phases"]
     for _, data in images:
         assert base64.b64decode(data).startswith(PNG_MAGIC)
-    for section in ("verdict", *(key for key, _, _ in SECTIONS), "trials", "manifest"):
+    for section in ("verdict", *(key for key, _, _ in SECTIONS), "coldstarts", "trials", "manifest"):
         assert f"<section id='{section}'>" in text
     assert 'class="missing"' not in text
     assert "the server srv becomes cheaper than fn above" in text  # the verdict names the crossover

@@ -249,6 +249,9 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
         trials_html = _table(trials[keep])
     else:
         trials_html = "<p class='missing'>no trials.csv in this session</p>"
+    from perfdesk.verdict.report.traffic_html import traffic_sections
+
+    parts += traffic_sections(session, book)
     parts.append(f"<section id='trials'><h2>Trials</h2>{trials_html}</section>")
     parts.append(
         f"<section id='manifest'><h2>Manifest</h2><pre>{_e(json.dumps(m, indent=2, default=str))}"
