@@ -10,6 +10,14 @@ from perfdesk.controllers.target import known_kinds, target_class
 from perfdesk.controllers.trials import TRIAL_KINDS
 from perfdesk.controllers.workload import WorkloadSpec
 
+#: The order of the trial kinds in the reference (kinds in modules of their own register in import order, which
+#: depends on what was imported first); kinds not listed follow, alphabetically.
+TRIAL_ORDER = ("cold", "warm", "concurrency", "rate", "memory", "stream", "capacity", "replay", "idle")
+
+
+def _trial_order(kind: str) -> tuple[int, str]:
+    return (TRIAL_ORDER.index(kind) if kind in TRIAL_ORDER else len(TRIAL_ORDER), kind)
+
 
 def _default(field) -> str:
     if field.is_required():
@@ -37,8 +45,8 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         except ImportError:  # a kind whose provider is not installed
             continue
     out.append(("[[workloads]]", WorkloadSpec, ()))
-    for kind, tk in TRIAL_KINDS.items():
-        out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
+    for kind in sorted(TRIAL_KINDS, key=_trial_order):
+        out.append((f'[[trials]] kind = "{kind}"', TRIAL_KINDS[kind].spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
 
     out.append(("[thresholds]", Thresholds, ()))
