@@ -41,7 +41,7 @@ class Verdict:
                 c.trial,
                 c.level,
                 c.target,
-                c.model,
+                c.model + (" (emulation)" if c.emulation else ""),
                 str(c.ok),
                 _num(c.duration_s, 2),
                 _usd(c.cost_usd),

@@ -279,6 +279,8 @@ class TrialCost:
     billed_init_ms: float | None = None
     instance_hours: float | None = None
     note: str = ""
+    #: non-empty for a local stand-in: this cost is an emulation's (see :attr:`TargetPricing.emulation`)
+    emulation: str = ""
 
 
 def _duration_s(group_rows: pd.DataFrame, trial_row: pd.Series | None) -> float | None:
@@ -321,6 +323,7 @@ def trial_costs(session: Session, book: PriceBook | None = None) -> list[TrialCo
             cost_usd=None,
             cost_per_1k_usd=None,
             note=price.note,
+            emulation=price.emulation,
         )
         if price.model == FUNCTION:
             costs = row_costs(rows, price, book.bill_init)

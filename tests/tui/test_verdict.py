@@ -190,6 +190,8 @@ def test_verdict_at_equal_service_names_capacities_and_emulations(profile, tmp_p
             assert "servers needed = ceil(rate / 40 req/s)" in text
             assert "EMULATION: srv is a local server" in text
             assert screen.verdict.basis.startswith("at equal service") and "EMULATION: srv" in screen.verdict.basis
+            billing = {r[2]: r[3] for r in screen.verdict.table_rows()}
+            assert billing == {"srv": "server (emulation)", "fn": "function"}
             # the server's curve is in steps of 40 req/s: one instance up to 40, two to 80
             rates, monthly = screen.verdict.curves["srv"]
             assert monthly[rates.index(max(r for r in rates if r <= 40))] == pytest.approx(C5_HOURLY * 730)
