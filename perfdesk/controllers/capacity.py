@@ -13,7 +13,8 @@ The search:
    ``tolerance_pct`` of each other (or ``max_probes`` rates were tried).
 
 A rate is *probed* in windows. A window sends at least ``min_samples`` requests (MLPerf's early-stopping minimum
-for a p99 by default, 459) and lasts at least ``window_s``; it meets the SLO when its p99 (failures as +inf) is at
+for a p99 by default, 459) and lasts at least ``window_s`` (at most ``max_window_s``: at a low rate a window then
+has fewer requests, and the result says so); it meets the SLO when its p99 (failures as +inf) is at
 most ``p99_ms`` and at most ``error_limit_pct`` of its requests failed. The stability rule: a rate meets the SLO
 when ``windows`` consecutive windows meet it and their medians agree within ``stability_pct``; it breaks it when
 ``windows`` consecutive windows break it; windows that keep disagreeing (a queue still growing, scale-out still
@@ -71,6 +72,12 @@ class CapacitySpec(TrialSpec):
     )
     max_probes: int = Field(12, ge=1, le=100, description="Rates tried at most (steps and bisection).")
     window_s: float = Field(5.0, gt=0, le=3600, description="Seconds a window lasts at least.")
+    max_window_s: float = Field(
+        120.0,
+        gt=0,
+        le=86400,
+        description="Seconds a window lasts at most: at a low rate it then has fewer than min_samples (marked).",
+    )
     min_samples: int | None = Field(
         None,
         ge=1,
@@ -94,6 +101,8 @@ class CapacitySpec(TrialSpec):
 
     @model_validator(mode="after")
     def _windows(self):
+        if self.max_window_s < self.window_s:
+            raise ValueError("max_window_s must be at least window_s")
         if self.max_windows < self.windows:
             raise ValueError("max_windows must be at least windows")
         if self.start_rps is not None and self.start_rps > self.max_rps:
@@ -191,6 +200,7 @@ def _single_client_rps(run: TrialRun, rec_stop: threading.Event) -> float | None
 def _probe(run: TrialRun, spec: CapacitySpec, rate: float, index: int, in_flight: int, timeout: float) -> Probe:
     rate = _round_rate(rate)
     per_window = max(spec.samples_per_window, math.ceil(spec.window_s * rate))
+    per_window = max(2, min(per_window, math.floor(spec.max_window_s * rate)))  # a low rate: max_window_s bounds it
     rec: LevelRecorder = run.level(rate, expected=per_window * spec.windows)
     probe = Probe(rate=rate)
     send = rec.sender(closed_loop=False, timeout=timeout)
