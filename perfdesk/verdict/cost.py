@@ -555,7 +555,7 @@ def crossover(server: TargetCost, function: TargetCost, hours_per_month: float) 
     b = hourly / (3600.0 * per_request)
     if b > sat:
         base.note = (
-            f"the function is cheaper at every rate: one saturated instance costs "
+            f"the function is cheaper at every rate: one instance at {sat:g} req/s ({server.basis}) costs "
             f"${hourly / (sat * 3.6):.4f} per 1k against ${per_request * 1000:.4f}"
         )
         return base
