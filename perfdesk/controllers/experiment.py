@@ -30,6 +30,7 @@ from perfdesk.controllers.events import (
     SessionStarted,
     TrialFinished,
     Warning_,
+    takes_batches,
 )
 from perfdesk.controllers.exit_codes import BY_STATUS, ExitCode
 from perfdesk.controllers.profile import Profile
@@ -98,6 +99,7 @@ class Experiment:
         self._final_status: str | None = None
 
     # -- events ---------------------------------------------------------------------------------------------
+    @takes_batches  # it reads no request rows: batches pass it whole
     def _collect(self, event) -> None:
         if isinstance(event, TrialFinished):
             self.summaries.append(event.summary)
@@ -279,6 +281,7 @@ class Experiment:
         failed trial: the trial is marked failed (or skipped, for an ability the target lacks)."""
         run = TrialRun(trial, target, workload, self.payloads(workload), self.session_id, self.bus.emit, self.cancel)
         run.recover = self._recover
+        run.load = self.profile.load
         self._current = (target, workload.name, trial.name)
         self.log(f"trial {trial.name} ({trial.kind}) on {target.name}", target.name)
         try:
@@ -407,6 +410,7 @@ class Experiment:
             return
         self.closed = True
         self._sampler_stop.set()
+        self.profile.load.close()  # the Locust master and workers, where [load] engine = "locust" started them
         for target in self.targets.values():
             self.teardown(target)
         described = {name: t.describe() for name, t in self.targets.items()}

@@ -10,14 +10,6 @@ from perfdesk.controllers.target import known_kinds, target_class
 from perfdesk.controllers.trials import TRIAL_KINDS
 from perfdesk.controllers.workload import WorkloadSpec
 
-#: The order of the trial kinds in the reference (kinds in modules of their own register in import order, which
-#: depends on what was imported first); kinds not listed follow, alphabetically.
-TRIAL_ORDER = ("cold", "warm", "concurrency", "rate", "memory", "stream", "capacity", "replay", "idle")
-
-
-def _trial_order(kind: str) -> tuple[int, str]:
-    return (TRIAL_ORDER.index(kind) if kind in TRIAL_ORDER else len(TRIAL_ORDER), kind)
-
 
 def _default(field) -> str:
     if field.is_required():
@@ -45,8 +37,12 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         except ImportError:  # a kind whose provider is not installed
             continue
     out.append(("[[workloads]]", WorkloadSpec, ()))
-    for kind in sorted(TRIAL_KINDS, key=_trial_order):
-        out.append((f'[[trials]] kind = "{kind}"', TRIAL_KINDS[kind].spec, ()))
+    # the kinds defined in trials.py first, in its order; those registered by modules of their own after them, by
+    # name (their registration order depends on which module a program imports first)
+    builtin = ("cold", "warm", "concurrency", "rate", "memory", "stream")
+    order = sorted(TRIAL_KINDS, key=lambda k: (builtin.index(k) if k in builtin else len(builtin), k))
+    for kind, tk in ((k, TRIAL_KINDS[k]) for k in order):
+        out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
 
     out.append(("[thresholds]", Thresholds, ()))
@@ -54,6 +50,9 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     from perfdesk.controllers.traffic import TrafficSection
 
     out.append(("[traffic]", TrafficSection, ()))
+    from perfdesk.controllers.distributed import LoadSection
+
+    out.append(("[load]", LoadSection, ()))
     return out
 
 
