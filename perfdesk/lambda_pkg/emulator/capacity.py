@@ -723,6 +723,12 @@ class Capacity:
         assert pv.pool is not None
         return pv.pool.acquire()
 
+    def refuse_latest(self, name: str) -> None:
+        """An invoke naming ``$LATEST`` of a function on a capacity provider fails as on Lambda."""
+        fn = self.emu.functions.get(name)
+        if fn is not None and fn.capacity_provider_config is not None:
+            raise invalid(f"Function {fn.arn}:$LATEST runs on a capacity provider: invoke a published version.")
+
     def release(self, env: ExecutionEnvironment | None) -> bool:
         """Return a managed worker to its pool; False for an on-demand environment."""
         managed = getattr(env, "managed_env", None)

@@ -1006,6 +1006,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
     def h_invoke(self, raw, query, fn):
         name = self._qualified(query, fn)
+        explicit = (query.get("Qualifier") or [""])[0] or (fn.split(":")[-1] if fn.count(":") in (1, 7) else "")
+        if explicit == "$LATEST":  # a function on a capacity provider has no $LATEST to invoke (capacity.py)
+            self.emu.capacity.refuse_latest(name)
         kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         tail = self.headers.get("X-Amz-Log-Type", "None") == "Tail"
         if kind == "DryRun":
