@@ -31,6 +31,7 @@ from perfdesk.controllers.events import (
     EventBus,
     LogLine,
     RequestDone,
+    RequestsDone,
     SessionStarted,
     TargetState,
     TrialFinished,
@@ -88,6 +89,9 @@ class HeadlessPrinter:
         self._duration: float | None = None
         self._lock = threading.Lock()
 
+    #: the event bus hands this printer whole RequestsDone batches (one progress update per batch)
+    takes_batches = True
+
     def __call__(self, event) -> None:
         if isinstance(event, TrialStarted):
             with self._lock:
@@ -97,19 +101,20 @@ class HeadlessPrinter:
                 total = event.expected if event.expected is not None else None
                 desc = f"{event.workload} {event.trial} {event.target} @{event.level}"
                 self._task = self.progress.add_task(desc, total=total if total is not None else 100, rate="-", errors=0)
-        elif isinstance(event, RequestDone):
+        elif isinstance(event, RequestDone | RequestsDone):
+            rows = event.rows if isinstance(event, RequestsDone) else [event.row]
             with self._lock:
                 if self._task is None:
                     return
-                self._done += 1
-                if event.row.get("status") != "ok":
-                    self._errors += 1
+                before = self._done
+                self._done += len(rows)
+                self._errors += sum(1 for row in rows if row.get("status") != "ok")
                 elapsed = max(1e-6, time.time() - self._started)
                 if self._duration:
                     completed = min(100.0, 100.0 * elapsed / self._duration)
                 else:
                     completed = self._done
-                if self._done % 5 == 0 or completed >= 100:
+                if self._done // 5 != before // 5 or completed >= 100:
                     self.progress.update(
                         self._task, completed=completed, rate=f"{self._done / elapsed:.1f}", errors=self._errors
                     )
@@ -304,6 +309,13 @@ def run_headless(
     for fit in memory_fits(outcome.summaries):
         console.print("memory sweep " + escape(fit.line), highlight=False)
     print_verdict(console, outcome.session_path)
+    try:  # the verdict across paradigms (server, on-demand, SnapStart, Managed Instances), where there are several
+        from perfdesk.verdict.paradigms import session_lines as paradigm_lines
+
+        for line in paradigm_lines(outcome.session_path):
+            console.print("paradigms " + escape(line), highlight=False)
+    except Exception as exc:  # noqa: BLE001 - the summary must not hide the run's outcome
+        console.print(f"[yellow]paradigms verdict unavailable:[/] {escape(str(exc))}", highlight=False)
     for failure in outcome.failures:
         console.print("[red]failed:[/] " + escape(str(failure)), highlight=False)
     from perfdesk.verdict.traffic import session_lines  # the traffic projection, the cold starts side by side

@@ -67,6 +67,20 @@ class RequestDone(Event):
 
 
 @dataclass(frozen=True)
+class RequestsDone(Event):
+    """Several finished requests at once (the event-driven load generator emits one per loop tick). A subscriber
+    marked with :func:`takes_batches` gets it whole; every other subscriber gets one :class:`RequestDone` per row."""
+
+    rows: list[dict]
+
+
+def takes_batches(fn: Callable) -> Callable:
+    """Mark a subscriber (function or method) as handling :class:`RequestsDone` itself."""
+    fn.takes_batches = True  # type: ignore[attr-defined]
+    return fn
+
+
+@dataclass(frozen=True)
 class MetricSample(Event):
     row: dict  # a metrics.csv row (METRIC_COLUMNS)
 
@@ -74,6 +88,17 @@ class MetricSample(Event):
 @dataclass(frozen=True)
 class TrialFinished(Event):
     summary: dict  # a trials.csv row (TRIAL_COLUMNS)
+
+
+@dataclass(frozen=True)
+class LoadClients(Event):
+    """The machines that sent one level's load (``[load] engine = "locust"``) and their clock offsets."""
+
+    workload: str
+    trial: str
+    target: str
+    level: Any
+    facts: dict
 
 
 @dataclass(frozen=True)
@@ -99,5 +124,16 @@ class EventBus:
                 self._subs.remove(fn)
 
     def emit(self, event: Event) -> None:
+        if isinstance(event, RequestsDone):
+            singles: list[RequestDone] | None = None
+            for fn in list(self._subs):
+                if getattr(fn, "takes_batches", False):
+                    fn(event)
+                else:
+                    if singles is None:
+                        singles = [RequestDone(row) for row in event.rows]
+                    for single in singles:
+                        fn(single)
+            return
         for fn in list(self._subs):
             fn(event)

@@ -23,6 +23,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "tensorflow": ("tensorflow",),
     "video": ("av",),
     "emulator": ("awslambdaric", "moto"),
+    # [load] engine = "locust": the master and the local workers run on this machine's interpreter
+    "locust": ("locust",),
 }
 #: What the agent needs besides an inference runtime: part of the base install, checked all the same (a trimmed
 #: environment gets a message, not an agent dying at start-up).

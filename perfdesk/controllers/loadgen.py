@@ -8,6 +8,10 @@ worker was busy is sent late and counted as late.
 
 Cancellation: setting ``cancel`` stops new sends at once; requests in flight finish (bounded by the target's
 request timeout) and their rows are kept.
+
+A ``send`` that carries an event-driven twin (a :class:`Send` whose ``aio`` is set: the level's target has an
+event-driven client) is driven by :mod:`perfdesk.controllers.aioload` instead: the same loops on one event loop,
+with no thread per request in flight. Callers need not know which runs.
 """
 
 from __future__ import annotations
@@ -17,11 +21,24 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 SendFn = Callable[[int, int, float], dict]
 RowFn = Callable[[dict], None]
+
+
+class Send:
+    """A sync ``send(seq, worker, intended) -> row`` and, where the target has an event-driven client, its twin
+    (``aio``, an :class:`perfdesk.controllers.aioload.LoopSender`) that the loops below prefer."""
+
+    def __init__(self, fn: SendFn, aio: Any = None):
+        self.fn = fn
+        self.aio = aio
+
+    def __call__(self, seq: int, worker: int, intended: float) -> dict:
+        return self.fn(seq, worker, intended)
 
 
 def constant_schedule(rate: float, *, duration_s: float | None = None, count: int | None = None) -> np.ndarray:
@@ -84,6 +101,16 @@ def run_closed_loop(
     """``concurrency`` workers send back to back until ``duration_s`` has passed or ``count`` requests were sent."""
     if (duration_s is None) == (count is None):
         raise ValueError("give exactly one of duration_s and count")
+    aio = getattr(send, "aio", None)
+    if aio is not None:
+        from perfdesk.controllers import aioload
+
+        aioload.run_coroutine(
+            lambda: aioload.closed_loop(
+                aio, on_row, concurrency=concurrency, cancel=cancel, duration_s=duration_s, count=count
+            )
+        )
+        return
     seq = itertools.count()
     lock = threading.Lock()
     end = time.time() + duration_s if duration_s is not None else None
@@ -115,6 +142,13 @@ def run_open_loop(
     max_in_flight: int = 64,
 ) -> dict:
     """Send at ``start + offsets[i]`` from a pool of ``max_in_flight`` workers. Returns dispatcher statistics."""
+    aio = getattr(send, "aio", None)
+    if aio is not None:
+        from perfdesk.controllers import aioload
+
+        return aioload.run_coroutine(
+            lambda: aioload.open_loop(aio, on_row, offsets=offsets, cancel=cancel, max_in_flight=max_in_flight)
+        )
     jobs: queue.SimpleQueue = queue.SimpleQueue()
     stop = object()
 

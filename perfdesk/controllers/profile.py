@@ -1,7 +1,7 @@
 """Profiles: a TOML file read with tomllib into a strict, documented schema.
 
 Sections: ``[session]``, ``[[targets]]`` (one per target; the ``kind`` picks the schema), ``[[workloads]]``,
-``[[trials]]`` (the ``kind`` picks the schema), and the optional ``[thresholds]`` and ``[prices]``.
+``[[trials]]`` (the ``kind`` picks the schema), and the optional ``[thresholds]``, ``[prices]`` and ``[load]``.
 
 Every error is for people: :class:`ProfileError` names the file, the key path and the line where TOML has it,
 suggests the closest key for a typo, and the CLI prints it without a traceback and exits 2.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from perfdesk.controllers.distributed import LoadSection
 from perfdesk.controllers.target import TargetSpec, known_kinds, target_class
 from perfdesk.controllers.traffic import TrafficSection
 from perfdesk.controllers.workload import WorkloadSpec
@@ -64,13 +65,14 @@ class Profile:
     thresholds: dict[str, float] = field(default_factory=dict)
     prices: dict[str, Any] = field(default_factory=dict)
     traffic: TrafficSection | None = None  # [traffic]: what replay trials send and the verdict projects
+    load: LoadSection = field(default_factory=lambda: LoadSection())
 
     @property
     def base_dir(self) -> Path:
         return self.path.parent
 
 
-TOP_KEYS = ("session", "targets", "workloads", "trials", "thresholds", "prices", "traffic")
+TOP_KEYS = ("session", "targets", "workloads", "trials", "thresholds", "prices", "traffic", "load")
 
 
 # -- locating keys in the TOML text ---------------------------------------------------------------------------
@@ -183,6 +185,22 @@ class _Collector:
             return None
 
 
+def _split_worker_hosts(c: _Collector, load: LoadSection, targets: list[TargetSpec], trials: list) -> list:
+    """Targets named in ``[load] worker_hosts`` are load machines, not measured: they leave the target list."""
+    load.attach_targets(targets)
+    hosts = set(load.worker_hosts)
+    for spec in targets:
+        if spec.name in hosts and spec.kind not in ("ssh", "ec2"):
+            c.add(("load", "worker_hosts"), f"{spec.name!r} is a {spec.kind} target; name an ssh or ec2 target")
+    for i, trial in enumerate(trials):
+        for tname in set(getattr(trial, "targets", None) or []) & hosts:
+            c.add(("trials", i, "targets"), f"{tname!r} is a worker host ([load] worker_hosts), not measured")
+    measured = [t for t in targets if t.name not in hosts]
+    if targets and not measured:
+        c.add(("load", "worker_hosts"), "every target is a worker host; at least one target must be measured")
+    return measured
+
+
 def load_profile(path: str | Path) -> Profile:
     """Read and validate a profile; raises :class:`ProfileError` with every problem found."""
     from perfdesk.controllers.trials import known_trial_kinds, trial_spec_model
@@ -286,7 +304,13 @@ def load_profile(path: str | Path) -> Profile:
     if c.validate(PricesSection, prices, ("prices",), context) is None:
         prices = {}
 
+    load = c.validate(LoadSection, raw.get("load", {}), ("load",), context)
+    if load is not None and load.worker_hosts:
+        targets = _split_worker_hosts(c, load, targets, trials)
+
     if c.problems:
         raise ProfileError(path, c.problems)
-    assert session is not None  # validate() returns None only after recording a problem
-    return Profile(path, raw, session, targets, workloads, trials, dict(thresholds), dict(prices), traffic)
+    assert session is not None and load is not None  # validate() returns None only after recording a problem
+    return Profile(
+        path, raw, session, targets, workloads, trials, dict(thresholds), dict(prices), traffic=traffic, load=load
+    )

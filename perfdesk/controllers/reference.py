@@ -37,7 +37,11 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         except ImportError:  # a kind whose provider is not installed
             continue
     out.append(("[[workloads]]", WorkloadSpec, ()))
-    for kind, tk in TRIAL_KINDS.items():
+    # the kinds defined in trials.py first, in its order; those registered by modules of their own after them, by
+    # name (their registration order depends on which module a program imports first)
+    builtin = ("cold", "warm", "concurrency", "rate", "memory", "stream")
+    order = sorted(TRIAL_KINDS, key=lambda k: (builtin.index(k) if k in builtin else len(builtin), k))
+    for kind, tk in ((k, TRIAL_KINDS[k]) for k in order):
         out.append((f'[[trials]] kind = "{kind}"', tk.spec, ()))
     from perfdesk.controllers.sections import PricesSection, Thresholds
 
@@ -46,6 +50,9 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     from perfdesk.controllers.traffic import TrafficSection
 
     out.append(("[traffic]", TrafficSection, ()))
+    from perfdesk.controllers.distributed import LoadSection
+
+    out.append(("[load]", LoadSection, ()))
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from perfdesk.shipped.wire import parse_response
@@ -49,6 +49,8 @@ class RequestResult:
     cold: bool = False
     start_ms: float | None = None
     init_ms: float | None = None
+    restore_ms: float | None = None  # a SnapStart cold start: Restore Duration (no init_ms)
+    billed_restore_ms: float | None = None
     # function figures from the REPORT line
     duration_ms: float | None = None
     billed_ms: float | None = None
@@ -98,6 +100,7 @@ REQUEST_COLUMNS = [
     "level",
     "seq",
     "worker",
+    "client",  # the load engine's worker that sent it (``[load] engine = "locust"``); empty: this machine
     "intended_send",
     "actual_send",
     "receive",
@@ -125,6 +128,8 @@ REQUEST_COLUMNS = [
     "top1",
     "request_id",
     "cold_phases",
+    "restore_ms",
+    "billed_restore_ms",
 ]
 
 #: trials.csv, one row per trial x target x level.
@@ -175,12 +180,17 @@ TRIAL_COLUMNS = [
     "init_p50_ms",
     "billed_ms_mean",
     "max_memory_used_mb",
+    "invoke_path",
+    "invoke_overhead_p50_ms",
+    "burst_environments",
+    "burst_all_warm_ms",
     # capacity trials: the p99 bound, and the highest sustained rate under it (see controllers/capacity.py)
     "slo_p99_ms",
     "capacity_rps",
     "capacity_p99_ms",
     "capacity_samples",
     "note",
+    "restore_p50_ms",
 ]
 
 #: metrics.csv, one row per resource sample.
@@ -230,7 +240,8 @@ def parse_phases(text: Any) -> dict[str, float]:
 
 def request_row(result: RequestResult, **context: Any) -> dict[str, Any]:
     """Flatten a result plus its trial context into a requests.csv row (dict in REQUEST_COLUMNS order)."""
-    data = asdict(result)
+    # a shallow copy of the fields (``asdict`` deep-copies, and this runs once per request on the hot path)
+    data = result.__dict__.copy()
     data["cold_phases"] = format_phases(result.extra.get("cold_phases") or result.extra.get("init"))
     data.pop("extra", None)
     data.update(context)
@@ -242,4 +253,4 @@ def request_row(result: RequestResult, **context: Any) -> dict[str, Any]:
     if data.get("latency_ms") is None:
         # open loop: from the intended send time (coordinated omission); closed loop: intended == actual
         data["latency_ms"] = (result.receive - intended) * 1000.0
-    return {col: data.get(col) for col in REQUEST_COLUMNS}
+    return dict(zip(REQUEST_COLUMNS, map(data.get, REQUEST_COLUMNS), strict=True))

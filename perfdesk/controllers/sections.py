@@ -30,6 +30,12 @@ class TargetPrice(BaseModel):
     architecture: str | None = Field(None, description="Function architecture: x86_64 or arm64.")
 
 
+class SnapStartRate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cache_gb_second: float = Field(ge=0, description="USD per GB-second of a version's snapshot cache.")
+    restore_gb: float = Field(ge=0, description="USD per GB restored (each SnapStart cold start).")
+
+
 class PricesSection(BaseModel):
     """The profile's optional ``[prices]`` section, merged key by key over the shipped prices.json."""
 
@@ -46,6 +52,9 @@ class PricesSection(BaseModel):
     # keys of these two are region -> architecture / instance type
     lambda_: dict[str, dict[str, LambdaRate]] | None = Field(None, alias="lambda")
     ec2: dict[str, dict[str, float]] | None = Field(None, description="region -> instance type -> USD per hour.")
+    snapstart: dict[str, SnapStartRate] | None = Field(
+        None, description="region -> SnapStart prices (the snapshot cache per GB-second, each restore per GB)."
+    )
     targets: dict[str, TargetPrice] | None = Field(None, description="Per-target pricing, by target name.")
 
 

@@ -1,7 +1,9 @@
 """The session store: one folder per run with requests.csv, trials.csv, metrics.csv and manifest.json.
 
-Rows are appended and flushed as they complete (a killed run keeps every finished request). The manifest is written
-at the start (status "running") and rewritten at the end, so even a killed run says what was measured.
+Rows are appended and flushed as they complete (a killed run keeps every finished request): one at a time from
+the thread pool, or in the batches of one event-loop tick (:class:`RequestsDone`) from the event-driven client. The
+manifest is written at the start (status "running") and rewritten at the end, so even a killed run says what was
+measured.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from perfdesk import __version__
-from perfdesk.controllers.events import Event, MetricSample, RequestDone, TrialFinished
+from perfdesk.controllers.events import (
+    Event,
+    LoadClients,
+    MetricSample,
+    RequestDone,
+    RequestsDone,
+    TrialFinished,
+    takes_batches,
+)
 from perfdesk.controllers.results import METRIC_COLUMNS, REQUEST_COLUMNS, TRIAL_COLUMNS
 
 _SECRET_KEY = re.compile(r"(token|secret|password|passphrase|access_key|session_key|credential)", re.I)
@@ -64,6 +74,7 @@ class _CsvFile:
         new = not path.exists()
         self._fh = open(path, "a", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._fh, fieldnames=columns, extrasaction="ignore")
+        self._plain = csv.writer(self._fh)
         if new:
             self._writer.writeheader()
             self._fh.flush()
@@ -78,6 +89,17 @@ class _CsvFile:
             self._writer.writerow(clean)
             self._fh.flush()
             self.rows += 1
+
+    def write_many(self, rows: list[dict]) -> None:
+        """Several rows, one write and one flush (the event-driven load generator's batches)."""
+        columns = self.columns
+        lines = [list(map(row.get, columns)) for row in rows]  # the csv module writes None as ""
+        with self._lock:
+            if self._fh.closed:
+                return
+            self._plain.writerows(lines)
+            self._fh.flush()
+            self.rows += len(lines)
 
     def close(self) -> None:
         with self._lock:
@@ -109,13 +131,21 @@ class SessionStore:
         self.started = clock()
         self._clock = clock
 
+    @takes_batches
     def handle(self, event: Event) -> None:
         if isinstance(event, RequestDone):
             self.requests.write(event.row)
+        elif isinstance(event, RequestsDone):
+            self.requests.write_many(event.rows)
         elif isinstance(event, MetricSample):
             self.metrics.write(event.row)
         elif isinstance(event, TrialFinished):
             self.trials.write(event.summary)
+        elif isinstance(event, LoadClients):
+            # the manifest's "load": per level, which clients sent it and their clock offsets
+            entry = {"workload": event.workload, "trial": event.trial, "target": event.target, "level": event.level}
+            self.manifest.setdefault("load", []).append({**entry, **event.facts})
+            self.write_manifest()
 
     def write_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)

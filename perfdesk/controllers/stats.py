@@ -194,6 +194,15 @@ def summarize(rows: Iterable[dict], *, late_threshold_ms: float = 5.0) -> dict[s
     out["server_inference_p50_ms"] = percentile(inf, 50)
     init = [v for v in (num(r.get("init_ms")) for r in rows) if v is not None]
     out["init_p50_ms"] = percentile(init, 50)
+    # a function's invoke overhead: the client's time less the function's Duration (REPORT, or the handler's own)
+    overhead = [
+        float(r["service_ms"]) - d
+        for r in ok
+        if (d := num(r.get("duration_ms"))) is not None and num(r.get("service_ms")) is not None
+    ]
+    out["invoke_overhead_p50_ms"] = percentile(overhead, 50)
+    restore = [v for v in (num(r.get("restore_ms")) for r in rows) if v is not None]
+    out["restore_p50_ms"] = percentile(restore, 50)  # SnapStart: cold starts are restores, with no init
     billed = [v for v in (num(r.get("billed_ms")) for r in ok) if v is not None]
     out["billed_ms_mean"] = float(np.mean(billed)) if billed else math.nan
     mem = [v for v in (num(r.get("max_memory_used_mb")) for r in rows) if v is not None]

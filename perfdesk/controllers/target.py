@@ -15,16 +15,16 @@ import importlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from perfdesk.controllers.events import Event, LogLine, TargetState
-from perfdesk.controllers.results import RequestResult
+from perfdesk.controllers.results import RequestResult, result_from_response
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
@@ -85,6 +85,23 @@ class ColdStart:
 
 
 @dataclass
+class HttpRequest:
+    """One request as any HTTP client can send it: what a load engine outside perfdesk (Locust's workers) sends."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    method: str = "POST"
+    #: the answer (status, body, response headers, send and receive times) as a result; default: perfdesk's wire
+    #: format (the agent's answer)
+    parse: Callable[[int, bytes, Mapping[str, str], float, float], RequestResult] = field(
+        default=lambda status, body, headers, t0, t1: result_from_response(status, body, t0, t1)
+    )
+    #: check the server's certificate (https)
+    verify_tls: bool = True
+
+
+@dataclass
 class TargetContext:
     """What a target gets from the experiment: where to send events, the session id, cancellation."""
 
@@ -93,6 +110,17 @@ class TargetContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.time
     work_dir: str = "."
+
+
+class AsyncClient(Protocol):
+    """An event-driven client of one target, made by :meth:`Target.async_client` inside the load generator's event
+    loop and used only from that loop (many requests in flight on one thread)."""
+
+    async def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        """As :meth:`Target.send`: never raises for a failed request (cancellation excepted)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class Target(ABC):
@@ -112,6 +140,9 @@ class Target(ABC):
     #: How the target is billed: "server" (an instance by the hour) or "function" (per request and GB-second).
     #: Written to the manifest by :meth:`describe`; the cost model reads it, never the kind's name.
     billing: ClassVar[str] = "server"
+    #: The target has an event-driven client (:meth:`async_client`): the load generator then drives it from one
+    #: event loop instead of a thread per request in flight (HTTP-speaking targets).
+    supports_async: ClassVar[bool] = False
     #: Non-empty for a local stand-in (a local server, the local Lambda emulator): what it emulates. Written to the
     #: manifest by :meth:`describe`; every price of its results is labelled an emulation.
     emulation: ClassVar[str] = ""
@@ -142,6 +173,11 @@ class Target(ABC):
     def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
         """Send one inference request; never raises for a failed request: the result carries the error."""
 
+    def async_client(self) -> AsyncClient:
+        """A new event-driven client (only where ``supports_async``), called inside the running event loop; the
+        load generator closes it when its level ends. Other targets are driven by threads over :meth:`send`."""
+        raise Unsupported(f"{self.kind} targets have no event-driven client")
+
     def force_cold(self) -> ColdStart:
         """Retire every warm instance so that the next request is a cold start; return the start's phases.
 
@@ -164,6 +200,11 @@ class Target(ABC):
         """None when the target answers a health request within ``timeout`` seconds; else what went wrong. A hung
         target is judged lost when this fails and no request was answered for a while (a busy one still answers
         requests). Called like :meth:`check_alive`. Default: None."""
+        return None
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        """``payload`` as a plain HTTP request (URL, headers, body), for load engines that send it themselves
+        (``[load] engine = "locust"``); None (the default) where requests are not plain HTTP."""
         return None
 
     def sample_metrics(self) -> dict[str, Any] | None:
@@ -217,6 +258,7 @@ _KINDS: dict[str, str] = {
     "ec2": "perfdesk.remote.ec2_target:Ec2Target",
     "lambda": "perfdesk.lambda_pkg.target:LambdaTarget",
     "local-lambda": "perfdesk.lambda_pkg.target:LocalLambdaTarget",
+    "http": "perfdesk.remote.http_target:HttpTarget",
 }
 _LOADED: dict[str, type[Target]] = {}
 

@@ -7,7 +7,8 @@ summary (trials.csv) is computed from those rows.
 
 Kinds: ``cold`` (N fresh starts), ``warm`` (W warm-ups discarded, N sequential), ``concurrency`` (closed-loop
 sweep), ``rate`` (open-loop constant or Poisson arrivals), ``memory`` (function memory sweep), ``stream`` (a
-frame feed at a given fps, sequential or with bounded requests in flight).
+frame feed at a given fps, sequential or with bounded requests in flight), ``burst`` (N simultaneous requests:
+:mod:`perfdesk.controllers.burst`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from perfdesk.controllers.aioload import RecorderSender
+from perfdesk.controllers.distributed import load_engine
 from perfdesk.controllers.events import RequestDone, TrialFinished, TrialStarted
-from perfdesk.controllers.loadgen import constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
+from perfdesk.controllers.loadgen import Send, constant_schedule, poisson_schedule, run_closed_loop, run_open_loop
 from perfdesk.controllers.results import (
     DROPPED,
     LEVEL_OUT_OF_MEMORY,
@@ -44,6 +47,9 @@ class TrialSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: Latency is measured from the intended send time (trials.csv ``loop`` open), not the actual one.
     open_loop: ClassVar[bool] = False
+    #: Failed requests are what the trial measures (a capacity probe past capacity fails by design): the level
+    #: watchdog then ends a level only for a lost target or ``max_duration_s``, not for its failures or pace.
+    failures_are_results: ClassVar[bool] = False
     kind: str = Field(description="Trial kind: one of the kinds in the README's Trials table.")
     name: str = Field(min_length=1, description="Trial name (defaults to the kind); unique in the profile.")
     targets: list[str] | None = Field(None, description="Names of the targets to run on (default: all).")
@@ -182,6 +188,8 @@ class TrialRun:
     lost: str | None = None
     #: Tries once to bring a lost target back (the experiment's); True when it serves again.
     recover: Callable[[TrialRun], bool] | None = None
+    #: the profile's ``[load]`` (:class:`perfdesk.controllers.distributed.LoadSection`); None: this process sends
+    load: Any = None
 
     def level(self, level: Any, expected: int | None = None, duration_s: float | None = None) -> LevelRecorder:
         """Start a level of ``expected`` requests (when known) or ``duration_s`` seconds. After a level that lost
@@ -219,6 +227,7 @@ class LevelRecorder:
             max_consecutive_failures=spec.max_consecutive_failures,
             max_duration_s=spec.max_duration_s,
             unresponsive_s=spec.unresponsive_s,
+            failures_are_results=spec.failures_are_results,
             log=run.target.log,
         ).start()
         #: Set when this level must stop sending: the run's cancel, or the level's watchdog (see
@@ -239,7 +248,26 @@ class LevelRecorder:
         worker: int = 0,
         intended: float | None = None,
         closed_loop: bool = False,
+        client: str | None = None,
     ) -> dict:
+        row = self.row(
+            result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop, client=client
+        )
+        self.run.emit(RequestDone(row))
+        return row
+
+    def row(
+        self,
+        result: RequestResult,
+        payload: Payload,
+        *,
+        seq: int,
+        worker: int = 0,
+        intended: float | None = None,
+        closed_loop: bool = False,
+        client: str | None = None,
+    ) -> dict:
+        """Build and keep one row without emitting it (the event-driven client emits rows in batches)."""
         r = self.run
         row = request_row(
             result,
@@ -252,6 +280,7 @@ class LevelRecorder:
             level=self.level_value,
             seq=seq,
             worker=worker,
+            client=client,
             intended_send=intended if intended is not None else result.actual_send,
             payload_bytes=payload.payload_bytes,
             batch_size=payload.batch_size,
@@ -260,7 +289,6 @@ class LevelRecorder:
         with self._lock:
             self.rows.append(row)
         self.watch.count(row)
-        r.emit(RequestDone(row))
         return row
 
     def send(self, payload: Payload, timeout: float | None = None) -> RequestResult | None:
@@ -268,8 +296,9 @@ class LevelRecorder:
         level (it comes back ``cancelled``). None, and nothing sent, when the level had already ended."""
         return self.watch.send(payload, timeout=timeout)
 
-    def sender(self, *, closed_loop: bool, timeout: float | None = None):
-        """A load-generator send function over this level's target and payloads."""
+    def sender(self, *, closed_loop: bool, timeout: float | None = None) -> Send:
+        """A load-generator send function over this level's target and payloads (with its event-driven twin where
+        the target has an event-driven client: the load generator then uses that)."""
 
         def send(seq: int, worker: int, intended: float) -> dict:
             payload = self.payload()
@@ -278,7 +307,8 @@ class LevelRecorder:
                 return {}  # the level ended before this request went out: not a row
             return self.record(result, payload, seq=seq, worker=worker, intended=intended, closed_loop=closed_loop)
 
-        return send
+        aio = RecorderSender(self, closed_loop=closed_loop, timeout=timeout) if self.run.target.supports_async else None
+        return Send(send, aio)
 
     def finish(self, status: str | None = None, note: str = "", extra: dict | None = None) -> dict:
         """Summarise the level's rows, decide its status (unless given) and emit its trials.csv row; ``extra``:
@@ -293,6 +323,9 @@ class LevelRecorder:
         summary = summarize(rows, late_threshold_ms=r.spec.late_threshold_ms)
         failed = summary["errors"] + summary["timeouts"]
         not_sent = max(0, self.planned - len(rows)) if self.planned is not None else None
+        if verdict is not None and status in ("completed", "interrupted") and not r.cancel.is_set():
+            # a trial kind that decides its own status still ends failed (timed out) when its watchdog ended it
+            status, note = verdict.status, verdict.reason + (f" ({note})" if note else "")
         if status is None:
             if r.cancel.is_set():
                 status = "interrupted"
@@ -321,6 +354,7 @@ class LevelRecorder:
             "status": status,
             "loop": "open" if r.spec.open_loop else "closed",
             "note": note or self.note,
+            "invoke_path": getattr(r.target, "invoke_path", None),
             **summary,
             **(extra or {}),
             "not_sent": not_sent,
@@ -382,12 +416,21 @@ def run_warm(run: TrialRun) -> None:
 def run_concurrency(run: TrialRun) -> None:
     spec = run.spec
     assert isinstance(spec, ConcurrencySpec)  # TRIAL_KINDS runs each kind with its own spec
+    with load_engine(run) as engine:  # None: this process sends; else Locust's workers (``[load]``)
+        _concurrency_levels(run, spec, engine)
+
+
+def _concurrency_levels(run: TrialRun, spec: ConcurrencySpec, engine) -> None:
     for level in spec.levels:
         if run.cancel.is_set():
             break
         rec = run.level(level, expected=spec.requests, duration_s=spec.duration_s)
         if spec.warmup_requests:
             _sequential(rec, spec.warmup_requests, rec.stop, record=False)
+        if engine is not None:
+            facts = engine.closed_loop(rec, concurrency=level, duration_s=spec.duration_s, count=spec.requests)
+            rec.finish("failed" if facts["lost"] else None)  # a lost worker's share was not sent
+            continue
         run_closed_loop(
             rec.sender(closed_loop=True),
             lambda row: None,
@@ -402,6 +445,11 @@ def run_concurrency(run: TrialRun) -> None:
 def run_rate(run: TrialRun) -> None:
     spec = run.spec
     assert isinstance(spec, RateSpec)  # TRIAL_KINDS runs each kind with its own spec
+    with load_engine(run) as engine:  # None: this process sends; else Locust's workers (``[load]``)
+        _rate_levels(run, spec, engine)
+
+
+def _rate_levels(run: TrialRun, spec: RateSpec, engine) -> None:
     for i, rate in enumerate(spec.rates):
         if run.cancel.is_set():
             break
@@ -410,6 +458,10 @@ def run_rate(run: TrialRun) -> None:
         else:
             offsets = poisson_schedule(rate, duration_s=spec.duration_s, count=spec.requests, seed=spec.seed + i)
         rec = run.level(rate, expected=len(offsets), duration_s=spec.duration_s)
+        if engine is not None:
+            facts = engine.open_loop(rec, offsets, max_in_flight=spec.max_in_flight)
+            rec.finish("failed" if facts["lost"] else None)  # a lost worker's share was not sent
+            continue
         run_open_loop(
             rec.sender(closed_loop=False),
             lambda row: None,
@@ -582,6 +634,7 @@ TRIAL_KINDS: dict[str, TrialKind] = {
 
 # Kinds in modules of their own register themselves in TRIAL_KINDS when imported (they import this module, so the
 # import is at the end: whichever of the two is imported first, both are complete after it).
+import perfdesk.controllers.burst  # noqa: E402
 import perfdesk.controllers.capacity  # noqa: E402
 
 

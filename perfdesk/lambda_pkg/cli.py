@@ -52,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="the registry behind a local ECR, e.g. http://127.0.0.1:5000: image functions' ECR image URIs are pulled "
         "from it (default: PERFDESK_ECR_REGISTRY)",
     )
+    p.add_argument(
+        "--managed-environments",
+        default="1:4",
+        metavar="MIN:MAX",
+        help="Lambda Managed Instances: environments a published version keeps and scales to (default 1:4; AWS keeps "
+        "3 across zones)",
+    )
     p.add_argument("--quiet", action="store_true", help="do not print function logs")
     return p
 
@@ -74,6 +81,17 @@ def run_emulator(args: argparse.Namespace) -> int:
             print(f"perfdesk emulator: --credentials wants KEY:SECRET, not {pair!r}", file=sys.stderr)
             return ExitCode.BAD_INPUT
         credentials[key] = secret
+    low, _, high = str(args.managed_environments).partition(":")
+    try:
+        managed = (int(low), int(high or low))
+        if not 1 <= managed[0] <= managed[1]:
+            raise ValueError
+    except ValueError:
+        print(
+            f"perfdesk emulator: --managed-environments wants MIN:MAX, not {args.managed_environments!r}",
+            file=sys.stderr,
+        )
+        return ExitCode.BAD_INPUT
     try:
         emu = Emulator(
             host=args.host,
@@ -88,6 +106,8 @@ def run_emulator(args: argparse.Namespace) -> int:
             runtime_cache=args.runtime_cache,
             credentials=credentials,
             registry=args.registry,
+            managed_min_environments=managed[0],
+            managed_max_environments=managed[1],
         ).start()
     except OSError as exc:
         print(

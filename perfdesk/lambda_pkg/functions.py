@@ -321,6 +321,7 @@ class FunctionManager:
         variables: dict[str, str],
         layers: list[str] | None = None,
         description: str = "perfdesk function",
+        capacity_provider_config: dict[str, Any] | None = None,
     ) -> dict:
         """Create the function, or update code and configuration of an existing one; wait until it is Active and
         its last update Successful. Returns the function configuration."""
@@ -337,6 +338,7 @@ class FunctionManager:
                 Environment={"Variables": variables},
                 Role=role_arn,
                 **({} if image_uri else {"Handler": handler, "Runtime": runtime, "Layers": layers}),
+                **({"CapacityProviderConfig": capacity_provider_config} if capacity_provider_config else {}),
             )
             self.lam.tag_resource(Resource=self.arn(name), Tags=self.tags)
             self.say(f"updated function {name}")
@@ -351,6 +353,8 @@ class FunctionManager:
                 Tags=self.tags,
                 Description=description,
             )
+            if capacity_provider_config:  # Lambda Managed Instances (managed.py)
+                args["CapacityProviderConfig"] = capacity_provider_config
             if image_uri:
                 args.update(PackageType="Image", Code=code)
             else:

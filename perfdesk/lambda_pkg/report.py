@@ -12,8 +12,11 @@ An init phase that fails or times out is logged before the invocation as::
 
     INIT_REPORT Init Duration: 10008.61 ms  Phase: init  Status: timeout
 
-and again with ``Phase: invoke`` when the init retried inside the invocation fails too. This module imports nothing
-from perfdesk so the emulator and the shipped side can both use it.
+and again with ``Phase: invoke`` when the init retried inside the invocation fails too. A SnapStart version's init
+runs when it is published and logs ``INIT_REPORT Init Duration: ... ms`` (no phase or status when it succeeds); a
+cold start of that version logs ``RESTORE_START`` and ``RESTORE_REPORT Restore Duration: ... ms`` before START, and
+its REPORT line ends with ``Restore Duration: ... ms  Billed Restore Duration: ... ms`` instead of Init Duration.
+This module imports nothing from perfdesk so the emulator and the shipped side can both use it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ _FIELDS = {
     "memory_size_mb": re.compile(r"Memory Size:\s*([0-9]+)\s*MB"),
     "max_memory_used_mb": re.compile(r"Max Memory Used:\s*([0-9]+)\s*MB"),
     "init_ms": re.compile(r"Init Duration:\s*([0-9.]+)\s*ms"),
+    "restore_ms": re.compile(r"(?<!Billed )Restore Duration:\s*([0-9.]+)\s*ms"),
+    "billed_restore_ms": re.compile(r"Billed Restore Duration:\s*([0-9.]+)\s*ms"),
     "status": re.compile(r"Status:\s*([A-Za-z]+)"),
     "error_type": re.compile(r"Error Type:\s*([A-Za-z.]+)"),
 }
@@ -47,10 +52,12 @@ class Report:
     init_ms: float | None = None
     status: str = ""
     error_type: str = ""
+    restore_ms: float | None = None  # a SnapStart version's cold start: restored from its snapshot
+    billed_restore_ms: float | None = None
 
     @property
     def cold(self) -> bool:
-        return self.init_ms is not None
+        return self.init_ms is not None or self.restore_ms is not None
 
 
 def parse_report(log_text: str) -> Report | None:
@@ -90,9 +97,13 @@ def format_report(
     init_ms: float | None = None,
     status: str = "",
     error_type: str = "",
+    restore_ms: float | None = None,
+    billed_restore_ms: float | None = None,
 ) -> str:
     """A REPORT line in Lambda's format: the billed duration is rounded up to the millisecond, and includes the
-    init phase of a cold start (``init_ms``), as Lambda bills zip functions on managed runtimes since August 2025."""
+    init phase of a cold start (``init_ms``), as Lambda bills zip functions on managed runtimes since August 2025.
+    A SnapStart cold start has no Init Duration (the init ran when the version was published) but ``Restore
+    Duration`` and ``Billed Restore Duration`` (the after-restore hooks, billed apart from the duration)."""
     billed = duration_ms + (init_ms or 0.0)
     parts = [
         f"REPORT RequestId: {request_id}",
@@ -103,6 +114,9 @@ def format_report(
     ]
     if init_ms is not None:
         parts.append(f"Init Duration: {init_ms:.2f} ms")
+    if restore_ms is not None:
+        parts.append(f"Restore Duration: {restore_ms:.2f} ms")
+        parts.append(f"Billed Restore Duration: {max(0, math.ceil(round(billed_restore_ms or 0.0, 6)))} ms")
     if status:
         parts.append(f"Status: {status}")
     if error_type:
@@ -128,8 +142,19 @@ class InitReport:
 
 
 _INIT_RX = re.compile(
-    r"INIT_REPORT Init Duration:\s*([0-9.]+)\s*ms\s+Phase:\s*(\w+)\s+Status:\s*(\w+)(?:\s+Error Type:\s*([A-Za-z.]+))?"
+    r"INIT_REPORT Init Duration:\s*([0-9.]+)\s*ms(?:\s+Phase:\s*(\w+)\s+Status:\s*(\w+))?"
+    r"(?:\s+Error Type:\s*([A-Za-z.]+))?"
 )
+
+
+def format_snapstart_init_report(duration_ms: float) -> str:
+    """The INIT_REPORT a SnapStart version logs when its init (with the before-snapshot hooks) succeeded."""
+    return f"INIT_REPORT Init Duration: {duration_ms:.2f} ms\n"
+
+
+def format_restore_report(restore_ms: float) -> str:
+    """The RESTORE_REPORT line of a SnapStart cold start, before its START line."""
+    return f"RESTORE_REPORT Restore Duration: {restore_ms:.2f} ms\n"
 
 
 def parse_init_reports(log_text: str) -> list[InitReport]:
@@ -138,5 +163,5 @@ def parse_init_reports(log_text: str) -> list[InitReport]:
     for line in log_text.splitlines():
         m = _INIT_RX.match(line)
         if m:
-            out.append(InitReport(float(m.group(1)), m.group(2), m.group(3), m.group(4) or ""))
+            out.append(InitReport(float(m.group(1)), m.group(2) or "init", m.group(3) or "success", m.group(4) or ""))
     return out

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from perfdesk.controllers.extras import MissingExtra, require
 from perfdesk.controllers.results import (
@@ -48,6 +48,7 @@ from perfdesk.controllers.results import (
 from perfdesk.controllers.target import ColdStart, Target, TargetContext, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 from perfdesk.lambda_pkg.local_s3 import LocalS3
+from perfdesk.lambda_pkg.managed import ManagedInstancesSpec
 from perfdesk.lambda_pkg.report import parse_log_result
 from perfdesk.shipped.wire import encode_request, sample_jpeg
 
@@ -66,6 +67,11 @@ class _FunctionSpec(TargetSpec):
     memory_mb: int = Field(1536, ge=128, le=10240, description="Memory size in MB (CPU share follows it).")
     timeout_s: int = Field(60, ge=1, le=900, description="Function timeout in seconds.")
     architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="Instruction set of the function.")
+    snapstart: bool = Field(
+        False,
+        description="SnapStart: publish a version (its init runs once and is snapshotted) and invoke it; cold starts "
+        "are restores. Python 3.12 or later, zip packaging only.",
+    )
     python: Literal["3.10", "3.11", "3.12", "3.13"] = Field("3.11", description="Lambda Python runtime version.")
     weights_placement: Literal["package", "layer", "s3"] = Field(
         "package",
@@ -81,6 +87,16 @@ class _FunctionSpec(TargetSpec):
         None, ge=0, le=10000, description="Reserved concurrency (throttles above it)."
     )
     function_url: bool = Field(False, description="Also create a function URL (the HTTP path can be measured).")
+    invoke_via: Literal["invoke", "url", "apigw", "s3"] = Field(
+        "invoke",
+        description="How requests reach the function: Lambda's Invoke API, the function URL (AWS_IAM, SigV4-signed), "
+        "an API Gateway HTTP API perfdesk creates, or S3 (PUT the input object; the function writes the output).",
+    )
+    managed_instances: ManagedInstancesSpec | None = Field(
+        None,
+        description="Run the function on Lambda Managed Instances (a capacity provider's EC2 instances; Python 3.13+, "
+        "memory_mb >= 2048); see lambda_pkg/managed.py.",
+    )
     region: str | None = Field(
         None, description="AWS region (default: AWS's configuration: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config)."
     )
@@ -115,6 +131,20 @@ class _FunctionSpec(TargetSpec):
         description="The registry behind a local ECR, e.g. http://127.0.0.1:5000 (default: PERFDESK_ECR_REGISTRY; "
         "on AWS the repository's own).",
     )
+
+    @model_validator(mode="after")
+    def _snapstart_applies(self):
+        """SnapStart refused at profile load where AWS refuses it (the default packaging is checked at deploy)."""
+        if self.snapstart:
+            from perfdesk.lambda_pkg import snapstart
+
+            refused = snapstart.check(self.python, "image" if self.image_uri else self.packaging or "zip")
+            if refused:
+                raise ValueError(refused)
+            if self.managed_instances is not None:
+                # SnapStart restores an environment per request; Managed Instances keeps environments initialised
+                raise ValueError("SnapStart does not apply to functions on Lambda Managed Instances: choose one")
+        return self
 
 
 class LambdaTargetSpec(_FunctionSpec):
@@ -162,12 +192,16 @@ class _FunctionTarget(Target):
         self.function = spec.function_name or f"perfdesk-{spec.name}-{ctx.session_id}"[:64].replace(".", "-")
         self.manager: FunctionManager | None = None
         self._invoke_client = None
+        self.qualifier: str | None = None  # the published version invoked (SnapStart), else $LATEST
         self._layer_names: list[str] = []
         self._role_names: list[str] = []
         self.memory_mb = spec.memory_mb
         self.region = spec.region
         self.facts: dict[str, Any] = {}
         self._images: list[Any] = []  # images.EcrImages of each image this target pushed
+        self.path: Any = None  # paths.InvokePath: how requests reach the function (invoke_via)
+        self.managed: Any = None  # managed.ManagedInstances of a function on Lambda Managed Instances
+        self._managed_facts: dict[str, Any] | None = None  # its facts, kept past teardown for the manifest
         self._lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------
@@ -195,7 +229,7 @@ class _FunctionTarget(Target):
             retries={"total_max_attempts": 1 if invoke else 3, "mode": "standard"},
             read_timeout=read,
             connect_timeout=10,
-            max_pool_connections=128,
+            max_pool_connections=1024 if invoke else 128,  # a burst opens as many connections as invocations
         )
         kwargs: dict[str, Any] = {"config": cfg, "region_name": self.region}
         if self.spec.endpoint_url and service == "lambda":
@@ -373,6 +407,12 @@ class _FunctionTarget(Target):
         self.manager = manager
         packaging = "image" if image_uri else self._packaging(workload)
         self.facts["packaging"] = packaging
+        if self.spec.snapstart:
+            from perfdesk.lambda_pkg import snapstart
+
+            refused = snapstart.check(self.spec.python, packaging)
+            if refused:
+                raise TargetError(self.name, "deploy", refused, 'set python = "3.12" or later and packaging zip')
         if packaging == "zip":
             code, engine, layers = self._build_zip(workload, layers, artifacts)
         elif image_uri:
@@ -382,7 +422,11 @@ class _FunctionTarget(Target):
             image_uri, engine = self._build_image(workload, artifacts)
         source = str(engine.onnx_file or engine.weights)
         role_arn = role(urlparse(source).netloc if source.startswith("s3://") else None)
-        variables = {**self._variables(engine), **(extra_variables or {})}
+        from perfdesk.lambda_pkg.paths import make_path
+
+        self.path = make_path(self, self.spec.invoke_via)
+        variables = {**self._variables(engine), **(extra_variables or {}), **self.path.variables(artifacts)}
+        extra = self._managed_setup(manager)  # Lambda Managed Instances: the capacity provider first
         try:
             cfg = manager.deploy_function(
                 self.function,
@@ -396,11 +440,17 @@ class _FunctionTarget(Target):
                 architecture=self.spec.architecture,
                 variables=variables,
                 layers=layers,
+                **extra,
             )
+            if self.managed is not None:
+                self.qualifier = self.managed.publish(self.function)
             if self.spec.reserved_concurrency is not None:
                 manager.set_reserved_concurrency(self.function, self.spec.reserved_concurrency)
             if self.spec.function_url:
                 self.facts["function_url"] = manager.ensure_url(self.function)
+            if self.spec.snapstart:
+                self._publish_snapstart()
+            self.path.setup(artifacts)
         except Exception as exc:  # botocore ClientError / WaiterError: say which call and why
             raise TargetError(
                 self.name, "deploy", f"function {self.function}: {exc}", "check the role, region and quotas"
@@ -421,6 +471,53 @@ class _FunctionTarget(Target):
         self.memory_mb = self.spec.memory_mb
         self._invoke_client = self._client("lambda", invoke=True)
         self._probe()
+
+    # -- Lambda Managed Instances (managed.py) ---------------------------------------------------------------
+    def _ec2_client(self):
+        """EC2 for the capacity provider's network (AWS's configuration decides where)."""
+        return self._client("ec2")
+
+    def _managed_setup(self, manager) -> dict[str, Any]:
+        """Create the capacity provider (and its network and role) of a managed-instances target; returns the
+        function's CapacityProviderConfig argument ({} for an on-demand function)."""
+        from perfdesk.lambda_pkg.managed import ManagedInstances, check_python
+
+        spec = self.spec.managed_instances
+        if spec is None:
+            return {}
+        check_python(self.name, self.spec.python)
+        if self.spec.memory_mb < 2048:
+            raise TargetError(
+                self.name, "managed instances", f"memory_mb {self.spec.memory_mb} is below the 2048 MB it needs"
+            )
+        if self.managed is None:
+            self.managed = ManagedInstances(
+                spec,
+                name=self.name,
+                session_id=self.ctx.session_id,
+                lam=manager.lam,
+                ec2=self._ec2_client(),
+                iam=None if self.local else (manager.iam or self._client("iam")),
+                ledger=manager.ledger,
+                tags=manager.tags,
+                architecture=self.spec.architecture,
+                say=self.log,
+                local=self.local,
+            )
+        try:
+            if self.managed.provider_arn is None:
+                self.managed.create_provider()
+        except Exception as exc:
+            raise TargetError(self.name, "capacity provider", str(exc), "check the VPC, the role and quotas") from exc
+        return {"capacity_provider_config": self.managed.function_config()}
+
+    def _republish(self) -> None:
+        """A configuration change of a managed function serves once a new version is published and Active."""
+        if self.managed is not None:
+            old = self.qualifier
+            self.qualifier = self.managed.publish(self.function)
+            if old and old != self.qualifier:  # its environments would hold instances (and CPU) for nothing
+                self.managed.lam.delete_function(FunctionName=self.function, Qualifier=old)
 
     # -- container images -----------------------------------------------------------------------------------
     def _packaging(self, workload: WorkloadSpec) -> str:
@@ -603,7 +700,17 @@ class _FunctionTarget(Target):
         return sweep(session_id, entries=entries, region=region, say=say)
 
     # -- the interface ---------------------------------------------------------------------------------------
+    @property
+    def invoke_path(self) -> str:
+        return self.spec.invoke_via
+
     def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        """One request by the target's path (:mod:`perfdesk.lambda_pkg.paths`); never raises."""
+        if self.path is not None and self.path.name != "invoke":
+            return self.path.send(payload, timeout=timeout)
+        return self._invoke(payload, timeout=timeout)
+
+    def _invoke(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
         """Invoke (RequestResponse, LogType=Tail); never raises: throttles, timeouts and errors become statuses."""
         from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
 
@@ -611,8 +718,13 @@ class _FunctionTarget(Target):
             return RequestResult(actual_send=time.time(), receive=time.time(), status=ERROR, error="not deployed")
         t0 = time.time()
         try:
+            qualifier = {"Qualifier": self.qualifier} if self.qualifier else {}
             resp = self._invoke_client.invoke(
-                FunctionName=self.function, InvocationType="RequestResponse", LogType="Tail", Payload=payload.body
+                FunctionName=self.function,
+                InvocationType="RequestResponse",
+                LogType="Tail",
+                Payload=payload.body,
+                **qualifier,
             )
             data = resp["Payload"].read()
         except ClientError as exc:
@@ -673,6 +785,7 @@ class _FunctionTarget(Target):
             result.duration_ms, result.billed_ms = rep.duration_ms, rep.billed_ms
             result.memory_size_mb, result.max_memory_used_mb = rep.memory_size_mb, rep.max_memory_used_mb
             result.init_ms, result.cold = rep.init_ms, rep.cold
+            result.restore_ms, result.billed_restore_ms = rep.restore_ms, rep.billed_restore_ms
             result.request_id = rep.request_id
         if log_text:
             for line in log_text.splitlines()[-20:]:
@@ -687,6 +800,12 @@ class _FunctionTarget(Target):
             lambda: self._manager().set_variables(self.function, PERFDESK_COLD_NONCE=uuid.uuid4().hex[:12]),
             "force a cold start",
         )
+        if self.managed is not None:  # new environments start at publish: no request of them starts cold
+            self._configure(self._republish, "publish a version")
+            self.set_state(TargetStatus.READY, f"version {self.qualifier}: new environments, initialised")
+            return ColdStart()
+        if self.spec.snapstart:  # a new configuration is a new version: a new snapshot, restored on the next request
+            self._configure(self._publish_snapstart, "publish a SnapStart version")
         self.set_state(TargetStatus.COLD, "configuration changed; the next request starts a new environment")
         return ColdStart()
 
@@ -694,8 +813,21 @@ class _FunctionTarget(Target):
         if not 128 <= memory_mb <= 10240:
             raise TargetError(self.name, "set memory", f"{memory_mb} MB is outside Lambda's 128..10240 MB")
         self._configure(lambda: self._manager().update(self.function, MemorySize=memory_mb), f"set memory {memory_mb}")
+        if self.spec.snapstart:
+            self._configure(self._publish_snapstart, "publish a SnapStart version")
+        self._configure(self._republish, "publish a version")
         self.memory_mb = memory_mb
         self.set_state(TargetStatus.COLD, f"{memory_mb} MB")
+
+    def _publish_snapstart(self) -> None:
+        """Publish a SnapStart version of the current configuration and invoke it from now on (the older one goes)."""
+        from perfdesk.lambda_pkg import snapstart
+
+        old = self.qualifier
+        cfg = snapstart.publish(self._manager(), self.function, say=self.log)
+        self.qualifier = cfg["Version"]
+        snapstart.delete_version(self._manager(), self.function, old)
+        self.facts.update({"snapstart": True, "version": self.qualifier, "version_arn": cfg.get("FunctionArn")})
 
     def _manager(self) -> FunctionManager:
         if self.manager is None:
@@ -714,12 +846,19 @@ class _FunctionTarget(Target):
         if self.manager is None:
             return []
         try:
-            removed = self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
+            removed = self.path.teardown() if self.path is not None else []
+            self.path = None
+            removed += self.manager.teardown(layer_names=self._layer_names, role_names=self._role_names)
+            if self.managed is not None:  # after the function: a capacity provider in use cannot be deleted
+                self._managed_facts = self.managed.describe(self.memory_mb)  # the manifest is written after
+                removed += self.managed.teardown()
+                self.managed, self.qualifier = None, None
             for store in self._images:
                 for line in store.remove():
                     self.log(f"deleted {line}")
                     removed.append(line)
             self._images = []
+            self.manager = None  # done: a second teardown (the experiment's close) has nothing left to remove
             return removed
         except Exception as exc:
             raise TargetError(
@@ -740,7 +879,18 @@ class _FunctionTarget(Target):
             "python": self.spec.python,
             "region": self.region,
             "weights_placement": self.spec.weights_placement,
+            "invoke_via": self.spec.invoke_via,
             **self.facts,
+            **(
+                {
+                    "billing": "managed-instances",
+                    "managed_instances": self.managed.describe(self.memory_mb)
+                    if self.managed is not None
+                    else self._managed_facts,
+                }
+                if self.spec.managed_instances is not None
+                else {}
+            ),
         }
 
 
@@ -840,6 +990,14 @@ class LocalLambdaTarget(_FunctionTarget):
     def _lambda_on_aws(self) -> bool:
         return False
 
+    def _ec2_client(self):
+        """A local EC2 for the capacity provider's network: the one AWS's endpoint variables name, else the target's
+        own moto server; never AWS's (None: the emulator gets made-up ids)."""
+        ec2 = self._client("ec2")
+        if "amazonaws.com" not in ec2.meta.endpoint_url:
+            return ec2
+        return self._client("ec2", endpoint_url=self.local_s3.url) if self.local_s3 is not None else None
+
     def _ecr_client(self):
         """A local ECR: the one AWS's endpoint variables name, else the target's own moto server (its local S3);
         never AWS's. The image's repository is created and tagged there."""
@@ -902,8 +1060,12 @@ class LocalLambdaTarget(_FunctionTarget):
                 self.local_s3 = LocalS3(self.name, self._work_dir() / "local-s3.log").start()
                 s3_url = self.local_s3.url
                 self.log(f"local S3 (moto) on {s3_url}")
+            apigw_url = self._client("apigatewayv2").meta.endpoint_url  # API Gateway's local control plane
+            if self.local_s3 is not None or "amazonaws.com" in apigw_url:
+                apigw_url = s3_url
             self.emulator = Emulator(
                 s3_endpoint_url=s3_url,
+                apigw_endpoint_url=apigw_url,
                 idle_s=spec.idle_s,
                 account_concurrency=spec.concurrency,
                 cpu_limits=spec.cpu_limits,
@@ -953,6 +1115,24 @@ class LocalLambdaTarget(_FunctionTarget):
                 return None
         except OSError as exc:
             return f"the emulator at {url} is not listening ({exc.strerror or exc})"
+
+    def check_answering(self, timeout: float) -> str | None:
+        """The emulator's API answers an HTTP request (any status) within ``timeout``: a hung emulator does not."""
+        import http.client
+
+        url = self.spec.endpoint_url
+        if self._invoke_client is None or not url:
+            return None
+        parsed = urlparse(url)
+        conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 80, timeout=timeout)
+        try:
+            conn.request("GET", "/2015-03-31/functions/")
+            conn.getresponse().read()
+        except OSError as exc:
+            return f"the emulator at {url}: {exc}"
+        finally:
+            conn.close()
+        return None
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

@@ -5,6 +5,8 @@ What a session created is found two ways, and each resource is removed only if i
 * by its tags (``perfdesk:session``, ``perfdesk:managed``): functions (their versions, URLs and concurrency go with
   them), execution roles under ``/perfdesk/`` (with their policies), S3 buckets the session created (with every
   object in them), ECR repositories the session created (with every image in them);
+* API Gateway HTTP APIs (``invoke_via = "apigw"``) by the ledger's API ids and by their tags, in the control
+  planes the ledger names (an in-process one ended with its session);
 * by the session's :class:`~perfdesk.lambda_pkg.functions.Ledger` (``aws-resources.jsonl`` in its folder, written
   before each create call): layer versions, which take no tags (their description carries the session id), the
   session's objects in a bucket the profile named, its image tags in an ECR repository the profile named, and the
@@ -117,6 +119,7 @@ def sweep(
             lam = client(place, "lambda")
             removed += attempt(f"functions in {place.region}", _functions, lam, mine)
             removed += attempt(f"layers in {place.region}", _layers, lam, mine)
+            removed += attempt(f"capacity providers in {place.region}", _managed, lam, place, mine)
         if _used_ecr(place, mine, entries):
             removed += attempt(f"ECR in {place.region}", _ecr, client(place, "ecr"), mine)
         account = (place.profile, place.local, place.s3_endpoint)  # IAM and S3 are global: once per account
@@ -129,6 +132,8 @@ def sweep(
             removed += attempt("execution roles", _roles, iam, in_account)
         if not place.local or place.s3_endpoint:  # a local target that used no local S3 put nothing in S3
             removed += attempt("S3", _s3, client(place, "s3"), in_account)
+
+    removed += attempt("API Gateway HTTP APIs", _apis, entries)
 
     for line in removed:
         say("removed " + line)
@@ -149,6 +154,22 @@ def _ecr(ecr, entries: list[dict], session_id: str | None) -> list[str]:
     from perfdesk.lambda_pkg.images import sweep_ecr
 
     return sweep_ecr(ecr, entries, session_id)
+
+
+def _managed(lam, place: Place, entries: list[dict], session_id: str | None) -> list[str]:
+    """Lambda Managed Instances: capacity providers and their network, by the ledger (managed.py)."""
+    from perfdesk.lambda_pkg.managed import sweep as sweep_managed
+
+    def ec2_for(endpoint: str | None):
+        if endpoint is None and place.local:
+            return None  # a local target's network is in a local EC2 only, never AWS's
+        if endpoint is None:
+            return place.client("ec2")
+        import boto3
+
+        return boto3.session.Session(region_name=place.region, **LOCAL_KEYS).client("ec2", endpoint_url=endpoint)
+
+    return sweep_managed(lam, ec2_for, entries, session_id)
 
 
 def _functions(lam, entries: list[dict], session_id: str | None) -> list[str]:
@@ -232,4 +253,31 @@ def _s3(s3, entries: list[dict], session_id: str | None) -> list[str]:
     if session_id is not None:  # the session's objects in a bucket the profile named; the bucket stays
         for bucket in sorted({e["bucket"] for e in entries if e["type"] in ("s3-prefix", "s3-object")} - recorded):
             removed += empty_bucket(s3, bucket, prefix=f"{S3_PREFIX}{session_id}/", delete=False)
+    return removed
+
+
+def _apis(entries: list[dict], session_id: str | None) -> list[str]:
+    """The session's API Gateway HTTP APIs, by the ledger's ids and by tags, in each control plane it names."""
+    import boto3
+
+    removed = []
+    planes = {
+        (e.get("apigw_endpoint"), e.get("region", ""), e.get("profile"), bool(e.get("local")))
+        for e in entries
+        if e["type"] == "apigw-api" and e.get("apigw_endpoint") != "in-process"
+    }
+    for endpoint, region, profile, local in sorted(planes, key=str):
+        keys = LOCAL_KEYS if local else {}
+        session = boto3.session.Session(region_name=region or None, profile_name=profile, **keys)
+        api = session.client("apigatewayv2", endpoint_url=None if "amazonaws.com" in (endpoint or "") else endpoint)
+        ids = {e["api_id"] for e in entries if e["type"] == "apigw-api" and e.get("api_id")}
+        for item in api.get_apis().get("Items", []):
+            if _ours(item.get("Tags") or {}, session_id):
+                ids.add(item["ApiId"])
+        for api_id in sorted(ids):
+            try:
+                api.delete_api(ApiId=api_id)
+                removed.append(f"API Gateway HTTP API {api_id}")
+            except api.exceptions.NotFoundException:
+                continue
     return removed

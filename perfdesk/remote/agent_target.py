@@ -14,7 +14,7 @@ from typing import Any
 import urllib3
 
 from perfdesk.controllers.results import ERROR, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import ColdStart, Target, TargetError, TargetSpec, TargetStatus
+from perfdesk.controllers.target import ColdStart, HttpRequest, Target, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec
 
 
@@ -90,10 +90,38 @@ class AgentClient:
         self.pool.close()
 
 
+class AsyncAgentClient:
+    """The event-driven client of one agent (see :mod:`perfdesk.controllers.httpclient`), made in the load
+    generator's event loop."""
+
+    def __init__(self, endpoint: AgentEndpoint):
+        from perfdesk.controllers.httpclient import AsyncHttpClient
+
+        self._http = AsyncHttpClient(
+            f"http://{endpoint.host}:{endpoint.port}/predict",
+            parse=lambda status, data, headers, t0, t1: result_from_response(status, data, t0, t1),
+        )
+        self._auth = f"Bearer {endpoint.token}"
+        self._headers: dict[str, dict[str, str]] = {}
+
+    async def send(self, payload: Payload, *, timeout: float | None = None) -> RequestResult:
+        headers = self._headers.get(payload.content_type)
+        if headers is None:
+            headers = self._headers[payload.content_type] = {
+                "Authorization": self._auth,
+                "Content-Type": payload.content_type,
+            }
+        return await self._http.request(payload.body, headers, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._http.close()
+
+
 class AgentTarget(Target):
     """Base of the server targets: an agent reached over HTTP at an :class:`AgentEndpoint`."""
 
     supports_metrics = True
+    supports_async = True
 
     def __init__(self, spec: TargetSpec, ctx):
         super().__init__(spec, ctx)
@@ -208,6 +236,11 @@ class AgentTarget(Target):
             return RequestResult(actual_send=now, receive=now, status=ERROR, error="agent not running")
         return client.predict(payload, timeout=timeout or self.spec.request_timeout_s)
 
+    def async_client(self) -> AsyncAgentClient:
+        if self.client is None:
+            raise TargetError(self.name, "send", "agent not running")
+        return AsyncAgentClient(self.client.endpoint)
+
     def check_alive(self) -> str | None:
         """The agent's process, as the subclass finds it (a local child, a pid file on the host)."""
         if self.client is None or not self.state.serving:
@@ -226,6 +259,14 @@ class AgentTarget(Target):
         except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
             return f"/healthz: {short_error(str(exc))}"
         return None
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        client = self.client
+        if client is None:
+            return None
+        ep = client.endpoint
+        headers = {**client.headers, "Content-Type": payload.content_type}
+        return HttpRequest(f"http://{ep.host}:{ep.port}/predict", headers, payload.body)
 
     def sample_metrics(self) -> dict[str, Any] | None:
         if self.client is None:

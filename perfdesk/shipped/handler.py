@@ -19,6 +19,8 @@ PERFDESK_ONNX_SHA256        its sha256 (checked when it is downloaded)
 PERFDESK_WARMUP             ``1`` (default): run one inference during init, so the first request is not slowed
 PERFDESK_CACHE_DIR          where downloaded weights go (default ``/tmp/perfdesk-cache``: /tmp is writable)
 PERFDESK_COLD_NONCE         ignored by the handler: perfdesk changes it to force a cold start
+PERFDESK_S3_INPUT_PREFIX    S3-triggered path: the prefix of input objects (default ``in/``)
+PERFDESK_S3_OUTPUT_PREFIX   S3-triggered path: where output objects go (default ``out/``; never under the input's)
 ==========================  ===================================================================================
 
 The model is loaded at module scope, once per execution environment, when running inside Lambda (the
@@ -27,11 +29,16 @@ The model is loaded at module scope, once per execution environment, when runnin
     {"images": ["<base64 jpeg>", ...], "top_k": 5, ...}          # the agent's wire format, within 6 MB
     {"s3": {"bucket": "b", "keys": ["img/1.jpg", ...]}, "top_k": 5}  # images read from S3 (or "key": "...")
     {"version": "2.0", "body": "...", ...}                           # a function URL / HTTP API request
+    {"Records": [{"eventSource": "aws:s3", "s3": {...}}, ...]}       # S3 ObjectCreated notifications
 
 Answer (direct invoke): the agent's result (``predictions``, ``timings``, ``batch_size``, ``model``, ...) plus
 ``cold`` (first invocation of this environment), ``init`` (phases of the environment's initialisation, ms),
 ``memory`` (RSS now and peak, MB) and ``handler_ms``. A bad request answers ``{"error": ..., "status": 400}``
 without failing the invocation (as the agent answers a 400); a function URL request gets a real HTTP status.
+
+An S3 notification: each record's input object (``<input prefix><name>``: a request in the wire format, or one
+JPEG) is read and answered as a direct invoke would be; the answer is written as the output object
+``<output prefix><name>.json`` in the same bucket (a bad request's answer too, so the caller always sees one).
 """
 
 from __future__ import annotations
@@ -173,8 +180,38 @@ def _handle(event: dict, context) -> dict:
     return result
 
 
+def _s3_records(event: dict, context) -> dict:
+    """S3 ObjectCreated records: read each input object, write the answer as its output object."""
+    from urllib.parse import unquote_plus
+
+    import boto3  # in the Lambda runtime already
+
+    s3 = boto3.client("s3")
+    in_prefix = os.environ.get("PERFDESK_S3_INPUT_PREFIX", "in/")
+    out_prefix = os.environ.get("PERFDESK_S3_OUTPUT_PREFIX", "out/")
+    written = []
+    for record in event["Records"]:
+        bucket = record["s3"]["bucket"]["name"]
+        key = unquote_plus(record["s3"]["object"]["key"])  # S3 sends the key URL-encoded
+        name = key[len(in_prefix) :] if key.startswith(in_prefix) else key.rsplit("/", 1)[-1]
+        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            inner = json.loads(data) if data[:1] == b"{" else {"images": [base64.b64encode(data).decode("ascii")]}
+            out = _handle(inner, context)
+        except (ValueError, _BadRequest) as exc:
+            out = {"error": f"bad input object s3://{bucket}/{key}: {exc}", "status": 400}
+        out_key = out_prefix + name.rsplit(".", 1)[0] + ".json"
+        body = json.dumps({**out, "input": {"bucket": bucket, "key": key}}).encode()
+        s3.put_object(Bucket=bucket, Key=out_key, Body=body, ContentType="application/json")
+        written.append(out_key)
+    return {"written": written}
+
+
 def lambda_handler(event, context):
     """Lambda's entry point; see the module docs for the events and the answer."""
+    if isinstance(event, dict) and isinstance(event.get("Records"), list) and event["Records"]:
+        if all(isinstance(r, dict) and r.get("eventSource") == "aws:s3" for r in event["Records"]):
+            return _s3_records(event, context)
     http = isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event
     if http:  # a function URL request: the JSON body is the event, the answer an HTTP response
         raw = event.get("body") or ""

@@ -16,6 +16,7 @@ from perfdesk.controllers.events import (
     Event,
     LogLine,
     RequestDone,
+    RequestsDone,
     SessionFinished,
     TargetState,
     TrialFinished,
@@ -46,6 +47,9 @@ class Batch:
 class LiveFeed:
     """Thread-safe, bounded buffer of events; subscribe it to an :class:`EventBus`, drain it from the UI."""
 
+    #: the event bus hands the feed whole RequestsDone batches (one lock per batch)
+    takes_batches = True
+
     def __init__(self, max_rows: int = MAX_PENDING_ROWS, max_logs: int = MAX_PENDING_LOGS):
         self._lock = threading.Lock()
         self._rows: deque[dict] = deque(maxlen=max_rows)
@@ -63,6 +67,9 @@ class LiveFeed:
             if isinstance(event, RequestDone):
                 self._rows.append(event.row)
                 self._received_rows += 1
+            elif isinstance(event, RequestsDone):
+                self._rows.extend(event.rows)
+                self._received_rows += len(event.rows)
             elif isinstance(event, LogLine):
                 self._logs.append(event)
             elif isinstance(event, TargetState):

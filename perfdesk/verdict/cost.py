@@ -6,7 +6,9 @@ Two billing models, as each target describes itself in the manifest (``billing``
 - **function** (Lambda, the local Lambda emulator priced as Lambda): every request pays
   ``billed_ms / 1000 * memory_mb / 1024`` GB-seconds at the architecture's GB-second price, plus the per-request
   fee; a cold request also pays its INIT phase when the price table's ``bill_init`` is true (see :func:`row_costs`).
-  Throttled and cancelled requests never ran and cost nothing.
+  Throttled and cancelled requests never ran and cost nothing. A SnapStart function (manifest ``snapstart``)
+  pays its Billed Restore Duration as GB-seconds and a fee per GB restored on each restored cold start, and the
+  snapshot's cache per GB-second of memory for as long as the version exists (in the monthly projection).
 - **server** (local process, SSH host, EC2 instance): an instance costs its hourly price for as long as the trial
   ran; carrying a sustained rate takes ``ceil(rate / saturation throughput)`` instances, the saturation throughput
   being the highest ``throughput_rps`` over the target's concurrency levels.
@@ -34,6 +36,8 @@ from perfdesk.verdict.slo import Capacity, capacities, cold_share_at_capacity
 PRICE_TABLE = Path(__file__).with_name("prices.json")
 
 FUNCTION, SERVER = "function", "server"
+#: Lambda Managed Instances: instances at their EC2 price plus the management fee, plus the request fee (paradigms.py).
+MANAGED = "managed-instances"
 #: Request statuses that never ran on the target, so were not billed.
 NOT_BILLED = ("throttled", "cancelled")
 _ARCH_ALIASES = {"x86": "x86_64", "x86-64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm": "arm64"}
@@ -106,6 +110,17 @@ class PriceBook:
         rate = archs[arch]
         return float(rate["gb_second"]), float(rate["request"])
 
+    def snapstart_rates(self, region: str) -> tuple[float, float]:
+        """(USD per GB-second of snapshot cache, USD per GB restored) of Lambda SnapStart in ``region``."""
+        regions = self.table.get("snapstart") or {}
+        if region not in regions:
+            raise PriceError(
+                f"no SnapStart prices for region {region!r} (known: {', '.join(sorted(regions))}); "
+                f"add [prices.snapstart.{region}] cache_gb_second/restore_gb to the profile"
+            )
+        rate = regions[region]
+        return float(rate["cache_gb_second"]), float(rate["restore_gb"])
+
     def ec2_hourly(self, region: str, instance_type: str) -> float:
         prices = (self.table.get("ec2") or {}).get(region) or {}
         if instance_type not in prices:
@@ -136,6 +151,9 @@ class TargetPricing:
     price_source: str = ""
     #: non-empty for a local stand-in (the manifest's ``emulation``): its prices are an emulation's
     emulation: str = ""
+    snapstart: bool = False
+    cache_gb_second_usd: float | None = None  # SnapStart: the snapshot's cache
+    restore_gb_usd: float | None = None  # SnapStart: each restore
 
     @property
     def priced(self) -> bool:
@@ -156,7 +174,7 @@ class TargetPricing:
 def billing_model(facts: dict, rows: pd.DataFrame | None = None) -> str:
     """The target's own ``billing`` from the manifest; for a session without it, a function when rows carry
     billed_ms (a REPORT line), else a server."""
-    if facts.get("billing") in (FUNCTION, SERVER):
+    if facts.get("billing") in (FUNCTION, SERVER, MANAGED):
         return str(facts["billing"])
     if rows is not None and len(rows) and rows["billed_ms"].notna().any():
         return FUNCTION
@@ -174,6 +192,10 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
     pricing = TargetPricing(
         target=name, kind=kind, model=model, region=region, emulation=str(facts.get("emulation") or "")
     )
+    if model == MANAGED:
+        from perfdesk.verdict.paradigms import managed_pricing
+
+        return managed_pricing(pricing, facts, over, book)
     if model == FUNCTION:
         pricing.architecture = normalise_arch(over.get("architecture") or facts.get("architecture"))
         memory = facts.get("memory_mb") or facts.get("memory_size_mb")
@@ -182,6 +204,13 @@ def target_pricing(session: Session, name: str, book: PriceBook) -> TargetPricin
             pricing.gb_second_usd, pricing.request_usd = book.lambda_rates(region, pricing.architecture)
         except PriceError as exc:
             pricing.note = str(exc)
+        if facts.get("snapstart"):
+            pricing.snapstart = True
+            try:
+                pricing.cache_gb_second_usd, pricing.restore_gb_usd = book.snapstart_rates(region)
+            except PriceError as exc:
+                pricing.note = (pricing.note + "; " if pricing.note else "") + str(exc)
+                pricing.gb_second_usd = None  # not priced rather than priced low
         return pricing
     _server_price(pricing, name, over, facts, book)
     return pricing
@@ -249,13 +278,20 @@ def row_costs(rows: pd.DataFrame, pricing: TargetPricing, bill_init: bool) -> pd
     covered = rows["duration_ms"].notna() & (billed >= rows["duration_ms"] + init - 1.0)
     add_init = rows["cold"] & init.notna() & ~covered if bill_init else pd.Series(False, index=rows.index)
     out["billed_init_ms"] = np.where(add_init, np.ceil(init.fillna(0.0)), 0.0)
-    out["billed_ms_total"] = billed + out["billed_init_ms"]
+    # SnapStart: a restored cold start's Billed Restore Duration is billed like duration, plus a fee per GB restored
+    restore = pd.to_numeric(rows.get("billed_restore_ms", pd.Series(np.nan, index=rows.index)), errors="coerce")
+    out["billed_restore_ms"] = restore.fillna(0.0)
+    out["billed_ms_total"] = billed + out["billed_init_ms"] + out["billed_restore_ms"]
     ran = ~rows["status"].isin(NOT_BILLED)
     out["gb_seconds"] = np.where(ran, out["billed_ms_total"] / 1000.0 * memory / 1024.0, 0.0)
+    restored = ran & restore.notna()
+    restore_fee = np.where(restored, memory / 1024.0 * (pricing.restore_gb_usd or 0.0), 0.0)
     if pricing.gb_second_usd is None or pricing.request_usd is None:
         out["cost_usd"] = np.nan
     else:
-        out["cost_usd"] = np.where(ran, out["gb_seconds"] * pricing.gb_second_usd + pricing.request_usd, 0.0)
+        out["cost_usd"] = np.where(
+            ran, out["gb_seconds"] * pricing.gb_second_usd + pricing.request_usd + restore_fee, 0.0
+        )
     return out
 
 
@@ -279,6 +315,8 @@ class TrialCost:
     billed_init_ms: float | None = None
     instance_hours: float | None = None
     note: str = ""
+    #: non-empty for a local stand-in: this cost is an emulation's (see :attr:`TargetPricing.emulation`)
+    emulation: str = ""
 
 
 def _duration_s(group_rows: pd.DataFrame, trial_row: pd.Series | None) -> float | None:
@@ -321,6 +359,7 @@ def trial_costs(session: Session, book: PriceBook | None = None) -> list[TrialCo
             cost_usd=None,
             cost_per_1k_usd=None,
             note=price.note,
+            emulation=price.emulation,
         )
         if price.model == FUNCTION:
             costs = row_costs(rows, price, book.bill_init)
@@ -386,6 +425,13 @@ class TargetCost:
             return f"capacity under p99 <= {self.capacity.slo_p99_ms:g} ms"
         return "saturation throughput (no capacity trial: not at equal service)"
 
+    def snapshot_cache_usd(self, hours: float) -> float:
+        """SnapStart: the snapshot cache of one version for ``hours`` (memory GB x seconds x the cache price)."""
+        p = self.pricing
+        if not p.snapstart or not p.cache_gb_second_usd or not p.memory_mb:
+            return 0.0
+        return p.memory_mb / 1024.0 * hours * 3600.0 * p.cache_gb_second_usd
+
     @property
     def cost_per_request_usd(self) -> float | None:
         """Expected function cost of one request at a sustained rate: warm and cold mixed."""
@@ -401,9 +447,15 @@ class TargetCost:
         """Cost of a month of ``rate_rps`` sustained (None when a price or a measurement is missing)."""
         if self.pricing.model == FUNCTION:
             per_request = self.cost_per_request_usd
-            return None if per_request is None else rate_rps * hours_per_month * 3600.0 * per_request
+            if per_request is None:
+                return None
+            return rate_rps * hours_per_month * 3600.0 * per_request + self.snapshot_cache_usd(hours_per_month)
         if self.pricing.hourly_usd is None or not self.per_instance_rps:
             return None
+        if self.pricing.model == MANAGED:
+            from perfdesk.verdict.paradigms import managed_monthly_usd
+
+            return managed_monthly_usd(self, rate_rps, hours_per_month)
         return instances_needed(rate_rps, self.per_instance_rps) * self.pricing.hourly_usd * hours_per_month
 
 
@@ -425,7 +477,7 @@ def target_costs(
         pricing = target_pricing(session, name, book)
         item = TargetCost(pricing=pricing, note=pricing.note, capacity=measured_capacity.get(name))
         rows = session.requests[session.requests["target"] == name]
-        if pricing.model == SERVER:
+        if pricing.model in (SERVER, MANAGED):
             item.saturation_rps = saturation_rps(session, name)
             if item.saturation_rps is None:
                 item.note = (item.note + "; " if item.note else "") + "no throughput measured (run a concurrency trial)"
@@ -552,7 +604,7 @@ def crossover(server: TargetCost, function: TargetCost, hours_per_month: float) 
     b = hourly / (3600.0 * per_request)
     if b > sat:
         base.note = (
-            f"the function is cheaper at every rate: one saturated instance costs "
+            f"the function is cheaper at every rate: one instance at {sat:g} req/s ({server.basis}) costs "
             f"${hourly / (sat * 3.6):.4f} per 1k against ${per_request * 1000:.4f}"
         )
         return base

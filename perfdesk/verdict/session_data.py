@@ -132,6 +132,8 @@ def load_session(path: str | Path) -> Session:
         "latency_ms",
         "billed_ms",
         "init_ms",
+        "restore_ms",
+        "billed_restore_ms",
         "duration_ms",
         "memory_size_mb",
         "receive",

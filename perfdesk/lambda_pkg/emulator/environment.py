@@ -209,6 +209,8 @@ class Invocation:
     log_text: str = ""  # what the handler printed
     deadline: float = 0.0  # monotonic
     undelivered: bool = False  # the environment died before its runtime took the invocation: send it elsewhere
+    restore_ms: float | None = None  # Restore Duration of a cold start restored from a snapshot (SnapStart)
+    billed_restore_ms: float | None = None  # its Billed Restore Duration (the after-restore hooks)
 
     @property
     def duration_ms(self) -> float:
@@ -327,6 +329,8 @@ class _RuntimeApi:
             if inv.client_context:
                 extra["Lambda-Runtime-Client-Context"] = inv.client_context
             return 200, extra, inv.payload
+        if rest.startswith("restore/"):  # SnapStart (snapstart.py); an environment of no snapshot has none
+            return env._restore_api(method, rest[len("restore/") :], headers, body)
         if method == "POST" and rest == "init/error":
             error = _json_or_text(body)
             env._init_failed(error, headers.get("lambda-runtime-function-error-type") or error.get("errorType", ""))
@@ -429,6 +433,8 @@ class ExecutionEnvironment:
     ):
         self.snapshot = snapshot
         self.env_id = f"env-{uuid.uuid4().hex[:10]}"
+        #: taken from a Managed Instances pool for an invocation that has not reached it yet (capacity.py)
+        self.claimed = False
         self.dir = work_dir / self.env_id
         self.runtime = runtime
         self.isolation = isolation
@@ -441,6 +447,8 @@ class ExecutionEnvironment:
         self.state = "init"  # init -> idle <-> busy -> dead
         self.cold_pending = True  # the next invocation is this environment's first
         self.log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{snapshot.version}]" + uuid.uuid4().hex
+        self.init_type = "on-demand"  # AWS_LAMBDA_INITIALIZATION_TYPE (capacity.py: lambda-managed-instances)
+        self.extra_env: dict[str, str] = {}  # variables Lambda sets for this kind of environment (capacity.py)
         self.init_ms: float | None = None
         self.pid: int | None = None
         self.cpu_limited = False
@@ -510,7 +518,7 @@ class ExecutionEnvironment:
             "AWS_LAMBDA_FUNCTION_NAME": snap.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(snap.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": snap.version,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": self.init_type,
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{snap.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream,
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self._api.port}",
@@ -522,6 +530,7 @@ class ExecutionEnvironment:
             "_AWS_XRAY_DAEMON_PORT": "2000",
             "SHLVL": "0",
             "PWD": p["task"],
+            **self.extra_env,
         }
         if snap.credentials is not None:
             env["AWS_ACCESS_KEY_ID"] = snap.credentials.access_key_id
@@ -796,6 +805,10 @@ class ExecutionEnvironment:
         self.memory.release(self.env_id)
 
     # -- Runtime API callbacks -------------------------------------------------------------------------------
+    def _restore_api(self, method: str, what: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        """``/runtime/restore/...``: only an environment of a SnapStart version has it (snapstart.py)."""
+        return 404, {}, b'{"errorMessage":"unknown runtime endpoint","errorType":"NotFound"}'
+
     def _next_invocation(self) -> Invocation | None:
         if not self._init_done.is_set():
             start = self._exec_at if self._exec_at is not None else self._started
@@ -857,6 +870,20 @@ class ExecutionEnvironment:
         etype = "Runtime.OutOfMemory" if self.oom else "Runtime.ExitError"
         message = f"RequestId: {request_id} Error: {self.death_reason or 'Runtime exited without providing a reason'}"
         return etype, {"errorType": "Runtime.ExitError", "errorMessage": message}
+
+    def prewarm(self, timeout_s: float) -> tuple[str, float, str]:
+        """Start the runtime and run its init phase now, before any invocation (a managed-instances environment):
+        ("ok"|"error"|"timeout", Init Duration ms, what the init printed). After "ok" the next invocation is warm."""
+        self.start()
+        self._launched.wait(60.0)
+        start = self._exec_at if self._exec_at is not None else self._started
+        outcome, init_ms = self._await_init(start + timeout_s)
+        self.cold_pending = False
+        if outcome == "ok":
+            with self._lock:
+                if self.state == "init":
+                    self.state = "idle"
+        return outcome, init_ms, self._read_new_output()
 
     def invoke(self, inv: Invocation) -> Invocation:
         """Run one invocation (blocking) and return it filled: response or error, status, timings, log text."""

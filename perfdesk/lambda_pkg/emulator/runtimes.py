@@ -139,6 +139,20 @@ def _describe_interpreter(python: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def _refresh_bootstrap(path: Path) -> None:
+    """Keep a prepared runtime's bootstrap the emulator's current one (it changes more often than the runtime)."""
+    current = Path(__file__).with_name("bootstrap.py").read_bytes()
+    try:
+        if path.read_bytes() == current:
+            return
+        tmp = path.with_name(f".bootstrap.{os.getpid()}")
+        tmp.write_bytes(current)
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not refresh %s: %s", path, exc)
+
+
 class RuntimeCache:
     """Prepares runtimes on first use (a minute at most, once per version) and finds them after. Thread- and
     process-safe: a file lock per version, and a folder that appears only when complete."""
@@ -199,6 +213,7 @@ class RuntimeCache:
         configured = os.environ.get(env_var(PYTHON_RUNTIMES[runtime]))
         if configured and str(Path(configured).expanduser()) != manifest.get("interpreter"):
             return None  # the user points at another interpreter now
+        _refresh_bootstrap(folder / "runtime" / "bootstrap.py")
         return PreparedRuntime(
             runtime, manifest["python_version"], folder / "lang", folder / "runtime", manifest["interpreter"]
         )

@@ -17,7 +17,8 @@ reserved and account concurrency answered with ``TooManyRequestsException`` (429
 init retried inside the invocation; the timeout enforced by killing the environment; memory above the configured
 size ending the environment (``Runtime.OutOfMemory``); CPU share proportional to memory; Lambda's limits on code,
 layers and payloads with AWS's errors; Lambda's ``REPORT`` (and ``INIT_REPORT``) lines in the base64 tail log;
-function URLs with SigV4 (``AWS_IAM``) or the public-access policy (``NONE``).
+function URLs with SigV4 (``AWS_IAM``) or the public-access policy (``NONE``); API Gateway HTTP APIs of a local
+``apigatewayv2`` control plane (:mod:`apigw`); S3 event notifications from a local S3 (:mod:`s3events`).
 
 The emulator accepts the credentials ``test``/``test`` and ``perfdesk-local``/``perfdesk-local``, those given to
 it, and each function's stand-in role credentials (for function URLs signed from inside a function); it verifies
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from perfdesk.lambda_pkg.emulator import images, sigv4, urls
+from perfdesk.lambda_pkg.emulator import apigw, arch, capacity, images, s3events, sigv4, snapstart, urls
 from perfdesk.lambda_pkg.emulator.cgroups import MAX_VCPUS, MB_PER_VCPU, CpuLimiter, MemoryLimiter
 from perfdesk.lambda_pkg.emulator.environment import (
     INIT_TIMEOUT_S,
@@ -115,6 +116,9 @@ class Emulator:
         init_timeout_s: float = INIT_TIMEOUT_S,
         s3_endpoint_url: str | None = None,
         registry: str | None = None,
+        apigw_endpoint_url: str | None = None,
+        managed_min_environments: int = 1,
+        managed_max_environments: int = 4,
     ):
         self.host, self.port = host, port
         self.idle_s = idle_s
@@ -145,6 +149,15 @@ class Emulator:
         self._httpd: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self.stats = {"cold_starts": 0, "invocations": 0, "throttles": 0, "timeouts": 0, "oom": 0}
+        # API Gateway's data plane and S3's event delivery, over the local control planes (moto) named here
+        self.apigw = apigw.HttpApis(self, apigw_endpoint_url or s3_endpoint_url)
+        self.s3_events = s3events.S3Events(self, s3_endpoint_url) if s3_endpoint_url else None
+        # Lambda Managed Instances: capacity providers, published versions, managed environments (capacity.py)
+        self.managed_min_environments, self.managed_max_environments = (
+            managed_min_environments,
+            managed_max_environments,
+        )
+        self.capacity = capacity.Capacity(self)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> Emulator:
@@ -170,10 +183,17 @@ class Emulator:
     def stop(self) -> None:
         """Kill every environment process, stop serving, remove the working directory. Safe to call twice."""
         self._stop.set()
+        if self.s3_events is not None:
+            self.s3_events.stop()
         with self._lock:
             envs = [e for lst in self._envs.values() for e in lst]
         for env in envs:
             env.kill("emulator shutting down")
+        with self._lock:
+            versions = [v for fn in self.functions.values() for v in fn.versions.values()]
+        for version in versions:
+            snapstart.discard(version)
+        self.capacity.stop()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -209,12 +229,17 @@ class Emulator:
             "cpu_limits_note": self.limiter.reason
             or f"cgroup v1 cpu quota: MemorySize / {MB_PER_VCPU} vCPU per environment, at most {MAX_VCPUS}",
             "init_timeout_s": self.init_timeout_s,
+            "snapstart": "a SnapStart version's initialised environment kept as its snapshot; each restore forks it "
+            "(own Runtime API, cgroups and log; the snapshot's /tmp and PID namespace shared)",
+            "architectures": arch.describe(),
             **self.images.describe(),
+            **self.capacity.describe(),
         }
 
     def environment_pids(self) -> list[int]:
         with self._lock:
-            return [e.pid for lst in self._envs.values() for e in lst if e.pid and e.alive]
+            pids = [e.pid for lst in self._envs.values() for e in lst if e.pid and e.alive]
+        return pids + self.capacity.pids()
 
     def environments(self, function: str) -> list[ExecutionEnvironment]:
         with self._lock:
@@ -242,14 +267,36 @@ class Emulator:
             ephemeral_mb=fn.ephemeral_mb,
             credentials=fn.credentials,
             image=images.image_run(fn),
+            version=fn.version,
         )
 
-    def _acquire(self, name: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
-        """A warm idle environment of the function's current revision, or a new one (cold); raise 429 when full."""
+    def _record(self, key: str) -> FunctionRecord:
+        """The function (``name``) or one of its published versions (``name:N``) an invoke names."""
+        name, _, qualifier = key.partition(":")
+        fn = self.functions.get(name)
+        if fn is None:
+            raise not_found(f"Function not found: arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{key}")
+        if qualifier and qualifier not in ("$LATEST", "$LATEST.PUBLISHED"):
+            managed = self.capacity.versions.get(name, {}).get(qualifier)
+            if managed is not None:  # a Managed Instances version (capacity.py keeps those)
+                return managed.record
+            version = fn.versions.get(qualifier)
+            if version is None:
+                raise not_found(f"Function not found: {fn.arn}:{qualifier}")
+            return version
+        return fn
+
+    def _acquire(self, key: str) -> tuple[ExecutionEnvironment, FunctionRecord, bool]:
+        """A warm idle environment of the function's current revision, or a new one (cold); raise 429 when full.
+        ``key`` is the function's name, or ``name:N`` for its published version N (its environments apart)."""
+        name, _, qualifier = key.partition(":")
+        managed = self.capacity.acquire(name, qualifier or None)  # a version on a capacity provider: never cold
+        if managed is not None:
+            return managed, self.functions[name], False
         with self._lock:
-            fn = self.functions.get(name)
-            if fn is None:
-                raise not_found(f"Function not found: arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}")
+            fn = self._record(key)
+            if fn.snap_start == "PublishedVersions" and fn.version != "$LATEST":
+                snapstart.check_invokable(fn)
             if fn.image is not None:
                 fn.image.check_invokable()
             if fn.reserved_concurrency is not None and self._inflight.get(name, 0) >= fn.reserved_concurrency:
@@ -260,13 +307,13 @@ class Emulator:
                     "Rate Exceeded.",
                     {"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
                 )
-            if sum(self._inflight.values()) >= self.account_concurrency:
+            if fn.reserved_concurrency is None and self._unreserved_full():
                 self.stats["throttles"] += 1
                 raise ApiError(
                     429, "TooManyRequestsException", "Rate Exceeded.", {"Reason": "ConcurrentInvocationLimitExceeded"}
                 )
             self._inflight[name] = self._inflight.get(name, 0) + 1
-            idle = [e for e in self._envs.get(name, []) if e.state == "idle" and e.snapshot.revision == fn.revision]
+            idle = [e for e in self._envs.get(key, []) if e.state == "idle" and e.snapshot.revision == fn.revision]
             if idle:
                 env = max(idle, key=lambda e: e.last_used)
                 env.state = "busy"
@@ -277,18 +324,21 @@ class Emulator:
             self._release(name, None)
             raise invalid(f"The emulator cannot run runtime {fn.runtime}: {exc}") from None
         with self._lock:
-            env = ExecutionEnvironment(
-                self._snapshot(fn),
-                self.work_dir / "envs",
-                runtime,
-                self.isolation,
-                self.limiter,
-                self.memory_limiter,
-                self._spawn,
-                on_dead=self._forget,
-                init_timeout_s=self.init_timeout_s,
-            )
-            self._envs.setdefault(name, []).append(env)
+            if fn.snap_start == "PublishedVersions" and fn.version != "$LATEST":  # restored from its snapshot
+                env = snapstart.new_environment(self, fn, self._forget)
+            else:
+                env = ExecutionEnvironment(
+                    self._snapshot(fn),
+                    self.work_dir / "envs",
+                    runtime,
+                    self.isolation,
+                    self.limiter,
+                    self.memory_limiter,
+                    self._spawn,
+                    on_dead=self._forget,
+                    init_timeout_s=self.init_timeout_s,
+                )
+            self._envs.setdefault(key, []).append(env)
             self.stats["cold_starts"] += 1
         try:
             env.start()
@@ -298,17 +348,35 @@ class Emulator:
             raise
         return env, fn, True
 
-    def _release(self, name: str, env: ExecutionEnvironment | None) -> None:
+    def _unreserved_full(self) -> bool:
+        """Whether the account's unreserved pool is in use: functions without reserved concurrency share the account
+        limit less every function's reservation (as on Lambda: a reservation is taken from the pool, used or not)."""
+        reserved = sum(f.reserved_concurrency or 0 for f in self.functions.values())
+        shared = 0
+        for fname, n in self._inflight.items():
+            f = self.functions.get(fname)
+            if f is None or f.reserved_concurrency is None:
+                shared += n
+        return shared >= self.account_concurrency - reserved
+
+    def _release(self, key: str, env: ExecutionEnvironment | None) -> None:
+        name = key.partition(":")[0]
+        if self.capacity.release(env):
+            return
         with self._lock:
             self._inflight[name] = max(0, self._inflight.get(name, 0) - 1)
-            fn = self.functions.get(name)
+            try:
+                fn: FunctionRecord | None = self._record(key)
+            except ApiError:
+                fn = None
             stale = env is not None and (fn is None or env.snapshot.revision != fn.revision)
         if stale and env is not None and env.alive:
             env.kill("configuration changed")
 
     def _forget(self, env: ExecutionEnvironment) -> None:
+        snap = env.snapshot
         with self._lock:
-            lst = self._envs.get(env.snapshot.name, [])
+            lst = self._envs.get(snap.name if snap.version == "$LATEST" else f"{snap.name}:{snap.version}", [])
             if env in lst:
                 lst.remove(env)
         threading.Thread(target=shutil.rmtree, args=(env.dir,), kwargs={"ignore_errors": True}, daemon=True).start()
@@ -342,7 +410,8 @@ class Emulator:
     def invoke(
         self, name: str, payload: bytes, tail: bool, client_context: str | None = None
     ) -> tuple[int, dict[str, str], bytes]:
-        """Run one synchronous invocation; return (HTTP status, headers, body) as Lambda's Invoke answers."""
+        """Run one synchronous invocation; return (HTTP status, headers, body) as Lambda's Invoke answers. ``name``
+        is the function's, or ``name:N`` for a published version (a SnapStart or a Managed Instances one)."""
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise ApiError(
                 413,
@@ -366,13 +435,23 @@ class Emulator:
                     400, "InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object."
                 ) from None
         request_id = str(uuid.uuid4())
+        key, name = name, name.partition(":")[0]
+        with self._lock:
+            record = self._record(key)
+        failure = arch.init_failure(record)  # native code of another machine fails the init, as on Lambda
+        if failure is not None:
+            self.stats["invocations"] += 1
+            status_code, headers, body, text = arch.failed_invocation(request_id, record, failure, tail)
+            if self.log_sink:
+                self.log_sink(name, text)
+            return status_code, headers, body
         for _ in range(3):  # an environment whose runtime died before taking the invocation is not used
-            env, fn, cold = self._acquire(name)
+            env, fn, cold = self._acquire(key)
             inv = Invocation(request_id, payload or b"{}", env.snapshot.timeout_s, client_context=context)
             try:
                 env.invoke(inv)
             finally:
-                self._release(name, env)
+                self._release(key, env)
             if not inv.undelivered:
                 break
         self.stats["invocations"] += 1
@@ -385,7 +464,15 @@ class Emulator:
             if error_type == "Runtime.OutOfMemory":
                 self.stats["oom"] += 1
         report = format_report(
-            request_id, inv.duration_ms, env.snapshot.memory_mb, env.peak_memory_mb(), inv.init_ms, status, error_type
+            request_id,
+            inv.duration_ms,
+            env.snapshot.memory_mb,
+            env.peak_memory_mb(),
+            inv.init_ms,
+            status,
+            error_type,
+            restore_ms=inv.restore_ms,
+            billed_restore_ms=inv.billed_restore_ms,
         )
         text = inv.preamble + f"START RequestId: {request_id} Version: {env.snapshot.version}\n{inv.log_text}"
         if inv.status == "timeout":
@@ -478,6 +565,7 @@ class Emulator:
         if body.get("PackageType") == "Image" or "ImageUri" in (body.get("Code") or {}):
             if self.isolation.mode != "namespace":
                 raise invalid(f"The emulator runs container images in a mount namespace only ({self.isolation.reason})")
+            snapstart.check_snap_start(body, "", "Image", 512)
             fn = images.create_image_function(
                 self,
                 body,
@@ -490,6 +578,11 @@ class Emulator:
             if not body.get(key):
                 raise invalid(f"{key} is required for a zip package")
         self._check_config(body)
+        arch.check_architectures(body)
+        snap_start = snapstart.check_snap_start(
+            body, body["Runtime"], "Zip", int((body.get("EphemeralStorage") or {}).get("Size", 512))
+        )
+        managed = self.capacity.check_function(body)
         code = body.get("Code") or {}
         with self._lock:
             if name in self.functions:
@@ -518,6 +611,8 @@ class Emulator:
             ephemeral_mb=int((body.get("EphemeralStorage") or {}).get("Size", 512)),
             unzipped_size=unzipped,
             credentials=_role_credentials(),
+            snap_start=snap_start or "None",
+            capacity_provider_config=managed,
         )
         with self._lock:
             if name in self.functions:
@@ -529,6 +624,13 @@ class Emulator:
     def update_configuration(self, ref: str, body: dict) -> dict:
         fn = self._function(ref)
         self._check_config(body)
+        snap_start = snapstart.check_snap_start(
+            body,
+            body.get("Runtime", fn.runtime),
+            "Image" if fn.image is not None else "Zip",
+            int((body.get("EphemeralStorage") or {}).get("Size", fn.ephemeral_mb)),
+            current=fn.snap_start,
+        )
         with fn.lock:
             if body.get("RevisionId") and body["RevisionId"] != fn.revision_id:
                 raise ApiError(
@@ -538,6 +640,9 @@ class Emulator:
                 )
             if fn.image is not None:
                 images.check_image_configuration(fn, body)
+            managed = self.capacity.check_function(body, fn)
+            if "CapacityProviderConfig" in body:
+                fn.capacity_provider_config = managed
             if "Layers" in body:
                 layers = self._layers_for(body["Layers"] or [])
                 check_combined_size(fn.unzipped_size, layers)
@@ -557,6 +662,8 @@ class Emulator:
                     setattr(fn, attr, body[key])
             if "Environment" in body:
                 fn.variables = dict((body["Environment"] or {}).get("Variables") or {})
+            if snap_start is not None:
+                fn.snap_start = snap_start
             fn.touch()
         self._retire(fn.name)
         return fn.configuration()
@@ -567,6 +674,7 @@ class Emulator:
             images.update_image_code(self, fn, body)
             return fn.configuration()
         data, inline = code_zip(body, self.region, self.s3_endpoint_url)
+        arch.check_architectures(body)
         with fn.lock:
             check_combined_size(open_zip(data, inline=inline)[1], fn.layers)
             task_dir = fn.task_dir.parent / f"code-{fn.revision + 1}"
@@ -585,6 +693,10 @@ class Emulator:
             if fn.credentials is not None:
                 self.credentials.pop(fn.credentials.access_key_id, None)
         self._retire(fn.name, all_envs=True)
+        for number, version in fn.versions.items():
+            self._retire(f"{fn.name}:{number}", all_envs=True)
+            snapstart.discard(version)
+        self.capacity.function_deleted(fn.name)
         shutil.rmtree(self.work_dir / "functions" / fn.name, ignore_errors=True)
 
     def add_permission(self, ref: str, body: dict) -> dict:
@@ -619,6 +731,8 @@ class Emulator:
             if condition:
                 statement["Condition"] = condition
             fn.policy.append(statement)
+        if principal == s3events.S3_PRINCIPAL and self.s3_events is not None:
+            self.s3_events.ensure_started()  # S3 may now deliver events to the function
         return {"Statement": json.dumps(statement)}
 
     def get_policy(self, ref: str) -> dict:
@@ -678,6 +792,7 @@ class Emulator:
 _ROUTES: list[tuple[str, re.Pattern, str]] = [
     (m, re.compile("^" + p + "$"), h)
     for m, p, h in [
+        *capacity.ROUTES,
         ("POST", r"/2015-03-31/functions/?", "create_function"),
         ("GET", r"/2015-03-31/functions/?", "list_functions"),
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)", "get_function"),
@@ -685,6 +800,8 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/configuration", "get_configuration"),
         ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/configuration", "update_configuration"),
         ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/code", "update_code"),
+        ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/versions", "publish_version"),
+        ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/versions", "list_versions"),
         ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/invocations", "invoke"),
         ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/policy", "add_permission"),
         ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/policy", "get_policy"),
@@ -706,6 +823,10 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
             (m, r"/lambda-url/(?P<fn>[^/]+)(?P<rest>/.*)?", "url_invoke")
             for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
         ),
+        *(
+            (m, re.escape(apigw.PREFIX) + r"(?P<api>[^/]+)(?P<rest>/.*)?", "apigw_invoke")
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+        ),
     ]
 ]
 
@@ -713,7 +834,7 @@ _ROUTES: list[tuple[str, re.Pattern, str]] = [
 class _ControlServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024  # a burst of a thousand simultaneous invocations connects at once
 
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # client went away
@@ -773,6 +894,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
             if m:
                 args = {k: unquote(v) if v else v for k, v in m.groupdict().items()}
                 try:
+                    if handler.startswith("capacity_"):  # capacity providers and versions (capacity.py)
+                        status, out = self.emu.capacity.api(handler, self._body(raw), query, args)
+                        self._json(status, out)
+                        return
                     getattr(self, "h_" + handler)(raw, query, **args)
                 except ApiError as exc:
                     body = {"Type": "User", "Message": exc.message, "message": exc.message, **exc.extra}
@@ -817,7 +942,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, out)
 
     def h_get_function(self, raw, query, fn):
-        rec = self.emu._function(fn)
+        rec = self.emu._record(self._qualified(query, fn))
         out = {
             "Configuration": rec.configuration(),
             "Code": rec.image.code()
@@ -830,11 +955,48 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, out)
 
     def h_delete_function(self, raw, query, fn):
-        self.emu.delete_function(fn)
+        key = self._qualified(query, fn)
+        name, _, number = key.partition(":")
+        if number and self.emu.capacity.has_version(name, number):  # a managed version (capacity.py)
+            self.emu.capacity.delete_version(fn, number)
+        elif number:  # one published version: its environments and its snapshot go, the function stays
+            version = self.emu._record(key)
+            with self.emu._lock:
+                self.emu.functions[name].versions.pop(number, None)
+            self.emu._retire(key, all_envs=True)
+            snapstart.discard(version)
+        else:
+            self.emu.delete_function(fn)
         self._send(204)
 
+    def _qualified(self, query, fn) -> str:
+        """``name`` or ``name:N`` from a function reference and its ``Qualifier`` parameter."""
+        name = self.emu._function(fn).name
+        qualifier = (query.get("Qualifier") or [""])[0] or (fn.split(":")[-1] if fn.count(":") in (1, 7) else "")
+        return f"{name}:{qualifier}" if qualifier and qualifier != "$LATEST" else name
+
     def h_get_configuration(self, raw, query, fn):
-        self._json(200, self.emu._function(fn).configuration())
+        key = self._qualified(query, fn)
+        name, _, number = key.partition(":")
+        if number and self.emu.capacity.has_version(name, number):  # a managed version (capacity.py keeps them)
+            self._json(200, dict(self.emu.capacity.version(fn, number).config))
+            return
+        self._json(200, self.emu._record(key).configuration())
+
+    def h_publish_version(self, raw, query, fn):
+        rec = self.emu._function(fn)
+        if rec.capacity_provider_config:  # Managed Instances: the version starts its environments (capacity.py)
+            self._json(201, self.emu.capacity.publish(fn, self._body(raw)))
+            return
+        self._json(201, snapstart.publish_version(self.emu, rec, self._body(raw)))
+
+    def h_list_versions(self, raw, query, fn):
+        rec = self.emu._function(fn)
+        if self.emu.capacity.versions.get(rec.name):
+            self._json(200, self.emu.capacity.list_versions(fn))
+            return
+        versions = [rec] + sorted(rec.versions.values(), key=lambda v: int(v.version))
+        self._json(200, {"Versions": [v.configuration() for v in versions]})
 
     def h_update_configuration(self, raw, query, fn):
         self._json(200, self.emu.update_configuration(fn, self._body(raw)))
@@ -843,7 +1005,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self._json(200, self.emu.update_code(fn, self._body(raw)))
 
     def h_invoke(self, raw, query, fn):
-        name = self.emu._function(fn).name
+        name = self._qualified(query, fn)
+        explicit = (query.get("Qualifier") or [""])[0] or (fn.split(":")[-1] if fn.count(":") in (1, 7) else "")
+        if explicit == "$LATEST":  # a function on a capacity provider has no $LATEST to invoke (capacity.py)
+            self.emu.capacity.refuse_latest(name)
         kind = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         tail = self.headers.get("X-Amz-Log-Type", "None") == "Tail"
         if kind == "DryRun":
@@ -878,7 +1043,9 @@ class _ControlHandler(BaseHTTPRequestHandler):
         value = self._body(raw).get("ReservedConcurrentExecutions")
         if value is None or int(value) < 0:
             raise invalid("ReservedConcurrentExecutions must be a number >= 0")
-        if int(value) > self.emu.account_concurrency:
+        with self.emu._lock:  # reservations come out of the account's pool, every function's together
+            others = sum(f.reserved_concurrency or 0 for f in self.emu.functions.values() if f is not rec)
+        if int(value) + others > self.emu.account_concurrency:
             raise invalid(
                 f"Specified ReservedConcurrentExecutions for function exceeds the account's "
                 f"concurrency limit ({self.emu.account_concurrency})."
@@ -965,6 +1132,16 @@ class _ControlHandler(BaseHTTPRequestHandler):
         content_type = next((v for k, v in out_headers.items() if k.lower() == "content-type"), "application/json")
         out_headers = {k: v for k, v in out_headers.items() if k.lower() not in ("content-type", "content-length")}
         self._send(status, data, out_headers, content_type)
+
+    def h_apigw_invoke(self, raw, query, api, rest=None):
+        """A request to an API Gateway HTTP API (:mod:`apigw`)."""
+        parts = urlsplit(self.path)
+        status, headers, body = self.emu.apigw.handle(
+            self.command, api, rest or "/", parts.query, list(self.headers.items()), raw, self.client_address[0]
+        )
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+        self._send(status, body, headers, content_type)
 
     # layers
     def h_publish_layer(self, raw, query, layer):

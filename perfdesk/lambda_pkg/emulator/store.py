@@ -244,7 +244,16 @@ class FunctionRecord:
     policy: list[dict[str, Any]] = field(default_factory=list)  # resource-based policy statements
     credentials: Any = None  # the execution role's stand-in credentials (environment.Credentials)
     image: Any = None  # images.ImageFunction of a container-image function (PackageType Image)
+    capacity_provider_config: dict[str, Any] | None = None  # Lambda Managed Instances (capacity.py)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # published versions (snapstart.py): $LATEST holds them; a version is a frozen copy with its number
+    version: str = "$LATEST"
+    versions: dict[str, FunctionRecord] = field(default_factory=dict, repr=False)
+    version_seq: int = 0
+    snap_start: str = "None"  # SnapStart.ApplyOn: "PublishedVersions" or "None"
+    state: str = "Active"  # a SnapStart version is Pending until its snapshot is taken
+    state_reason: tuple[str, str] | None = None
+    snapshot_template: Any = None  # snapstart.SnapshotTemplate of a SnapStart version
 
     @property
     def arn(self) -> str:
@@ -283,8 +292,14 @@ class FunctionRecord:
             "Architectures": list(self.architectures),
             "EphemeralStorage": {"Size": self.ephemeral_mb},
             "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{self.name}"},
-            "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
+            "SnapStart": {"ApplyOn": self.snap_start, "OptimizationStatus": "Off"},
         }
+        if self.version != "$LATEST":
+            from perfdesk.lambda_pkg.emulator.snapstart import version_configuration
+
+            out = version_configuration(self, out)
+        if self.capacity_provider_config:
+            out["CapacityProviderConfig"] = self.capacity_provider_config
         return out if self.image is None else self.image.configuration(out)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from perfdesk.controllers.memory_fit import MemoryFit, memory_fits
 from perfdesk.verdict import words
 from perfdesk.verdict.cost import BreakEven, PriceBook, TrialCost, break_even, trial_costs
+from perfdesk.verdict.paradigms import paradigms, paradigms_chart
 from perfdesk.verdict.report import charts
 from perfdesk.verdict.session_data import Session, load_session
 from perfdesk.verdict.slo import capacities
@@ -28,6 +29,7 @@ SECTIONS = [
     ("capacity", "Capacity under the SLO", "no capacity trial in this session"),
     ("cost", "Cost per 1,000 inferences", "no priced trial (see the notes under Break-even)"),
     ("breakeven", "Break-even", "no target could be priced"),
+    ("paradigms", "Paradigms: monthly cost against traffic, cold start and p99", "no target could be priced"),
 ]
 
 CSS = """
@@ -124,6 +126,8 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
     book = book or PriceBook.for_session(session)
     costs = trial_costs(session, book)
     result = break_even(session, book)
+    # EC2 server, on-demand Lambda, SnapStart Lambda and Managed Instances: one chart, one table (paradigms.py)
+    across = paradigms(session, book)
     makers: dict[str, Callable[[], bytes | None]] = {
         "latency": lambda: charts.latency_cdf(session),
         "throughput": lambda: charts.throughput_vs_concurrency(session),
@@ -132,6 +136,7 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
         "capacity": lambda: charts.capacity_chart(session),
         "cost": lambda: charts.cost_per_1k(costs),
         "breakeven": lambda: charts.break_even_chart(result),
+        "paradigms": lambda: paradigms_chart(across),
     }
     m = session.manifest
     parts = [
@@ -160,7 +165,7 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
                                 "target": c.target,
                                 "trial": c.trial,
                                 "level": c.level,
-                                "model": c.model,
+                                "model": c.model + (" (EMULATION)" if c.emulation else ""),
                                 "ok": c.ok,
                                 "duration_s": c.duration_s,
                                 "cost_usd": c.cost_usd,
@@ -174,6 +179,9 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
                     )
                 )
             )
+        if key == "paradigms":
+            parts.append(_table(across.table()) + "<ul class='note'>")
+            parts.append("".join(f"<li>{_e(n)}</li>" for n in across.notes) + "</ul>")
         if key == "breakeven":
             parts.append(
                 _table(
