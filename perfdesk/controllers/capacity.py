@@ -7,12 +7,14 @@ intended send time (a saturated target cannot hide its queue), failures counted 
 The search:
 
 1. **Steps.** From ``start_rps`` (default: half the rate one client reaches sending back to back, measured first)
-   the rate is multiplied by ``step_factor`` until a rate breaks the SLO (or ``max_rps`` is reached).
+   the rate is multiplied by ``step_factor`` until a rate breaks the SLO (or ``max_rps`` is reached); when the
+   first rate already breaks it, the rate is divided by ``step_factor`` until one meets it.
 2. **Bisection** between the highest rate that met the SLO and the lowest that broke it, until they are within
    ``tolerance_pct`` of each other (or ``max_probes`` rates were tried).
 
 A rate is *probed* in windows. A window sends at least ``min_samples`` requests (MLPerf's early-stopping minimum
-for a p99 by default, 459) and lasts at least ``window_s``; it meets the SLO when its p99 (failures as +inf) is at
+for a p99 by default, 459) and lasts at least ``window_s`` (at most ``max_window_s``: at a low rate a window then
+has fewer requests, and the result says so); it meets the SLO when its p99 (failures as +inf) is at
 most ``p99_ms`` and at most ``error_limit_pct`` of its requests failed. The stability rule: a rate meets the SLO
 when ``windows`` consecutive windows meet it and their medians agree within ``stability_pct``; it breaks it when
 ``windows`` consecutive windows break it; windows that keep disagreeing (a queue still growing, scale-out still
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
 
 #: The trials.csv level of a capacity trial's result row.
 RESULT_LEVEL = "capacity"
+#: The lowest rate the steps go down to when the first one already breaks the SLO.
+MIN_RPS = 0.1
 
 
 class CapacitySpec(TrialSpec):
@@ -54,6 +58,7 @@ class CapacitySpec(TrialSpec):
     than any success) stays at or under ``p99_ms``, with a stability rule (see controllers/capacity.py)."""
 
     open_loop: ClassVar[bool] = True
+    failures_are_results: ClassVar[bool] = True  # a probe past capacity fails by design
     p99_ms: float = Field(gt=0, le=600_000, description="The latency bound (SLO): p99 of a window, in ms.")
     error_limit_pct: float = Field(
         1.0, ge=0, le=100, description="A window with more failed requests than this % breaks the SLO."
@@ -68,6 +73,12 @@ class CapacitySpec(TrialSpec):
     )
     max_probes: int = Field(12, ge=1, le=100, description="Rates tried at most (steps and bisection).")
     window_s: float = Field(5.0, gt=0, le=3600, description="Seconds a window lasts at least.")
+    max_window_s: float = Field(
+        120.0,
+        gt=0,
+        le=86400,
+        description="Seconds a window lasts at most: at a low rate it then has fewer than min_samples (marked).",
+    )
     min_samples: int | None = Field(
         None,
         ge=1,
@@ -77,7 +88,7 @@ class CapacitySpec(TrialSpec):
     windows: int = Field(2, ge=1, le=20, description="Consecutive windows that must agree at a rate.")
     max_windows: int = Field(5, ge=1, le=50, description="Windows at one rate at most before it counts as a break.")
     stability_pct: float = Field(
-        30.0, gt=0, le=1000, description="Agreeing windows' medians are within this % of their smallest."
+        50.0, gt=0, le=1000, description="Agreeing windows' medians are within this % of their smallest."
     )
     max_in_flight: int = Field(64, ge=1, le=4096, description="Client workers (functions: at most their limit).")
     seed: int = Field(0, description="Seed of the Poisson arrivals.")
@@ -91,6 +102,8 @@ class CapacitySpec(TrialSpec):
 
     @model_validator(mode="after")
     def _windows(self):
+        if self.max_window_s < self.window_s:
+            raise ValueError("max_window_s must be at least window_s")
         if self.max_windows < self.windows:
             raise ValueError("max_windows must be at least windows")
         if self.start_rps is not None and self.start_rps > self.max_rps:
@@ -188,6 +201,7 @@ def _single_client_rps(run: TrialRun, rec_stop: threading.Event) -> float | None
 def _probe(run: TrialRun, spec: CapacitySpec, rate: float, index: int, in_flight: int, timeout: float) -> Probe:
     rate = _round_rate(rate)
     per_window = max(spec.samples_per_window, math.ceil(spec.window_s * rate))
+    per_window = max(2, min(per_window, math.floor(spec.max_window_s * rate)))  # a low rate: max_window_s bounds it
     rec: LevelRecorder = run.level(rate, expected=per_window * spec.windows)
     probe = Probe(rate=rate)
     send = rec.sender(closed_loop=False, timeout=timeout)
@@ -241,10 +255,13 @@ def run_capacity(run: TrialRun) -> None:
         probe = _probe(run, spec, rate, len(probes), in_flight, timeout)
         probes.append(probe)
         if not probe.meets:
-            high = probe
-            break
+            high = probe if high is None or probe.rate < high.rate else high
+            if low is not None or rate <= MIN_RPS:
+                break
+            rate = max(MIN_RPS, rate / spec.step_factor)  # the first rate already broke it: step down
+            continue
         low = probe
-        if rate >= spec.max_rps:
+        if high is not None or rate >= spec.max_rps:
             break
         rate = min(spec.max_rps, rate * spec.step_factor)
     while (

@@ -33,9 +33,12 @@ def sections() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     out: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [("[session]", SessionSection, ())]
     for kind in known_kinds():
         try:
-            out.append((f'[[targets]] kind = "{kind}"', target_class(kind).spec_model, ()))
+            cls = target_class(kind)
         except ImportError:  # a kind whose provider is not installed
             continue
+        if cls.__module__.partition(".")[0] != "perfdesk":  # a kind registered from elsewhere (a plugin, a test)
+            continue
+        out.append((f'[[targets]] kind = "{kind}"', cls.spec_model, ()))
     out.append(("[[workloads]]", WorkloadSpec, ()))
     # the kinds defined in trials.py first, in its order; those registered by modules of their own after them, by
     # name (their registration order depends on which module a program imports first)

@@ -108,13 +108,18 @@ def run_idle(run: TrialRun) -> None:
             for i in range(spec.repeats):
                 if rec.stop.is_set():
                     break
-                prime = run.target.send(rec.payload())
+                prime = rec.send(rec.payload())  # through the level's watch: None once the level has ended
+                if prime is None:
+                    break
                 if prime.status != "ok":
                     primed_failed += 1
                 if rec.stop.wait(gap):
                     break
                 payload = rec.payload()
-                rec.record(run.target.send(payload), payload, seq=i, closed_loop=True)
+                probe = rec.send(payload)
+                if probe is None:
+                    break
+                rec.record(probe, payload, seq=i, closed_loop=True)
         except TargetError as exc:
             rec.finish("failed", str(exc))
             raise

@@ -283,7 +283,10 @@ class HttpTarget(Target):
                     .replace("{{batch_size}}", str(len(b64)))
                 )
                 body = text.encode()
-        made = (body, {**self._headers, "Content-Type": content_type})
+        headers = {k: v for k, v in self._headers.items() if k.lower() != "content-type"}
+        if self.spec.content_type is None:  # a Content-Type among the headers stands for content_type
+            content_type = next((v for k, v in self._headers.items() if k.lower() == "content-type"), content_type)
+        made = (body, {**headers, "Content-Type": content_type})
         self._bodies[key] = made
         return made
 

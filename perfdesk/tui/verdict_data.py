@@ -30,6 +30,8 @@ class Verdict:
     curves: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # target -> (req/s, $/month)
     break_even_rps: list[float] = field(default_factory=list)  # marks on the chart
     prices_as_of: str = ""
+    #: what the chart compares: at equal service (capacity under the SLO) or servers at saturation
+    basis: str = ""
     error: str = ""
 
     def table_rows(self) -> list[tuple[str, ...]]:
@@ -39,7 +41,7 @@ class Verdict:
                 c.trial,
                 c.level,
                 c.target,
-                c.model,
+                c.model + (" (emulation)" if c.emulation else ""),
                 str(c.ok),
                 _num(c.duration_s, 2),
                 _usd(c.cost_usd),
@@ -97,4 +99,9 @@ def compute_verdict(path: str | Path) -> Verdict:
         if pairs:
             out.curves[curve.target] = ([p[0] for p in pairs], [p[1] for p in pairs])
     out.break_even_rps = [c.break_even_rps for c in result.crossovers if c.break_even_rps]
+    equal = any(c.equal_service for c in result.crossovers)
+    emulated = [name for name, t in result.targets.items() if t.pricing.emulation]
+    out.basis = ("at equal service (capacity under the SLO)" if equal else "servers at saturation throughput") + (
+        f"; EMULATION: {', '.join(emulated)}" if emulated else ""
+    )
     return out

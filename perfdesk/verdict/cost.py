@@ -315,6 +315,8 @@ class TrialCost:
     billed_init_ms: float | None = None
     instance_hours: float | None = None
     note: str = ""
+    #: non-empty for a local stand-in: this cost is an emulation's (see :attr:`TargetPricing.emulation`)
+    emulation: str = ""
 
 
 def _duration_s(group_rows: pd.DataFrame, trial_row: pd.Series | None) -> float | None:
@@ -357,6 +359,7 @@ def trial_costs(session: Session, book: PriceBook | None = None) -> list[TrialCo
             cost_usd=None,
             cost_per_1k_usd=None,
             note=price.note,
+            emulation=price.emulation,
         )
         if price.model == FUNCTION:
             costs = row_costs(rows, price, book.bill_init)
@@ -601,7 +604,7 @@ def crossover(server: TargetCost, function: TargetCost, hours_per_month: float) 
     b = hourly / (3600.0 * per_request)
     if b > sat:
         base.note = (
-            f"the function is cheaper at every rate: one saturated instance costs "
+            f"the function is cheaper at every rate: one instance at {sat:g} req/s ({server.basis}) costs "
             f"${hourly / (sat * 3.6):.4f} per 1k against ${per_request * 1000:.4f}"
         )
         return base

@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -129,7 +130,8 @@ def test_headless_run_writes_every_csv(tiny_profile, tmp_path):
     merged = again.merge(measured.astype({"level": float}), on=["trial", "level"], suffixes=("", "_saved"))
     assert len(merged) == len(measured)
     for col in ("count", "p50_ms", "p99_ms", "throughput_rps"):
-        assert (abs(merged[col] - merged[f"{col}_saved"]) < 1e-6).all()
+        # allclose: a p50 of inf (a level with most frames dropped, as on a loaded box) equals inf
+        assert np.allclose(merged[col], merged[f"{col}_saved"], rtol=0, atol=1e-6)
 
     # export: files copied, combined.csv has every request with its level's summary
     from perfdesk.cli import main

@@ -103,7 +103,9 @@ def test_replay_and_idle_project_a_month_for_both(tmp_path):
     server = re.search(
         r"server \(an emulation[^)]*\): \$([\d,.]+)/month, 1 server\(s\) always on, p99 ([\d,.]+) ms", text
     )
-    fn = re.search(r"fn \(an emulation[^)]*\): \$([\d,.]+)/month, p99 ([\d,.]+) ms, ([\d.]+)% cold starts", text)
+    fn = re.search(
+        r"fn \(an emulation[^)]*\): \$([\d,.]+)/month, p99 ([\d,.]+) ms \([^)]*\), ([\d.]+)% cold starts", text
+    )
     assert server and fn, text[-3000:]
     assert float(server.group(1).replace(",", "")) > 0 and float(fn.group(1).replace(",", "")) > 0
     assert 0 < float(fn.group(3)) <= 100  # the emulator keeps an environment 2 s: the trace's gaps evict many

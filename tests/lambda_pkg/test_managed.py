@@ -155,6 +155,8 @@ def test_one_environment_serves_requests_at_once(emulator, managed_zip):
     )
     with pytest.raises(client.exceptions.InvalidParameterValueException, match="invoke a published version"):
         client.invoke(FunctionName="conc", Qualifier="$LATEST", Payload=b"{}")
+    with pytest.raises(client.exceptions.InvalidParameterValueException, match="publish a version"):
+        client.invoke(FunctionName="conc", Payload=b"{}")  # unqualified: its latest published version, none yet
     client.publish_version(FunctionName="conc")
     deadline = time.time() + 60
     while client.get_function_configuration(FunctionName="conc", Qualifier="1")["State"] != "Active":

@@ -161,3 +161,39 @@ def test_live_verdict_reads_rows_flushed_mid_trial(tmp_path):
             await wait_for(pilot, lambda: app.job is None, 15, "the stopped trial to end")
 
     run(scenario())
+
+
+def test_verdict_at_equal_service_names_capacities_and_emulations(profile, tmp_path):
+    from tests.verdict.synth import add_capacity_trial, default_targets
+
+    srv, fn = default_targets()
+    srv.describe = {"emulation": "a local server on this machine, priced as the instance it stands in for"}
+    path = write_session(
+        tmp_path / "sessions" / "slo",
+        sigma=0.0,
+        targets=[srv, fn],
+        prices={"targets": {"srv": {"instance_type": "c5.xlarge"}}},
+    )
+    add_capacity_trial(path, srv, slo_ms=100, capacity_rps=40, rates=(10, 20, 40, 80))
+    add_capacity_trial(path, fn, slo_ms=100, capacity_rps=40, rates=(10, 20, 40, 80))
+    app = PerfdeskApp(profile, output=tmp_path / "live", export_root=tmp_path / "exports")
+
+    async def scenario():
+        async with app.run_test(size=SIZE) as pilot:
+            await app.push_screen(VerdictScreen(path))
+            screen = app.screen
+            await wait_for(pilot, lambda: screen.verdict is not None, 20, "the verdict")
+            await pilot.pause(0.05)
+            text = _text(screen)
+            assert "Capacity: srv sustains 40 req/s with p99 <= 100 ms" in text
+            assert "At equal service (p99 <= 100 ms for both): the server srv becomes cheaper than fn" in text
+            assert "servers needed = ceil(rate / 40 req/s)" in text
+            assert "EMULATION: srv is a local server" in text
+            assert screen.verdict.basis.startswith("at equal service") and "EMULATION: srv" in screen.verdict.basis
+            billing = {r[2]: r[3] for r in screen.verdict.table_rows()}
+            assert billing == {"srv": "server (emulation)", "fn": "function"}
+            # the server's curve is in steps of 40 req/s: one instance up to 40, two to 80
+            rates, monthly = screen.verdict.curves["srv"]
+            assert monthly[rates.index(max(r for r in rates if r <= 40))] == pytest.approx(C5_HOURLY * 730)
+
+    run(scenario())

@@ -91,7 +91,7 @@ class VerdictScreen(Screen):
         if not verdict.curves:
             plt.title("Monthly cost against request rate: no priced target (see the notes above)")
             return
-        plt.title("Monthly cost (USD) against sustained request rate")
+        plt.title(f"Monthly cost (USD) against sustained request rate, {verdict.basis}")
         plt.xlabel("requests/s (log10)")
         for target, (rates, monthly) in verdict.curves.items():
             # log10 by hand: plotext's log scale drops the labels of most ticks at this width

@@ -165,7 +165,7 @@ def render_report(session: Session | str | Path, book: PriceBook | None = None) 
                                 "target": c.target,
                                 "trial": c.trial,
                                 "level": c.level,
-                                "model": c.model,
+                                "model": c.model + (" (EMULATION)" if c.emulation else ""),
                                 "ok": c.ok,
                                 "duration_s": c.duration_s,
                                 "cost_usd": c.cost_usd,
