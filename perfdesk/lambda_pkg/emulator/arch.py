@@ -71,10 +71,12 @@ def elf_machine(path: Path) -> str | None:
 _FOUND: dict[tuple, list[tuple[Path, str]]] = {}
 
 
-def foreign_native_code(dirs: list[Path], arch: str) -> list[tuple[Path, str]]:
-    """Shared objects under ``dirs`` built for another machine than ``arch``: [(path, its machine)]. Code and layer
-    folders never change once unpacked, so each set is scanned once."""
-    key = (tuple(str(d) for d in dirs), arch)
+def foreign_native_code(dirs: list[Path], arch: str, key: tuple | None = None) -> list[tuple[Path, str]]:
+    """Shared objects under ``dirs`` built for another machine than ``arch``: [(path, its machine)]. With ``key``
+    (what the folders hold: their zips' hashes) each content is scanned once."""
+    if key is None:
+        return _scan(dirs, arch)
+    key = (*key, tuple(str(d) for d in dirs), arch)
     if key not in _FOUND:
         _FOUND[key] = _scan(dirs, arch)
     return _FOUND[key]
@@ -105,7 +107,7 @@ def init_failure(fn: FunctionRecord) -> dict | None:
     if fn.image is not None:
         return None
     dirs = [fn.task_dir, *(lv.directory for lv in fn.layers)]
-    foreign = foreign_native_code(dirs, arch)
+    foreign = foreign_native_code(dirs, arch, key=(fn.code_sha256, *(lv.code_sha256 for lv in fn.layers)))
     if foreign:
         path, machine = foreign[0]
         roots = {str(fn.task_dir): "/var/task"}
