@@ -970,6 +970,22 @@ class LambdaTarget(_FunctionTarget):
         self.set_state(TargetStatus.TORN_DOWN)
 
 
+def _emulator_not_answering(url: str, timeout: float) -> str | None:
+    """None when the emulator at ``url`` answers an HTTP request (any status) within ``timeout``; else why not."""
+    import http.client
+
+    parsed = urlparse(url)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", "/2015-03-31/functions/")
+        conn.getresponse().read()
+    except OSError as exc:
+        return f"the emulator at {url}: {exc}"
+    finally:
+        conn.close()
+    return None
+
+
 class LocalLambdaTarget(_FunctionTarget):
     """A function on perfdesk's local Lambda emulator, started in-process unless ``endpoint_url`` names one.
 
@@ -1046,6 +1062,11 @@ class LocalLambdaTarget(_FunctionTarget):
         from perfdesk.lambda_pkg.functions import aws_region
 
         self.region = spec.region or aws_region(self._session()) or "us-east-1"
+        if spec.endpoint_url is not None and self.emulator is None:
+            problem = _emulator_not_answering(spec.endpoint_url, 5.0)  # every API call would wait out its timeout
+            if problem:
+                self.set_state(TargetStatus.FAILED)
+                raise TargetError(self.name, "deploy", problem, "is `perfdesk emulator` running there?")
         if spec.endpoint_url is None and self.emulator is None:
             # the in-process emulator needs the runtime interface client here (an emulator at endpoint_url brings its
             # own); the function's runtime comes in its dependencies layer, not from this machine
@@ -1118,21 +1139,10 @@ class LocalLambdaTarget(_FunctionTarget):
 
     def check_answering(self, timeout: float) -> str | None:
         """The emulator's API answers an HTTP request (any status) within ``timeout``: a hung emulator does not."""
-        import http.client
-
         url = self.spec.endpoint_url
         if self._invoke_client is None or not url:
             return None
-        parsed = urlparse(url)
-        conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 80, timeout=timeout)
-        try:
-            conn.request("GET", "/2015-03-31/functions/")
-            conn.getresponse().read()
-        except OSError as exc:
-            return f"the emulator at {url}: {exc}"
-        finally:
-            conn.close()
-        return None
+        return _emulator_not_answering(url, timeout)
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -1145,7 +1155,11 @@ class LocalLambdaTarget(_FunctionTarget):
 
     def teardown(self) -> None:
         try:
-            self._teardown_resources()  # before the emulator stops: S3 objects outlive it
+            hung = self.emulator is None and self.check_answering(3.0) if self._invoke_client is not None else None
+            if hung:  # an emulator of its own process that does not answer: each API call would wait out its timeout
+                self.log(f"not removing the functions: {hung}; they end with that emulator (`perfdesk teardown` later)")
+            else:
+                self._teardown_resources()  # before the emulator stops: S3 objects outlive it
         finally:
             if self.emulator is not None:
                 self.emulator.stop()

@@ -83,7 +83,7 @@ def emulator_process(tmp_path):
     proc.wait()
 
 
-@pytest.mark.parametrize("fault", ["killed"])  # "hung" (SIGSTOP): noticed, but tearing down then waits on it
+@pytest.mark.parametrize("fault", ["killed", "hung"])
 def test_emulator_killed_mid_trial_ends_the_level(tmp_path, emulator_process, fault):
     proc, endpoint = emulator_process
     exp = Experiment(_profile(tmp_path, TRIALS, endpoint), bus=EventBus())
