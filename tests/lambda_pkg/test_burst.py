@@ -67,7 +67,10 @@ def test_retried_throttles_and_reserved_concurrency(burst_target):
 @pytest.mark.slow
 def test_a_thousand_at_once(burst_target):
     """A thousand simultaneous invocations: the client holds a thousand connections, the emulator answers every
-    one; the account's 4 run, the rest are throttled (each a row)."""
+    one; at most the account's 4 run at once, the rest are throttled (each a row). On a loaded machine the thousand
+    arrive over a while, so an environment that finished may take one more: more than 4 may succeed, never more than
+    4 environments."""
     summary, rows = _burst(burst_target, sizes=[1000])
     assert len(rows) == 1000 and summary["ok"] + summary["throttled"] == 1000
-    assert 1 <= summary["ok"] <= 4 and summary["errors"] == 0 and summary["burst_environments"] <= 4
+    assert summary["ok"] >= 1 and summary["throttled"] >= 1 and summary["errors"] == 0
+    assert summary["burst_environments"] <= 4
