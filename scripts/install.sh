@@ -4,7 +4,7 @@
 # README.md's Install section; this script adds the `all` extra (every runtime, PyAV, the emulator's awslambdaric).
 #   scripts/install.sh          perfdesk[all]: PyTorch, ONNX Runtime, TensorFlow CPU, PyAV, awslambdaric
 #   scripts/install.sh --test   perfdesk[all,test]: also pytest, the moto server, ruff, mypy; via apt the OpenSSH
-#                               server, buildah, docker-registry and skopeo
+#                               server, nginx-light, buildah, docker-registry and skopeo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="all"
@@ -36,6 +36,10 @@ fi
 if [ "$want_test" = 1 ] && [ ! -x /usr/sbin/sshd ]; then
   echo "installing openssh-server (the SSH tests run a real sshd on 127.0.0.1)"
   apt_install openssh-server
+fi
+if [ "$want_test" = 1 ] && ! command -v nginx >/dev/null; then
+  echo "installing nginx-light (the http target's tests measure a trivial nginx endpoint on 127.0.0.1)"
+  apt_install nginx-light
 fi
 if [ "$want_test" = 1 ] && { ! command -v buildah >/dev/null || ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; }; then
   echo "installing buildah, docker-registry and skopeo (the image tests build, push and pull on 127.0.0.1)"

@@ -58,6 +58,7 @@ class CapacitySpec(TrialSpec):
     than any success) stays at or under ``p99_ms``, with a stability rule (see controllers/capacity.py)."""
 
     open_loop: ClassVar[bool] = True
+    failures_are_results: ClassVar[bool] = True  # a probe past capacity fails by design
     p99_ms: float = Field(gt=0, le=600_000, description="The latency bound (SLO): p99 of a window, in ms.")
     error_limit_pct: float = Field(
         1.0, ge=0, le=100, description="A window with more failed requests than this % breaks the SLO."

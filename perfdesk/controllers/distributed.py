@@ -70,9 +70,14 @@ class LoadSection(BaseModel):
         description="Address the worker hosts reach the master at (the master then listens on all interfaces); "
         "default: each reaches it through a reverse SSH tunnel.",
     )
-    python: str = Field("python3", description="Interpreter on the worker hosts (Locust is installed for it).")
+    python: str = Field(
+        "python3",
+        description="Interpreter on the worker hosts that has Locust (else a venv made with it in remote_dir gets it).",
+    )
     remote_dir: str = Field("~/.perfdesk", description="Directory on the worker hosts for perfdesk's files.")
-    install: bool = Field(True, description="pip install Locust on a worker host that lacks it (user site).")
+    install: bool = Field(
+        True, description="pip install Locust into remote_dir/locust-venv on a worker host whose python lacks it."
+    )
     start_timeout_s: float = Field(120.0, gt=0, le=3600, description="Seconds for every worker to connect.")
     clock_samples: int = Field(8, ge=1, le=100, description="Clock exchanges per worker before each level.")
     batch_ms: float = Field(50.0, gt=0, le=5000, description="Workers send finished requests back this often.")
@@ -181,7 +186,7 @@ class LocustEngine:
                     self.target.name,
                     "locust load",
                     f"Locust needs an HTTP target; {self.target.kind} targets are not sent plain HTTP requests",
-                    "run this trial with [load] engine = 'perfdesk', or on an HTTP target (local-server, ssh, ec2)",
+                    "use [load] engine = 'perfdesk' for this trial, or an HTTP target (http, local-server, ssh, ec2)",
                 )
             out.append(req)
         return out

@@ -82,6 +82,7 @@ class Experiment:
         self.summaries: list[dict] = []
         self.lost: list[str] = []
         self._lost: dict[str, str] = {}  # target name -> why it was lost (it could not be brought back)
+        self._pending: dict[str, tuple[str, str, str]] = {}  # lost, not yet brought back: (why, trial, when)
         self.ctx = TargetContext(
             session_id=self.session_id,
             emit=self.bus.emit,
@@ -219,6 +220,9 @@ class Experiment:
                 break
             if not self.applies(trial, target):
                 continue
+            if target.name in self._pending and not self._bring_back(target, workload):
+                self._emit_status(trial, target, workload, "skipped", f"target lost: {self._lost[target.name]}")
+                continue
             if not self.ensure_deployed(target, workload):
                 self._deploy_failed([trial], target, workload)
                 continue
@@ -246,6 +250,8 @@ class Experiment:
                 for i, trial in enumerate(mine):
                     if self.cancel.is_set():
                         break
+                    if target.name in self._pending:
+                        self._bring_back(target, workload)
                     if target.name in self._lost:
                         for rest in mine[i:]:
                             self._emit_status(
@@ -286,10 +292,10 @@ class Experiment:
         self.log(f"trial {trial.name} ({trial.kind}) on {target.name}", target.name)
         try:
             TRIAL_KINDS[trial.kind].run(run)
-            if run.lost is not None and not self._recover(run):
-                self._lost[target.name] = run.lost
+            if run.lost is not None:  # brought back (once) before the target's next trial
+                self._pending[target.name] = (run.lost, trial.name, time.strftime("%H:%M:%S"))
+                target.set_state(TargetStatus.FAILED, f"lost: {run.lost}")
         except TargetLost as exc:
-            self._lost[target.name] = exc.reason
             self.log(f"trial {trial.name}: the rest skipped: target lost ({exc.reason})", target.name)
             self._emit_status(trial, target, workload, "skipped", f"target lost: {exc.reason}")
         except Unsupported as exc:
@@ -306,26 +312,29 @@ class Experiment:
             self._current = None
 
     def _recover(self, run: TrialRun) -> bool:
-        """A level lost ``run``'s target: try once to bring it back (tear down, deploy again: reconnect SSH,
-        restart the agent, re-create the environment). True when it serves again. Recorded in :attr:`lost`."""
-        target, workload, reason = run.target, run.workload, run.lost or "lost"
-        when = time.strftime("%H:%M:%S")
+        """A level lost ``run``'s target and the trial has more levels: :meth:`_bring_back` it now."""
+        self._pending[run.target.name] = (run.lost or "lost", run.spec.name, time.strftime("%H:%M:%S"))
+        run.target.set_state(TargetStatus.FAILED, f"lost: {run.lost}")
+        return self._bring_back(run.target, run.workload)
+
+    def _bring_back(self, target: Target, workload: WorkloadSpec) -> bool:
+        """Try once to bring a lost target back (tear down, deploy again: reconnect SSH, restart the agent,
+        re-create the environment). True when it serves again; else its later trials are skipped. Recorded in
+        :attr:`lost`: which target, when, why, and what came of it."""
+        reason, trial, when = self._pending.pop(target.name)
+        line = f"{target.name}: lost at {when} in trial {trial} ({reason}); "
         if self.cancel.is_set():
-            self.lost.append(
-                f"{target.name}: lost at {when} in trial {run.spec.name} ({reason}); not redeployed (stopped)"
-            )
+            self.lost.append(line + "not deployed again (stopped)")
+            self._lost[target.name] = reason
             return False
         self.log(f"target lost ({reason}); tearing down and deploying again", target.name)
         self.teardown(target)
         back = self.deploy(target, workload)
-        self.lost.append(
-            f"{target.name}: lost at {when} in trial {run.spec.name} ({reason}); "
-            + (
-                "deployed again"
-                if back
-                else f"could not be deployed again: {self.failures[-1] if self.failures else '?'}"
-            )
-        )
+        if back:
+            self.lost.append(line + "deployed again")
+        else:
+            self.lost.append(line + f"could not be deployed again: {self.failures[-1] if self.failures else '?'}")
+            self._lost[target.name] = reason
         return back
 
     def _emit_status(self, trial: TrialSpec, target: Target, workload: WorkloadSpec, status: str, note: str) -> None:
@@ -410,6 +419,9 @@ class Experiment:
             return
         self.closed = True
         self._sampler_stop.set()
+        for name, (reason, trial, when) in self._pending.items():
+            self.lost.append(f"{name}: lost at {when} in trial {trial} ({reason}); no trial of it was left to run")
+        self._pending.clear()
         self.profile.load.close()  # the Locust master and workers, where [load] engine = "locust" started them
         for target in self.targets.values():
             self.teardown(target)

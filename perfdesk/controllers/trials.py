@@ -47,6 +47,9 @@ class TrialSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: Latency is measured from the intended send time (trials.csv ``loop`` open), not the actual one.
     open_loop: ClassVar[bool] = False
+    #: Failed requests are what the trial measures (a capacity probe past capacity fails by design): the level
+    #: watchdog then ends a level only for a lost target or ``max_duration_s``, not for its failures or pace.
+    failures_are_results: ClassVar[bool] = False
     kind: str = Field(description="Trial kind: one of the kinds in the README's Trials table.")
     name: str = Field(min_length=1, description="Trial name (defaults to the kind); unique in the profile.")
     targets: list[str] | None = Field(None, description="Names of the targets to run on (default: all).")
@@ -224,6 +227,7 @@ class LevelRecorder:
             max_consecutive_failures=spec.max_consecutive_failures,
             max_duration_s=spec.max_duration_s,
             unresponsive_s=spec.unresponsive_s,
+            failures_are_results=spec.failures_are_results,
             log=run.target.log,
         ).start()
         #: Set when this level must stop sending: the run's cancel, or the level's watchdog (see
@@ -319,6 +323,9 @@ class LevelRecorder:
         summary = summarize(rows, late_threshold_ms=r.spec.late_threshold_ms)
         failed = summary["errors"] + summary["timeouts"]
         not_sent = max(0, self.planned - len(rows)) if self.planned is not None else None
+        if verdict is not None and status in ("completed", "interrupted") and not r.cancel.is_set():
+            # a trial kind that decides its own status still ends failed (timed out) when its watchdog ended it
+            status, note = verdict.status, verdict.reason + (f" ({note})" if note else "")
         if status is None:
             if r.cancel.is_set():
                 status = "interrupted"

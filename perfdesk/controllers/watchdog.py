@@ -90,6 +90,7 @@ class LevelWatch:
         max_consecutive_failures: int,
         max_duration_s: float | None,
         unresponsive_s: float,
+        failures_are_results: bool = False,
         log: Callable[[str], None] | None = None,
     ):
         self.target, self.cancel = target, cancel
@@ -97,7 +98,8 @@ class LevelWatch:
         self.stop = threading.Event()
         self.verdict: Verdict | None = None
         self._log = log or (lambda line: None)
-        self._budget = max_error_pct / 100.0 * planned if planned is not None else None
+        self._budget = max_error_pct / 100.0 * planned if planned is not None and not failures_are_results else None
+        self._only_connection = failures_are_results  # then only connection failures in a row end the level
         self._max_consecutive = max_consecutive_failures
         self._unresponsive_s = unresponsive_s
         self._lock = threading.Lock()
@@ -118,7 +120,7 @@ class LevelWatch:
                 f"{DURATION_MARGIN:g} x its {duration_s:g} s + {DEADLINE_SLACK_S:g} s",
             )
         self._pace_at = (5, 20)  # the derived deadline is set at the 5th recorded request, refined at the 20th
-        self._fixed = self._deadline is not None
+        self._fixed = self._deadline is not None or failures_are_results
         self._threads = [
             threading.Thread(target=self._monitor, name="level-watch", daemon=True),
             threading.Thread(target=self._health, name="level-health", daemon=True),
@@ -159,6 +161,8 @@ class LevelWatch:
             if result.status == OK:
                 self._consecutive.clear()
                 self._last_answer = time.monotonic()
+            elif self._only_connection and not is_connection_failure(result):
+                self._consecutive.clear()
             elif result.status in (ERROR, TIMEOUT, THROTTLED):
                 if not is_connection_failure(result) and result.status != TIMEOUT:
                     self._last_answer = time.monotonic()  # an answer, if not a good one: the target is there

@@ -1116,6 +1116,24 @@ class LocalLambdaTarget(_FunctionTarget):
         except OSError as exc:
             return f"the emulator at {url} is not listening ({exc.strerror or exc})"
 
+    def check_answering(self, timeout: float) -> str | None:
+        """The emulator's API answers an HTTP request (any status) within ``timeout``: a hung emulator does not."""
+        import http.client
+
+        url = self.spec.endpoint_url
+        if self._invoke_client is None or not url:
+            return None
+        parsed = urlparse(url)
+        conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 80, timeout=timeout)
+        try:
+            conn.request("GET", "/2015-03-31/functions/")
+            conn.getresponse().read()
+        except OSError as exc:
+            return f"the emulator at {url}: {exc}"
+        finally:
+            conn.close()
+        return None
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["python_used"] = sys.version.split()[0]

@@ -29,7 +29,7 @@ import urllib3
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from perfdesk.controllers.results import ERROR, OK, TIMEOUT, RequestResult, result_from_response
-from perfdesk.controllers.target import Target, TargetError, TargetSpec, TargetStatus
+from perfdesk.controllers.target import HttpRequest, Target, TargetError, TargetSpec, TargetStatus
 from perfdesk.controllers.workload import Payload, WorkloadSpec, check_path
 
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
@@ -283,7 +283,10 @@ class HttpTarget(Target):
                     .replace("{{batch_size}}", str(len(b64)))
                 )
                 body = text.encode()
-        made = (body, {**self._headers, "Content-Type": content_type})
+        headers = {k: v for k, v in self._headers.items() if k.lower() != "content-type"}
+        if self.spec.content_type is None:  # a Content-Type among the headers stands for content_type
+            content_type = next((v for k, v in self._headers.items() if k.lower() == "content-type"), content_type)
+        made = (body, {**headers, "Content-Type": content_type})
         self._bodies[key] = made
         return made
 
@@ -347,6 +350,16 @@ class HttpTarget(Target):
             reason = getattr(exc, "reason", None) or exc
             return RequestResult(actual_send=t0, receive=time.time(), status=ERROR, error=f"connection: {reason}")
         return self.parse(resp.status, resp.data, resp.headers, t0, time.time())
+
+    def http_endpoint(self, payload: Payload) -> HttpRequest | None:
+        """The request as Locust's workers send it (``[load] engine = "locust"``): the same URL, headers and body,
+        and the answer parsed here as :meth:`send` parses it."""
+        if self._pool is None:
+            return None
+        body, headers = self.request_body(payload)
+        return HttpRequest(
+            self._url, headers, body, method=self.spec.method, parse=self.parse, verify_tls=self.spec.verify_tls
+        )
 
     def async_client(self) -> _AsyncHttpTargetClient:
         if self._pool is None:

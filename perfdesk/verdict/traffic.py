@@ -161,10 +161,15 @@ class Capacity:
 def capacity(session: Session, target: str) -> Capacity | None:
     """Capacity under the SLO from trials.csv (trial_kind ``capacity``), else the highest throughput measured."""
     trials = session.trials
-    if all(c in trials.columns for c in ("capacity_rps",)):
-        rows = trials[(trials["target"] == target) & (trials["trial_kind"] == "capacity")]
-        rps = pd.to_numeric(rows["capacity_rps"], errors="coerce")
-        rows = rows[rps > 0]
+    missed = ""
+    if "capacity_rps" in trials.columns:
+        all_rows = trials[(trials["target"] == target) & (trials["trial_kind"] == "capacity")]
+        rps = pd.to_numeric(all_rows["capacity_rps"], errors="coerce")
+        rows = all_rows[rps > 0]
+        if not len(rows) and len(all_rows) and "slo_p99_ms" in all_rows.columns:
+            slo = pd.to_numeric(all_rows["slo_p99_ms"], errors="coerce").dropna()
+            bound = f" p99 <= {slo.iloc[-1]:g} ms" if len(slo) else ""
+            missed = f"the capacity trial found no rate meeting the SLO{bound}"
         if len(rows):
             row = rows.iloc[-1]
 
@@ -189,9 +194,10 @@ def capacity(session: Session, target: str) -> Capacity | None:
             None,
             None,
             None,
-            "no capacity trial: the concurrency sweep's highest throughput, whatever its latency",
+            (missed + "; sized" if missed else "no capacity trial: sized")
+            + " by the concurrency sweep's highest throughput, whatever its latency",
         )
-    return None
+    return Capacity(0.0, None, None, None, missed) if missed else None
 
 
 @dataclass
@@ -370,6 +376,9 @@ def _project_server(session, item, warm, warm_source, per_minute, periods_per_mo
     elif len(warm):
         item.p99_ms, item.p99_source = _p99(warm), warm_source + ", one server"
     peak = float(per_minute.max()) / 60.0 if len(per_minute) else 0.0
+    if cap is not None and cap.rps <= 0:  # a capacity trial that found no rate under its SLO, and no sweep
+        item.notes.append(cap.source)
+        item.capacity = cap = None
     if cap is None:
         item.servers = 1
         item.notes.append(

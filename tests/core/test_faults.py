@@ -63,6 +63,12 @@ def test_watch_rules_budget_consecutive_and_deadline():
     assert w.verdict.reason.startswith("failing every request: throttled x5") and not w.verdict.lost
     w.close()
 
+    w = _watch(max_error_pct=100.0)  # a function timing out on every request
+    for _ in range(5):
+        w.observe(_result("timeout", "Sandbox.Timedout: Task timed out after 1.00 seconds", 200))
+    assert w.verdict.reason.startswith("failing every request: timeout x5") and not w.verdict.lost
+    w.close()
+
     w = _watch(max_duration_s=0.3)
     assert w.stop.wait(5) and w.verdict.status == "timed out"
     assert w.verdict.reason == "past the level's deadline of 0 s (max_duration_s = 0.3)"

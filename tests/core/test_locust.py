@@ -188,9 +188,10 @@ def test_a_target_without_an_http_endpoint_is_refused_before_anything_starts():
 
 
 @pytest.mark.slow
-def test_two_local_workers_send_a_rate_and_a_concurrency_trial(tiny_profile, tmp_path):
-    rate = '\n[[trials]]\nkind = "rate"\nrates = [15, 30]\narrival = "constant"\nrequests = 30\n'
-    profile = tiny_profile(LOAD + rate + '\n[[trials]]\nkind = "concurrency"\nlevels = [3]\nrequests = 12\n')
+def test_two_local_workers_send_a_rate_trial_to_a_local_server(tiny_profile, tmp_path):
+    profile = tiny_profile(
+        LOAD + '\n[[trials]]\nkind = "rate"\nrates = [15, 30]\narrival = "constant"\nrequests = 30\n'
+    )
     proc = subprocess.Popen(
         [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
         env=agent_env(),
@@ -203,25 +204,19 @@ def test_two_local_workers_send_a_rate_and_a_concurrency_trial(tiny_profile, tmp
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-5000:]
     session = _session(tmp_path)
-    every = pd.read_csv(session / "requests.csv")
-    assert (every.status == "ok").all() and set(every.client) == {"local-1", "local-2"}
-    closed = every[every.trial == "concurrency"]
-    assert sorted(closed.seq) == list(range(12))  # 3 clients: 2 on one worker, 1 on the other, 12 requests in all
-    assert closed.groupby("client").size().sort_values().tolist() == [4, 8]
-    assert (closed.latency_ms == closed.service_ms).all()  # closed loop: from the actual send
-    req = every[every.trial == "rate"]
-    assert len(req) == 60
+    req = pd.read_csv(session / "requests.csv")
+    assert len(req) == 60 and (req.status == "ok").all() and set(req.client) == {"local-1", "local-2"}
     for _, level in req.groupby("level"):
         assert sorted(level.seq) == list(range(30))  # the whole schedule, each request once
         assert level.groupby("client").size().tolist() == [15, 15]  # shared round robin
     assert (req.latency_ms >= req.service_ms - 1e-6).all()  # from the intended send time
     assert req.server_inference_ms.notna().all()  # the agent's timings parsed from the answers
     trials = pd.read_csv(session / "trials.csv")
-    assert (trials.status == "completed").all() and trials["count"].tolist() == [30, 30, 12]
+    assert (trials.status == "completed").all() and trials["count"].tolist() == [30, 30]
     assert trials.note.str.contains("clock offsets to the master: local-1").all()
     manifest = json.loads((session / "manifest.json").read_text())
-    assert [(e["trial"], e["level"]) for e in manifest["load"]] == [("rate", 15.0), ("rate", 30.0), ("concurrency", 3)]
-    for entry in manifest["load"][:2]:
+    assert [e["level"] for e in manifest["load"]] == [15.0, 30.0]
+    for entry in manifest["load"]:
         assert set(entry["clients"]) == {"local-1", "local-2"}
         for c in entry["clients"].values():
             assert c["offset_ms"] is not None and c["rtt_ms"] >= 0 and c["sent"] == 15
@@ -230,8 +225,9 @@ def test_two_local_workers_send_a_rate_and_a_concurrency_trial(tiny_profile, tmp
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_workers_and_keeps_their_rows(tiny_profile, tmp_path):
-    profile = tiny_profile(LOAD + '\n[[trials]]\nkind = "rate"\nrates = [10]\narrival = "constant"\nduration_s = 60\n')
+def test_ctrl_c_stops_the_workers_and_keeps_their_rows(peer_url, tmp_path):
+    trial = '[[trials]]\nkind = "rate"\nrates = [10]\narrival = "constant"\nduration_s = 60\n'
+    profile = _http_profile(tmp_path, peer_url, trial)
     proc = subprocess.Popen(
         [PYTHON, "-m", "perfdesk", "--headless", str(profile)],
         env=agent_env(),
@@ -307,3 +303,67 @@ def test_a_worker_lost_mid_level_fails_the_level_and_keeps_the_rows_that_came_ba
     assert by["local-1"] == 30 and 0 < by["local-2"] < 30  # its rows up to the kill are kept
     (loaded,) = [e for e in events if isinstance(e, LoadClients)]
     assert loaded.facts["lost"] == ["local-2"]
+
+
+@pytest.fixture
+def peer_url():
+    """The TF-Serving-like peer of tests/remote/http_peer.py (a real aiohttp endpoint here)."""
+    from tests.remote.test_http_target import PEER
+
+    peer = subprocess.Popen([PYTHON, str(PEER)], stdout=subprocess.PIPE, env=agent_env(), text=True)
+    assert peer.stdout is not None
+    yield f"http://127.0.0.1:{int(peer.stdout.readline())}/v1/models/m:predict"
+    peer.terminate()
+    peer.wait(10)
+
+
+def _http_profile(tmp_path: Path, url: str, trials: str) -> Path:
+    profile = tmp_path / "http.toml"
+    profile.write_text(f"""
+[session]
+name = "h"
+output = "{tmp_path / "sessions"}"
+
+[[targets]]
+name = "ep"
+kind = "http"
+url = "{url}"
+body = "tf-serving"
+server_time_header = "X-Server-Ms"
+
+[[workloads]]
+name = "w"
+images = "synthetic"
+synthetic_size = [64, 48]
+image_count = 2
+
+{LOAD}
+{trials}
+""")
+    return profile
+
+
+@pytest.mark.slow
+def test_an_http_target_with_two_local_workers(peer_url, tmp_path):
+    """The issue's case: an ``http`` target and two local Locust workers; every request one row from one of them,
+    the server time read from the answer's header by the target."""
+    trials = '[[trials]]\nkind = "rate"\nrates = [40]\narrival = "constant"\nrequests = 40\n\n'
+    trials += '[[trials]]\nkind = "concurrency"\nlevels = [3]\nrequests = 12\n'
+    proc = subprocess.run(
+        [PYTHON, "-m", "perfdesk", "--headless", str(_http_profile(tmp_path, peer_url, trials))],
+        env=agent_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    req = pd.read_csv(_session(tmp_path) / "requests.csv")
+    assert len(req) == 52 and (req.status == "ok").all()
+    for _, trial in req.groupby("trial"):
+        assert set(trial.client) == {"local-1", "local-2"}
+    closed = req[req.trial == "concurrency"]
+    assert sorted(closed.seq) == list(range(12))  # 3 clients: 2 on one worker, 1 on the other, 12 requests in all
+    assert closed.groupby("client").size().sort_values().tolist() == [4, 8]
+    assert (closed.latency_ms == closed.service_ms).all()  # closed loop: from the actual send
+    assert (req.server_total_ms == 1.25).all()  # the X-Server-Ms header, parsed here by the target
+    assert req.top1.notna().all()

@@ -153,7 +153,8 @@ def test_one_environment_serves_requests_at_once(emulator, managed_zip):
             }
         },
     )
-    with pytest.raises(client.exceptions.InvalidParameterValueException, match="invoke a published version"):
+    # before a version is published nothing serves it (a Qualifier of $LATEST is the unqualified function)
+    with pytest.raises(client.exceptions.InvalidParameterValueException, match="publish a version"):
         client.invoke(FunctionName="conc", Qualifier="$LATEST", Payload=b"{}")
     client.publish_version(FunctionName="conc")
     deadline = time.time() + 60

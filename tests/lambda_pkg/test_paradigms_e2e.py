@@ -1,5 +1,5 @@
-"""End to end: one profile runs the same model on a local server, an on-demand function and a function on Lambda
-Managed Instances (both on the emulator); the paradigms verdict prices and compares them."""
+"""End to end: one profile runs the same model on a local server, an on-demand, a SnapStart and a Managed Instances
+function (on the emulator); the paradigms verdict prices and compares all four."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_paradigms_profile_on_the_emulator_next_to_a_local_server(tmp_path):
     ledger = [json.loads(line) for line in (session / "aws-resources.jsonl").read_text().splitlines()]
     assert {"capacity-provider", "ec2-vpc", "ec2-subnet", "ec2-security-group"} <= {e["type"] for e in ledger}
 
-    from perfdesk.verdict.paradigms import EC2_SERVER, MANAGED_INSTANCES, ON_DEMAND, paradigms
+    from perfdesk.verdict.paradigms import EC2_SERVER, MANAGED_INSTANCES, ON_DEMAND, SNAPSTART, paradigms
     from perfdesk.verdict.report.html import render_report
     from perfdesk.verdict.session_data import load_session
 
@@ -49,6 +49,7 @@ def test_paradigms_profile_on_the_emulator_next_to_a_local_server(tmp_path):
     by_target = {r.target: r for r in result.rows}
     assert by_target["server"].paradigm == EC2_SERVER
     assert by_target["on-demand"].paradigm == ON_DEMAND and by_target["on-demand"].cold_start_ms > 0
+    assert by_target["snapstart"].paradigm == SNAPSTART and by_target["snapstart"].cold_start_ms > 0
     assert by_target["managed"].paradigm == MANAGED_INSTANCES and by_target["managed"].cold_start_ms is None
     for row in result.rows:
         assert row.p99_ms is not None and all(v is not None and v > 0 for v in row.monthly_usd.values())

@@ -50,7 +50,7 @@ def peer():
         except urllib3.exceptions.HTTPError:
             time.sleep(0.05)
     yield base
-    proc.terminate()
+    proc.kill()  # not a graceful stop: it would wait for the answers still held
     proc.wait(10)
 
 
@@ -69,7 +69,7 @@ def _target(tmp_path, **spec):
     return target, events
 
 
-def _drive(target, tmp_path, *, mode="closed", level=4, requests=60, rate=200.0, stop=None):
+def _drive(target, tmp_path, *, mode="closed", level=4, requests=60, rate=200.0, stop=None, started=None):
     """One level through the trial machinery (recorder, event bus, session store); returns (rows, csv rows)."""
     bus = EventBus()
     store = SessionStore(tmp_path / "sessions", "t")
@@ -81,12 +81,15 @@ def _drive(target, tmp_path, *, mode="closed", level=4, requests=60, rate=200.0,
     rec = run.level(level)
     if stop is not None:
         rec.stop = stop
+    if started is not None:
+        started(rec)
     send = rec.sender(closed_loop=mode == "closed")
     if mode == "closed":
         run_closed_loop(send, lambda row: None, concurrency=level, cancel=rec.stop, count=requests)
     else:
         offsets = constant_schedule(rate, count=requests)
         run_open_loop(send, lambda row: None, offsets=offsets, cancel=rec.stop, max_in_flight=level)
+    rec.finish()
     store.close("completed")
     with open(store.path / "requests.csv", newline="") as fh:
         written = list(csv.DictReader(fh))
@@ -184,7 +187,7 @@ def test_raw_body_file_and_put(peer, tmp_path):
         body="raw",
         body_file=str(body_file),
         method="PUT",
-        content_type="application/octet-stream",
+        headers={"content-type": "application/octet-stream"},
     )
     target.deploy(_Workload())
     assert target.send(PAYLOADS[1]).status == "ok"
@@ -512,3 +515,19 @@ def test_a_killed_run_keeps_every_answered_request(peer, tmp_path, sig):
         assert served - concurrency <= len(rows) <= served
     else:
         assert len(rows) == served  # SIGTERM: sends stop, requests in flight finish, every row is written
+
+
+def test_the_level_watchdog_abandons_requests_in_flight(peer, tmp_path):
+    target, _ = _target(tmp_path, url=peer + "/slow?ms=5000&tag=abandon", body="raw")
+    target.deploy(_Workload())
+
+    def trip_soon(rec):
+        threading.Timer(0.5, rec.watch.trip, args=("failed", "target lost: test")).start()
+
+    t0 = time.time()
+    rows, written = _drive(target, tmp_path, level=6, requests=100, started=trip_soon)
+    assert time.time() - t0 < 3.0  # not the 5 s the answers would take
+    assert len(rows) == len(written) == 6
+    assert {r["status"] for r in rows} == {"cancelled"} and {r["error"] for r in rows} == {
+        "abandoned: target lost: test"
+    }

@@ -151,3 +151,16 @@ def test_cold_starts_side_by_side(session):
     )
     header, rows = coldstarts.table(list(items.values()))
     assert header[1].startswith("fn (function") and rows[-2] == ["total", "960 ms", "90,980 ms"]
+
+
+def test_a_capacity_trial_that_found_no_rate_is_said(session):
+    trials = session.trials.copy()
+    trials["capacity_rps"] = trials["capacity_rps"].where(trials["trial_kind"] != "capacity")
+    session.trials = trials
+    srv = next(p for p in project(session).projections if p.target == "srv")
+    assert srv.capacity is not None and srv.capacity.source.startswith(
+        "the capacity trial found no rate meeting the SLO p99 <= 50 ms; sized by the concurrency sweep's"
+    )
+    session.trials = trials[trials["trial_kind"] != "concurrency"]
+    srv = next(p for p in project(session).projections if p.target == "srv")
+    assert srv.servers == 1 and srv.notes[0] == "the capacity trial found no rate meeting the SLO p99 <= 50 ms"
