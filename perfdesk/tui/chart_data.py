@@ -21,6 +21,12 @@ PLOT_POINTS = 300  # points actually drawn per series (plotext is pure Python: k
 from perfdesk.controllers.stats import num  # noqa: E402  (one parser of CSV cells for the core and the desk)
 
 
+def _finite(v) -> float | None:
+    """A number to draw: None for blanks and for inf (a percentile that failures reached: no point to plot)."""
+    f = num(v)
+    return None if f is None or np.isinf(f) else f
+
+
 def _thin(xs: list, ys: list, n: int = PLOT_POINTS) -> tuple[list, list]:
     if len(xs) <= n:
         return list(xs), list(ys)
@@ -123,7 +129,7 @@ class ChartData:
         out: dict[str, list[float | None]] = {}
         for kind, i in (("cold", 0), ("warm", 1)):
             for s in self._by_kind(kind):
-                out.setdefault(str(s["target"]), [None, None])[i] = num(s.get("p50_ms"))
+                out.setdefault(str(s["target"]), [None, None])[i] = _finite(s.get("p50_ms"))
         return {t: (v[0], v[1]) for t, v in out.items()}
 
     def memory_series(self) -> dict[str, tuple[list[float], list[float], list[float | None]]]:
@@ -131,7 +137,7 @@ class ChartData:
         cost_fn = _cost_function()
         series: dict[str, dict[float, tuple[float, float | None]]] = {}
         for s in self._by_kind("memory"):
-            mb, p50 = num(s.get("level")), num(s.get("p50_ms"))
+            mb, p50 = num(s.get("level")), _finite(s.get("p50_ms"))
             if mb is None or p50 is None:
                 continue
             cost = None

@@ -545,6 +545,8 @@ class Crossover:
     note: str = ""
     #: how one server instance's rate was found (:attr:`TargetCost.basis`), and what each side sustains under its SLO
     server_basis: str = ""
+    #: where the function is cheaper at every rate: what one server instance would have to carry to break even
+    instance_rps_to_break_even: float | None = None
     server_capacity: Capacity | None = None
     function_capacity: Capacity | None = None
 
@@ -605,8 +607,10 @@ def crossover(server: TargetCost, function: TargetCost, hours_per_month: float) 
     if b > sat:
         base.note = (
             f"the function is cheaper at every rate: one instance at {sat:g} req/s ({server.basis}) costs "
-            f"${hourly / (sat * 3.6):.4f} per 1k against ${per_request * 1000:.4f}"
+            f"${hourly / (sat * 3.6):.4f} per 1k against ${per_request * 1000:.4f}; one instance would have to "
+            f"carry {b:.1f} req/s ({server.basis.split(' (')[0]}) to break even"
         )
+        base.instance_rps_to_break_even = b
         return base
     base.break_even_rps = b
     base.monthly_usd_at_break_even = hourly * hours_per_month

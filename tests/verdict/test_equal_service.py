@@ -58,6 +58,8 @@ def test_equal_service_changes_the_answer(tmp_path):
     slo = break_even(_session(tmp_path / "b", 20.0))
     (c,) = slo.crossovers
     assert c.break_even_rps is None and "the function is cheaper at every rate" in c.note
+    assert c.instance_rps_to_break_even == pytest.approx(C5 / 3600 / WARM)
+    assert f"would have to carry {C5 / 3600 / WARM:.1f} req/s (capacity under p99 <= 100 ms) to break even" in c.note
 
 
 def test_cold_share_at_the_capacity_rate_and_different_bounds(tmp_path):
