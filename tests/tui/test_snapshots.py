@@ -25,20 +25,31 @@ def session_app(profile, tmp_path, paths: list[Path], tab_steps: int = 0):
         screen = SessionScreen(paths, tmp_path / "exports")
         await app.push_screen(screen)
         await wait_for(pilot, lambda: len(screen.loaded) == len(paths), 30, "the sessions to load")
+
         # a DataTable sizes its columns to their cells on its next idle: on a loaded machine that can come after
         # the screenshot, which then shows the columns as wide as their labels
-        tables = list(screen.query(ResultsTable))
-        await wait_for(
-            pilot,
-            lambda: all(t.row_count and not t._require_update_dimensions for t in tables),
-            30,
-            "the results tables to size their columns",
-        )
+        # queried each time: a session's table may mount after the first look (then it was never waited for)
+        def sized() -> bool:
+            tables = list(screen.query(ResultsTable))
+            return len(tables) >= len(paths) and all(
+                t.row_count
+                and not t._require_update_dimensions
+                # the columns measured their cells, not only their labels ("completed" is wider than "status")
+                and t.columns["status"].content_width >= len("completed")
+                for t in tables
+            )
+
+        await wait_for(pilot, sized, 30, "the results tables to size their columns")
         for _ in range(tab_steps):
             await pilot.press("right_square_bracket")
         # the chart redraws on a timer a few times a second, and focus and tab styles settle after animations: on a
         # loaded machine 0.2 s was sometimes too little (the same text, other styles)
         await pilot.wait_for_scheduled_animations()
+        await wait_for(pilot, sized, 30, "the results tables to size their columns")
+        # lines a table rendered before it measured its cells stay in its line cache (Textual): render afresh
+        for t in screen.query(ResultsTable):
+            t._clear_caches()
+            t.refresh()
         await pilot.pause(1.0)
 
     return app, open_sessions

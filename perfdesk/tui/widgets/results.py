@@ -24,6 +24,17 @@ STATUS_STYLE = {
 }
 
 
+def _same(a: dict | None, b: dict) -> bool:
+    """Two summaries alike, NaN equal to NaN (a summary's missing percentiles are NaN)."""
+    if a is None or a.keys() != b.keys():
+        return False
+    for k, x in a.items():
+        y = b[k]
+        if x != y and not (isinstance(x, float) and isinstance(y, float) and x != x and y != y):
+            return False
+    return True
+
+
 class ResultsTable(DataTable):
     """Summaries come down through :meth:`add_summaries`; a rerun of a trial x target x level replaces its row."""
 
@@ -47,10 +58,14 @@ class ResultsTable(DataTable):
     def add_summaries(self, summaries: list[dict]) -> None:
         if not summaries:
             return
+        changed = False
         for s in summaries:
             key = (str(s.get("trial", "")), level_text(s.get("level")), str(s.get("target", "")))
-            self._rows[key] = s
-        self._redraw()
+            if not _same(self._rows.get(key), s):
+                self._rows[key] = s
+                changed = True
+        if changed:  # a refresh with nothing new leaves the table as it is (no flicker, no re-measured columns)
+            self._redraw()
 
     def _redraw(self) -> None:
         self.clear()
