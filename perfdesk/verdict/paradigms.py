@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perfdesk.controllers.stats import enough_samples, latency_samples, min_samples, percentile
+from perfdesk.verdict.coldstarts import cold_starts
 from perfdesk.verdict.cost import (
     FUNCTION,
     MANAGED,
@@ -109,6 +111,7 @@ class ParadigmRow:
     warm_p50_ms: float | None
     p99_ms: float | None
     saturation_rps: float | None
+    p99_source: str = ""  # where the p99 comes from (capacity under the SLO, the warm trial, ...), in words
     monthly_usd: dict[float, float | None] = field(default_factory=dict)  # requests per month -> USD
     note: str = ""
 
@@ -132,6 +135,7 @@ class Paradigms:
                 "cold_start": r.cold_start_note,
                 "warm_p50_ms": r.warm_p50_ms,
                 "p99_ms": r.p99_ms,
+                "p99_source": r.p99_source,
                 "saturation_rps": r.saturation_rps,
             }
             for t, usd in r.monthly_usd.items():
@@ -150,6 +154,8 @@ class Paradigms:
                 for t, usd in r.monthly_usd.items()
             )
             p99 = "n/a" if r.p99_ms is None else f"{r.p99_ms:.0f} ms"
+            if r.p99_source:
+                p99 += f" ({r.p99_source})"
             out.append(f"{r.target} ({r.paradigm}): cold start {cold} ({r.cold_start_note}), p99 {p99}; {money}")
         return out
 
@@ -165,6 +171,31 @@ def _ok(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[rows["status"] == "ok"]
 
 
+#: Trial kinds whose non-cold requests stand for a target's service when it has neither a capacity trial nor a
+#: warm trial (the overload of a capacity search and the compressed bursts of a replay are left out).
+_STEADY_KINDS = ("concurrency", "rate", "stream")
+
+
+def _p99(rows: pd.DataFrame, cost: TargetCost) -> tuple[float | None, str]:
+    """A target's p99 at equal service, and where it comes from: at its capacity under the SLO where a capacity
+    trial measured it (the same bound for every target that has one), else over its warm trial's requests, else
+    over its closed- and open-loop trials' warm requests. Failed requests count as slower than any success."""
+    cap = cost.capacity
+    if cap is not None and cap.rps is not None and cap.p99_ms is not None:
+        return float(cap.p99_ms), f"at its capacity under p99 <= {cap.slo_p99_ms:g} ms, {cap.rps:g} req/s"
+    if not len(rows) or "trial_kind" not in rows:
+        return None, "no requests"
+    warm = rows[~rows["cold"].astype(bool)]
+    for kinds, label in ((("warm",), "warm trial"), (_STEADY_KINDS, "concurrency, rate and stream trials")):
+        mine = warm[warm["trial_kind"].isin(kinds)]
+        samples = latency_samples(mine.to_dict("records"))
+        if len(samples):
+            failed = int(np.isinf(samples).sum())
+            few = "" if enough_samples(len(samples), 99) else f"; fewer than the {min_samples(99)} samples a p99 needs"
+            return percentile(samples, 99), f"{label}, {len(samples)} requests, {failed} failed{few}"
+    return None, "no warm requests"
+
+
 def paradigms(session: Session, book: PriceBook | None = None, traffic: list[float] | None = None) -> Paradigms:
     """The paradigms verdict of a session: every target's paradigm, cold start, p99 and monthly cost."""
     book = book or PriceBook.for_session(session)
@@ -175,6 +206,7 @@ def paradigms(session: Session, book: PriceBook | None = None, traffic: list[flo
     rows: list[ParadigmRow] = []
     curves: dict[str, list[float | None]] = {}
     reqs = session.requests
+    breakdowns = {b.target: b for b in cold_starts(session)}
     for name, cost in costs.items():
         facts = session.target_facts(name)
         paradigm = paradigm_of({**facts, "billing": facts.get("billing") or cost.pricing.model})
@@ -188,16 +220,24 @@ def paradigms(session: Session, book: PriceBook | None = None, traffic: list[flo
             cold_start_ms=None,
             cold_start_note="",
             warm_p50_ms=float(sustained["latency_ms"].median()) if len(sustained) else None,
-            p99_ms=float(sustained["latency_ms"].quantile(0.99)) if len(sustained) else None,
+            p99_ms=None,
             saturation_rps=cost.saturation_rps,
             note=cost.note,
         )
+        all_rows = reqs[reqs["target"] == name] if len(reqs) else reqs
+        row.p99_ms, row.p99_source = _p99(all_rows, cost)
         if paradigm == MANAGED_INSTANCES:
             publish = (facts.get("managed_instances") or {}).get("publish_to_active_ms")
             row.cold_start_ms = None
             row.cold_start_note = (
                 f"no request starts cold; publish to Active {publish / 1000:.1f} s" if publish else "none per request"
             )
+        elif name in breakdowns and breakdowns[name].total_ms > 0:
+            # the whole start from nothing, phase by phase (a server's launch, provisioning, agent start and model
+            # load; a function's environment, imports, weights and first inference), as the cold-start table has it
+            b = breakdowns[name]
+            row.cold_start_ms = b.total_ms
+            row.cold_start_note = f"sum of the median phases of {b.cold_requests} cold starts"
         elif len(cold_rows):
             row.cold_start_ms = float(cold_rows["latency_ms"].median())
             row.cold_start_note = f"median first request of {len(cold_rows)} fresh starts"
@@ -210,7 +250,8 @@ def paradigms(session: Session, book: PriceBook | None = None, traffic: list[flo
     order = {EC2_SERVER: 0, ON_DEMAND: 1, SNAPSTART: 2, MANAGED_INSTANCES: 3}
     rows.sort(key=lambda r: (order.get(r.paradigm, 9), r.target))
     notes = [
-        f"{hours:g} hours a month; servers: ceil(rate / saturation) instances; functions: measured cost per request; "
+        f"{hours:g} hours a month; servers: ceil(rate / capacity under the SLO) instances (saturation throughput "
+        "where no capacity trial ran); functions: measured cost per request; "
         "Managed Instances: max(min instances, ceil(rate / per-instance throughput)) instances at EC2 price + "
         "management fee, plus the request fee.",
         *[f"{r.target}: {r.note}" for r in rows if r.note],

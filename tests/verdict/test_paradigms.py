@@ -87,3 +87,33 @@ def test_a_management_fee_override(session):
     book = PriceBook(load_price_table(), {"targets": {"mi": {"hourly_usd": 1.0}}})
     row = {r.target: r for r in paradigms(session, book).rows}["mi"]
     assert row.monthly_usd[1e6] == pytest.approx(3 * 1.0 * 1.15 * book.hours_per_month + 0.2)
+
+
+def test_p99_is_at_equal_service_with_failures_counted(tmp_path):
+    """Without a capacity trial the p99 is the warm trial's (not the concurrency sweep's overload), and a failed
+    request counts as slower than any success: with more than 1% failed the p99 is inf, never the survivors'."""
+    import csv
+
+    import numpy as np
+
+    targets = [SynthTarget("fn", "lambda", median_ms=60.0, memory_mb=2048, describe={**FN, "billing": "function"})]
+    path = write_session(tmp_path / "s", seed=5, targets=targets, memory_levels=())
+    row = paradigms(load_session(path)).rows[0]
+    with open(path / "requests.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    warm = [float(r["latency_ms"]) for r in rows if r["trial_kind"] == "warm" and r["cold"] != "True"]
+    assert row.p99_ms == pytest.approx(float(np.percentile(warm, 99)))
+    assert row.p99_source.startswith(f"warm trial, {len(warm)} requests, 0 failed")
+
+    # fail 2% of the warm requests: the p99 is reached by failures
+    n_fail = 0
+    for r in rows:
+        if r["trial_kind"] == "warm" and r["cold"] != "True" and n_fail < max(2, len(warm) // 50):
+            r["status"], r["error"] = "error", "boom"
+            n_fail += 1
+    with open(path / "requests.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    row = paradigms(load_session(path)).rows[0]
+    assert math.isinf(row.p99_ms) and f"{n_fail} failed" in row.p99_source
