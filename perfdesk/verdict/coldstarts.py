@@ -69,11 +69,21 @@ def _median(values: list[float]) -> float | None:
 
 
 def _function_phases(rows: pd.DataFrame, out: ColdStartBreakdown) -> None:
-    platform, imports, weights, first_inf, first_req, init = [], [], [], [], [], []
+    platform, imports, weights, first_inf, first_req, init, restores = [], [], [], [], [], [], []
     for _, row in rows.iterrows():
         ph = parse_phases(row.get("cold_phases"))
         init_ms, duration = row.get("init_ms"), row.get("duration_ms")
         service = row.get("service_ms")
+        restore = row.get("restore_ms")
+        if restore is not None and pd.notna(restore):
+            # SnapStart: the init (imports, weights, warm-up inference) ran once at publish, before the snapshot;
+            # this start restored it. Its platform part is everything the client waited beyond Duration.
+            restores.append(float(restore))
+            if pd.notna(service) and pd.notna(duration):
+                platform.append(max(0.0, float(service) - float(duration)))
+            if pd.notna(duration):
+                first_req.append(float(duration))
+            continue
         # the platform's part: what the client waited beyond the handler's own init (its module's start to the
         # end of INIT; the rest of REPORT's Init Duration is the runtime starting) and the invocation's Duration
         handler_init = ph.get("total_ms", init_ms)
@@ -100,7 +110,13 @@ def _function_phases(rows: pd.DataFrame, out: ColdStartBreakdown) -> None:
         "first request": _median(first_req),
     }
     out.init_report_ms = _median(init)
-    if not imports:
+    if restores:
+        out.notes.append(
+            f"SnapStart: {len(restores)} of {len(rows)} cold starts restored a snapshot (REPORT Restore Duration "
+            f"median {_median(restores):.0f} ms, in the environment / process start); their imports, weights and "
+            "warm-up inference ran once at publish, not per cold start"
+        )
+    if not imports and not restores:
         out.notes.append("the function's answers carried no init phases (only REPORT's Init Duration)")
 
 

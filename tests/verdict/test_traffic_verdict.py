@@ -164,3 +164,29 @@ def test_a_capacity_trial_that_found_no_rate_is_said(session):
     session.trials = trials[trials["trial_kind"] != "concurrency"]
     srv = next(p for p in project(session).projections if p.target == "srv")
     assert srv.servers == 1 and srv.notes[0] == "the capacity trial found no rate meeting the SLO p99 <= 50 ms"
+
+
+def test_a_snapstart_restore_is_not_charged_the_init_that_ran_at_publish():
+    """A restored SnapStart start carries the init phases of the publish (its answer repeats them), but its cold
+    start is the restore and the first request: imports, weights and the warm-up inference ran once, at publish."""
+    import pandas as pd
+
+    rows = pd.DataFrame(
+        [
+            {
+                "cold_phases": "module_import_ms=1;inference_import_ms=400;runtime_import_ms=60;weight_load_ms=140;"
+                "first_inference_ms=170;total_ms=720",
+                "init_ms": float("nan"),
+                "restore_ms": 45.0,
+                "duration_ms": 40.0,
+                "service_ms": 110.0,
+            }
+        ]
+    )
+    out = coldstarts.ColdStartBreakdown(target="snap", model="function", cold_requests=1)
+    coldstarts._function_phases(rows, out)
+    assert out.phases["environment / process start"] == 70.0  # 110 - Duration 40: the restore and the round trip
+    assert out.phases["first request"] == 40.0
+    assert out.phases["imports"] is None and out.phases["weights"] is None and out.phases["first inference"] is None
+    assert out.total_ms == 110.0
+    assert any("restored a snapshot" in n and "45 ms" in n for n in out.notes)
