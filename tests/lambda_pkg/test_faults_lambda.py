@@ -122,3 +122,45 @@ def test_function_throttled_on_every_request_ends_the_level(tmp_path):
     assert outcome.exit_code == ExitCode.FAILED and not outcome.lost  # throttled is an answer: the target is there
     assert_answers_kept(outcome.session_path, chaos)
     assert processes("perfdesk", "bootstrap", str(tmp_path)) == []  # no execution environment left
+
+
+def test_function_timing_out_on_every_request_ends_the_level(tmp_path):
+    """The function's code replaced mid-trial by one that outlives its 1 s timeout (as a bad deploy would): every
+    invocation ends "Task timed out", and the level ends after 20 of them, not after the 2,000 it planned."""
+    import io
+    import zipfile
+
+    exp = Experiment(_profile(tmp_path, TRIALS), bus=EventBus())
+    target = exp.targets["fn"]
+
+    def slow_code() -> None:
+        lam = target._manager().lam
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            for name, text in (
+                ("perfdesk/__init__.py", ""),
+                ("perfdesk/shipped/__init__.py", ""),
+                ("perfdesk/shipped/handler.py", "import time\n\ndef lambda_handler(event, context):\n    time.sleep(5)\n"),
+            ):
+                info = zipfile.ZipInfo(name)
+                info.external_attr = 0o644 << 16  # world-readable, as Lambda needs
+                z.writestr(info, text)
+        lam.update_function_configuration(FunctionName=target.function, Timeout=1)
+        lam.get_waiter("function_updated_v2").wait(FunctionName=target.function)
+        lam.update_function_code(FunctionName=target.function, ZipFile=buf.getvalue())
+        lam.get_waiter("function_updated_v2").wait(FunctionName=target.function)
+
+    chaos = Chaos(slow_code, after=5, trial="long")
+    exp.bus.subscribe(chaos)
+    outcome = exp.run()
+
+    long = level(outcome.session_path, "long")
+    assert long["status"] == "failed", long
+    assert long["note"].startswith("failing every request: timeout x20"), long["note"]
+    assert int(long["timeouts"]) >= 20
+    # 20 invocations of at least 1 s each, one at a time, plus the two updates
+    assert chaos.noticed_s("long", "fn") < 60
+    assert "of 2,000 planned requests not sent" in long["note"]
+    assert outcome.exit_code == ExitCode.FAILED and not outcome.lost  # it answers: timed out, not gone
+    assert_answers_kept(outcome.session_path, chaos)
+    assert processes("perfdesk", "bootstrap", str(tmp_path)) == []  # no execution environment left
