@@ -1155,7 +1155,10 @@ class LocalLambdaTarget(_FunctionTarget):
 
     def teardown(self) -> None:
         try:
-            hung = self.emulator is None and self.check_answering(3.0) if self._invoke_client is not None else None
+            # an emulator of its own process (endpoint_url): asked first, also when this target was torn down once
+            # already (a lost target is torn down at once, and again when the session closes)
+            url = self.spec.endpoint_url if self.emulator is None else None
+            hung = _emulator_not_answering(url, 3.0) if url else None
             if hung:  # an emulator of its own process that does not answer: each API call would wait out its timeout
                 self.log(f"not removing the functions: {hung}; they end with that emulator (`perfdesk teardown` later)")
             else:
