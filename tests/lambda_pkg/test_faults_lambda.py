@@ -126,6 +126,9 @@ def test_function_throttled_on_every_request_ends_the_level(tmp_path):
     assert processes("perfdesk", "bootstrap", str(tmp_path)) == []  # no execution environment left
 
 
+SLOW_HANDLER = "import time\n\ndef lambda_handler(event, context):\n    time.sleep(5)\n"
+
+
 def test_function_timing_out_on_every_request_ends_the_level(tmp_path):
     """The function's code replaced mid-trial by one that outlives its 1 s timeout (as a bad deploy would): every
     invocation ends "Task timed out", and the level ends after 20 of them, not after the 2,000 it planned."""
@@ -142,7 +145,7 @@ def test_function_timing_out_on_every_request_ends_the_level(tmp_path):
             for name, text in (
                 ("perfdesk/__init__.py", ""),
                 ("perfdesk/shipped/__init__.py", ""),
-                ("perfdesk/shipped/handler.py", "import time\n\ndef lambda_handler(event, context):\n    time.sleep(5)\n"),
+                ("perfdesk/shipped/handler.py", SLOW_HANDLER),
             ):
                 info = zipfile.ZipInfo(name)
                 info.external_attr = 0o644 << 16  # world-readable, as Lambda needs
