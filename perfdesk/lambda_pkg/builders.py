@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -304,6 +305,56 @@ def install_wheels(
         )
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: their shebang names this machine's Python
     return target
+
+
+#: A dependencies layer built for one set of requirements, Python version and architecture is reused by later
+#: sessions on this machine for this long (the wheels pip resolves change with new releases; a day-old layer is
+#: what a nightly run would have built). ``PERFDESK_LAYER_CACHE_S`` changes it; 0 turns the cache off.
+LAYER_CACHE_S = 24 * 3600.0
+
+
+def layer_cache_dir() -> Path:
+    """``$PERFDESK_LAYER_CACHE`` or ``$XDG_CACHE_HOME/perfdesk/layers`` (default ``~/.cache/perfdesk/layers``)."""
+    env = os.environ.get("PERFDESK_LAYER_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perfdesk" / "layers"
+
+
+def _layer_cache_s() -> float:
+    try:
+        return float(os.environ.get("PERFDESK_LAYER_CACHE_S", LAYER_CACHE_S))
+    except ValueError:
+        return LAYER_CACHE_S
+
+
+def cached_layer(name: str) -> Path | None:
+    """The cached layer zip named ``name`` (its name carries the hash of what it was built from), if young enough."""
+    max_age = _layer_cache_s()
+    if max_age <= 0:
+        return None
+    path = layer_cache_dir() / name
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        return None
+    return path if age < max_age else None
+
+
+def cache_layer(zip_path: Path) -> None:
+    """Keep a built layer zip for later sessions (written whole, then renamed: a concurrent reader never sees half
+    of it). A cache that cannot be written is skipped."""
+    if _layer_cache_s() <= 0:
+        return
+    folder = layer_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+        os.close(fd)
+        shutil.copyfile(zip_path, tmp)
+        os.replace(tmp, folder / zip_path.name)
+    except OSError:
+        return
 
 
 def build_dependency_layer(

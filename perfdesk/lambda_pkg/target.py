@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import threading
 import time
@@ -292,14 +293,23 @@ class _FunctionTarget(Target):
         if dest.is_file():
             self.log(f"dependencies layer {dest.name} already built in this session")
             return dest
+        cached = builders.cached_layer(dest.name)
+        if cached is not None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, dest)
+            age_h = (time.time() - cached.stat().st_mtime) / 3600.0
+            self.log(f"dependencies layer {dest.name} from the layer cache ({cached.parent}, built {age_h:.1f} h ago)")
+            return dest
         self.log(
             f"building the dependencies layer from manylinux wheels ({' '.join(reqs + constraints)}; Python "
             f"{spec.python}, {spec.architecture})"
         )
         try:
-            return builders.build_dependency_layer(
+            built = builders.build_dependency_layer(
                 dest, reqs, spec.python, spec.architecture, constraints=constraints, work_dir=self._work_dir() / "deps"
             )
+            builders.cache_layer(built)
+            return built
         except builders.PackageTooLarge as exc:
             raise TargetError(self.name, "dependencies layer", str(exc)) from None
         except RuntimeError as exc:

@@ -171,3 +171,27 @@ def test_handler_imports_nothing_of_the_controller_side():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_layer_cache_keeps_a_built_layer_for_a_day(tmp_path, monkeypatch):
+    """A built dependencies layer is kept whole under the cache folder for later sessions, for a day at most; with
+    the cache off (PERFDESK_LAYER_CACHE_S=0) nothing is kept or found."""
+    import os
+    import time
+
+    from perfdesk.lambda_pkg import builders
+
+    monkeypatch.setenv("PERFDESK_LAYER_CACHE", str(tmp_path / "cache"))
+    built = tmp_path / "deps-onnx-py3.11-x86_64-0123456789ab.zip"
+    built.write_bytes(b"PK layer")
+    assert builders.cached_layer(built.name) is None
+    builders.cache_layer(built)
+    hit = builders.cached_layer(built.name)
+    assert hit == tmp_path / "cache" / built.name and hit.read_bytes() == b"PK layer"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [built.name]  # no partial file left
+    old = time.time() - builders.LAYER_CACHE_S - 60
+    os.utime(hit, (old, old))
+    assert builders.cached_layer(built.name) is None  # older than a day: built again
+    monkeypatch.setenv("PERFDESK_LAYER_CACHE_S", "0")
+    os.utime(hit, None)
+    assert builders.cached_layer(built.name) is None
