@@ -9,8 +9,8 @@ a trivial nginx endpoint, aiohttp's client sent 5,700 req/s closed loop and let 
 
 What it speaks: one URL, any method, ``Content-Length`` bodies, answers with ``Content-Length``, chunked or
 close-delimited bodies, ``Connection: close`` honoured, TLS for ``https://`` (verified unless ``verify_tls`` is
-false). A request on a reused keep-alive connection that the server had closed before it answered is sent once more
-on a new connection (as browsers and aiohttp do); any other failure is a row, never an exception.
+false). A request is never sent twice: a connection that closes before its answer is a failed request (a row, never
+an exception), and the next request takes a new connection.
 
 A target makes one :class:`AsyncHttpClient` per load level inside the load generator's loop
 (:meth:`perfdesk.controllers.target.Target.async_client`); the target supplies the body and headers of a payload and
@@ -216,30 +216,29 @@ class AsyncHttpClient:
 
     async def _exchange(self, data: bytes) -> tuple[int, bytes, Headers, _Connection]:
         loop = asyncio.get_running_loop()
-        while True:
+        conn = None
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                break
             conn = None
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    break
-                conn = None
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect()
-            try:
-                status = await conn.begin(loop, data)
-            except _Closed as exc:
-                self._all.discard(conn)
-                if reused and not exc.answered:
-                    continue  # a stale keep-alive connection: once more on a new one
-                raise
-            except BaseException:
-                # cancelled (the load generator's timeout or the level's end) or failed: the answer may still
-                # come on this connection, so it is never reused
-                conn.close()
-                self._all.discard(conn)
-                raise
-            return status, b"".join(conn.body), Headers(conn.headers), conn
+        if conn is None:
+            conn = await self._connect()
+        try:
+            status = await conn.begin(loop, data)
+        except _Closed:
+            # never sent again, not even on a kept-alive connection the server had closed: the request may have
+            # reached it (POST is not idempotent), and a resend right after a broken link (an SSH forward that
+            # dropped) can wait on the dead link; the failure is a row, the next request takes a new connection
+            self._all.discard(conn)
+            raise
+        except BaseException:
+            # cancelled (the load generator's timeout or the level's end) or failed: the answer may still
+            # come on this connection, so it is never reused
+            conn.close()
+            self._all.discard(conn)
+            raise
+        return status, b"".join(conn.body), Headers(conn.headers), conn
 
     async def request(
         self, body: bytes | None, headers: Mapping[str, str], *, timeout: float | None = None
