@@ -86,7 +86,6 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.head_only = head_only
         self.keep_alive = False  # the answer just completed allows the next request on this connection
-        self.uses = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -153,7 +152,6 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self.headers = {}
         self.started = self.headers_done = self.keep_alive = False
-        self.uses += 1
         w = self.waiter = loop.create_future()
         assert self.transport is not None
         self.transport.write(data)

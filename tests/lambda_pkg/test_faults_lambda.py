@@ -106,66 +106,53 @@ def test_emulator_killed_mid_trial_ends_the_level(tmp_path, emulator_process, fa
     assert time.time() - chaos.fault_at < 60
 
 
-def test_function_throttled_on_every_request_ends_the_level(tmp_path):
+def _fault_mid_trial(tmp_path, fault) -> tuple:
+    """Run the long warm trial on a function; ``fault(target)`` after its 5th answer. Returns the outcome, the
+    level's trials.csv row and the chaos recorder, having checked what every function fault shares: the level
+    failed, the target was not lost (it answers), every answer was kept and no execution environment is left."""
     exp = Experiment(_profile(tmp_path, TRIALS), bus=EventBus())
     target = exp.targets["fn"]
-
-    def throttle() -> None:  # reserved concurrency 0: Lambda throttles every invocation
-        target._manager().lam.put_function_concurrency(FunctionName=target.function, ReservedConcurrentExecutions=0)
-
-    chaos = Chaos(throttle, after=5, trial="long")
+    chaos = Chaos(lambda: fault(target), after=5, trial="long")
     exp.bus.subscribe(chaos)
     outcome = exp.run()
 
     long = level(outcome.session_path, "long")
     assert long["status"] == "failed", long
-    assert long["note"].startswith("failing every request: throttled x20 (TooManyRequestsException"), long["note"]
-    assert int(long["throttled"]) >= 20 and chaos.noticed_s("long", "fn") < 30
-    assert outcome.exit_code == ExitCode.FAILED and not outcome.lost  # throttled is an answer: the target is there
+    assert outcome.exit_code == ExitCode.FAILED and not outcome.lost  # an answer, not a target gone
     assert_answers_kept(outcome.session_path, chaos)
     assert processes("perfdesk", "bootstrap", str(tmp_path)) == []  # no execution environment left
+    return outcome, long, chaos
 
 
-SLOW_HANDLER = "import time\n\ndef lambda_handler(event, context):\n    time.sleep(5)\n"
+def test_function_throttled_on_every_request_ends_the_level(tmp_path):
+    def throttle(target) -> None:  # reserved concurrency 0: Lambda throttles every invocation
+        target._manager().lam.put_function_concurrency(FunctionName=target.function, ReservedConcurrentExecutions=0)
+
+    _, long, chaos = _fault_mid_trial(tmp_path, throttle)
+    assert long["note"].startswith("failing every request: throttled x20 (TooManyRequestsException"), long["note"]
+    assert int(long["throttled"]) >= 20 and chaos.noticed_s("long", "fn") < 30
+
+
+SLOW_HANDLER = b"import time\n\ndef lambda_handler(event, context):\n    time.sleep(5)\n"
 
 
 def test_function_timing_out_on_every_request_ends_the_level(tmp_path):
     """The function's code replaced mid-trial by one that outlives its 1 s timeout (as a bad deploy would): every
     invocation ends "Task timed out", and the level ends after 20 of them, not after the 2,000 it planned."""
-    import io
-    import zipfile
+    from perfdesk.lambda_pkg.builders import in_memory_zip
 
-    exp = Experiment(_profile(tmp_path, TRIALS), bus=EventBus())
-    target = exp.targets["fn"]
-
-    def slow_code() -> None:
+    def slow_code(target) -> None:
         lam = target._manager().lam
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as z:
-            for name, text in (
-                ("perfdesk/__init__.py", ""),
-                ("perfdesk/shipped/__init__.py", ""),
-                ("perfdesk/shipped/handler.py", SLOW_HANDLER),
-            ):
-                info = zipfile.ZipInfo(name)
-                info.external_attr = 0o644 << 16  # world-readable, as Lambda needs
-                z.writestr(info, text)
+        files = {"perfdesk/__init__.py": b"", "perfdesk/shipped/__init__.py": b""}
+        code = in_memory_zip({**files, "perfdesk/shipped/handler.py": SLOW_HANDLER})
         lam.update_function_configuration(FunctionName=target.function, Timeout=1)
         lam.get_waiter("function_updated_v2").wait(FunctionName=target.function)
-        lam.update_function_code(FunctionName=target.function, ZipFile=buf.getvalue())
+        lam.update_function_code(FunctionName=target.function, ZipFile=code)
         lam.get_waiter("function_updated_v2").wait(FunctionName=target.function)
 
-    chaos = Chaos(slow_code, after=5, trial="long")
-    exp.bus.subscribe(chaos)
-    outcome = exp.run()
-
-    long = level(outcome.session_path, "long")
-    assert long["status"] == "failed", long
+    _, long, chaos = _fault_mid_trial(tmp_path, slow_code)
     assert long["note"].startswith("failing every request: timeout x20"), long["note"]
     assert int(long["timeouts"]) >= 20
     # 20 invocations of at least 1 s each, one at a time, plus the two updates
     assert chaos.noticed_s("long", "fn") < 60
     assert "of 2,000 planned requests not sent" in long["note"]
-    assert outcome.exit_code == ExitCode.FAILED and not outcome.lost  # it answers: timed out, not gone
-    assert_answers_kept(outcome.session_path, chaos)
-    assert processes("perfdesk", "bootstrap", str(tmp_path)) == []  # no execution environment left
